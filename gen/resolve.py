@@ -1,0 +1,188 @@
+"""Pass 2: rules between fields, defaults, and every derived constant.
+
+Input is the shape-checked, merged Node tree from overlay.load_spec.  Output:
+  resolved - the spec with every default filled in (plain data; its canonical
+             JSON is what the hash covers and what generated/X/spec.json holds);
+  model    - resolved plus the numbers the templates print (spans, blocks,
+             waste, the size->class table). Templates compute nothing.
+"""
+import hashlib
+import json
+
+CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0}
+RING_MAX, SLL_MAX = 4096, 65536
+MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
+SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
+
+
+def resolve(spec):
+    """Check cross-field rules on the Node tree; return the resolved plain dict."""
+    v = spec.value
+    ss = _superslab(v["superslab"])
+    tiny = _tiny(v["tiny"], ss)
+    mid = _mid(v["mid"], tiny, ss)
+    if len(tiny) + len(mid["classes"]) > MAX_CLASSES:
+        raise v["mid"].error("mid.classes", f"at most {MAX_CLASSES} classes in all, tiny and mid")
+    return {
+        "schema": v["schema"].value,
+        "name": v["name"].value,
+        "superslab": ss,
+        "tiny": {"classes": tiny},
+        "mid": mid,
+        "large": {"cache_bytes": v["large"].value["cache_bytes"].value},
+        "options": {k: n.value for k, n in v["options"].value.items()},
+    }
+
+
+def _pow2(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+def _superslab(node):
+    f = node.value
+    total, slab = f["bytes"].value, f["slab_bytes"].value
+    if not _pow2(total):
+        raise f["bytes"].error("superslab.bytes", f"{total} is not a power of two")
+    if not _pow2(slab):
+        raise f["slab_bytes"].error("superslab.slab_bytes", f"{slab} is not a power of two")
+    if slab * 8 > total:
+        raise f["slab_bytes"].error("superslab.slab_bytes",
+                                    f"{slab} leaves fewer than 8 slabs in a {total}-byte superslab")
+    if total // slab > 512:
+        raise f["slab_bytes"].error("superslab.slab_bytes",
+                                    f"{total // slab} slabs per superslab; at most 512")
+    return {"bytes": total, "slab_bytes": slab}
+
+
+def _check_sizes(nodes, field, prev, ss):
+    """Sizes: multiples of 16, strictly increasing after `prev`, within a span."""
+    for i, n in enumerate(nodes):
+        size = n.value
+        if size % 16:
+            raise n.error(f"{field}[{i}]", f"size {size} is not a multiple of 16")
+        if size <= prev:
+            raise n.error(f"{field}[{i}]", f"size {size} is not larger than the class before it ({prev})")
+        prev = size
+    return prev
+
+
+def _tiny(node, ss):
+    f = node.value
+    default_tiers = f["tiers"].value
+    classes = f["classes"].value
+    if not classes:
+        raise f["classes"].error("tiny.classes", "at least one tiny class is needed")
+    _check_sizes([c.value["size"] for c in classes], "tiny.classes", 0, ss)
+    out = []
+    for i, c in enumerate(classes):
+        cf = c.value
+        field = f"tiny.classes[{i}]"
+        if cf["size"].value > ss["slab_bytes"]:
+            raise cf["size"].error(f"{field}.size", f"size {cf['size'].value} does not fit a "
+                                   f"{ss['slab_bytes']}-byte slab")
+        tiers = cf["tiers"].value if "tiers" in cf else default_tiers
+        out.append(_caches(cf, field, tiers, c))
+    return out
+
+
+def _caches(cf, field, tiers, node):
+    """ring/sll/refill/prewarm of one class, checked against its tiers."""
+    got = {k: (cf[k].value if k in cf else d) for k, d in CLASS_DEFAULTS.items()}
+    where = {k: cf.get(k, node) for k in CLASS_DEFAULTS}
+    limits = {"ring": RING_MAX, "sll": SLL_MAX}
+    for tier, hi in limits.items():
+        if tier in tiers:
+            if not 1 <= got[tier] <= hi:
+                raise where[tier].error(f"{field}.{tier}", f"{got[tier]} is out of range 1..{hi}")
+        else:
+            got[tier] = 0  # no such tier: no capacity, no code
+    first = next((t for t in tiers if t != "slab"), None)
+    if first is None:
+        got["refill"] = got["prewarm"] = 0
+    else:
+        if not 1 <= got["refill"] <= got[first]:
+            raise where["refill"].error(f"{field}.refill",
+                                        f"{got['refill']} is out of range 1..{got[first]} "
+                                        f"(the {first} capacity)")
+        if got["prewarm"] > got["ring"] + got["sll"]:
+            raise where["prewarm"].error(f"{field}.prewarm", f"{got['prewarm']} exceeds the "
+                                         f"class's cache capacity {got['ring'] + got['sll']}")
+    size = cf["size"].value if "size" in cf else None
+    return {"size": size, "tiers": list(tiers), **got}
+
+
+def _mid(node, tiny, ss):
+    f = node.value
+    sizes = f["classes"].value
+    last_tiny = tiny[-1]["size"]
+    if sizes:
+        _check_sizes(sizes, "mid.classes", last_tiny, ss)
+        if sizes[0].value > 2 * last_tiny:
+            raise sizes[0].error("mid.classes[0]", f"size {sizes[0].value} leaves a gap after the "
+                                 f"last tiny class {last_tiny} (more than twice its size)")
+        for i, n in enumerate(sizes):
+            if n.value > ss["bytes"] // 4:
+                raise n.error(f"mid.classes[{i}]", f"size {n.value} does not fit a span "
+                              f"(at most a quarter superslab, {ss['bytes'] // 4})")
+    caches = _caches({k: f[k] for k in ("ring", "refill")}, "mid", f["tiers"].value, node)
+    return {"tiers": caches["tiers"], "ring": caches["ring"], "refill": caches["refill"],
+            "classes": [n.value for n in sizes]}
+
+
+def canonical_json(resolved):
+    return json.dumps(resolved, sort_keys=True, indent=2) + "\n"
+
+
+def spec_hash(resolved):
+    return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()[:16]
+
+
+def _span(size, ss):
+    """Smallest power-of-two multiple of slab_bytes whose tail waste is small."""
+    best = None
+    span = ss["slab_bytes"]
+    while span <= ss["bytes"] // 4:
+        waste = span % size
+        if best is None or waste * best[0] < best[1] * span:
+            best = (span, waste)
+        if waste <= span * SPAN_WASTE_LIMIT:
+            return span
+        span *= 2
+    return best[0]
+
+
+def model(resolved, spec_path):
+    """Everything the templates print, computed here."""
+    ss = resolved["superslab"]
+    rows = [dict(c, kind="tiny") for c in resolved["tiny"]["classes"]]
+    mid = resolved["mid"]
+    rows += [{"size": s, "kind": "mid", "tiers": mid["tiers"], "ring": mid["ring"], "sll": 0,
+              "refill": mid["refill"], "prewarm": 0} for s in mid["classes"]]
+    for i, c in enumerate(rows):
+        span = _span(c["size"], ss)
+        blocks = span // c["size"]
+        c.update(index=i, code=i + 1, span_bytes=span, span_units=span // ss["slab_bytes"],
+                 blocks=blocks, waste_bytes=span - blocks * c["size"],
+                 waste_pct=f"{100 * (span - blocks * c['size']) / span:.1f}",
+                 cache_tiers=[t for t in c["tiers"] if t != "slab"])
+    max_size = rows[-1]["size"]
+    table, ci = [], 0
+    for slot in range(max_size // 16 + 1):
+        while rows[ci]["size"] < slot * 16:
+            ci += 1
+        table.append(ci)
+    return {
+        "name": resolved["name"],
+        "hash": spec_hash(resolved),
+        "spec_path": spec_path,
+        "superslab": ss,
+        "slab_shift": ss["slab_bytes"].bit_length() - 1,
+        "superslab_shift": ss["bytes"].bit_length() - 1,
+        "classes": rows,
+        "tiny_count": len(resolved["tiny"]["classes"]),
+        "max_size": max_size,
+        "size_table": table,
+        "large_cache_bytes": resolved["large"]["cache_bytes"],
+        "options": resolved["options"],
+        "guarded": resolved["options"]["free_check"] == "guarded",
+    }

@@ -1,0 +1,93 @@
+"""Load YAML keeping source positions, so every error can name FILE:LINE.
+
+yaml.safe_load drops positions; yaml.compose keeps a mark on every node.  We
+turn the node graph into `Node` values: mappings become dicts of Node, lists
+become lists of Node, scalars become Python values, each with file and line.
+"""
+import yaml
+from yaml.constructor import SafeConstructor
+
+
+class SpecError(Exception):
+    """A problem with a spec, reported as FILE:LINE: field: message."""
+
+    def __init__(self, file, line, field, message):
+        super().__init__(f"{file}:{line}: {field}: {message}")
+        self.file, self.line, self.field, self.message = file, line, field, message
+
+
+class Node:
+    """A YAML value with where it came from (1-based line)."""
+    __slots__ = ("value", "file", "line")
+
+    def __init__(self, value, file, line):
+        self.value, self.file, self.line = value, file, line
+
+    def error(self, field, message):
+        return SpecError(self.file, self.line, field, message)
+
+    def plain(self):
+        """The value without positions (recursively)."""
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
+    def __repr__(self):
+        return f"Node({self.value!r} @{self.file}:{self.line})"
+
+
+_scalars = SafeConstructor()
+
+
+def _convert(node, file):
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError(file, key_node.start_mark.line + 1, "(key)",
+                                "mapping keys must be plain scalars")
+            key = _scalars.construct_object(key_node)
+            if isinstance(key, bool) or key is None:
+                raise SpecError(file, key_node.start_mark.line + 1, str(key_node.value),
+                                "not a valid key")
+            key = str(key) if not isinstance(key, int) else key
+            if key in out:
+                raise SpecError(file, key_node.start_mark.line + 1, str(key),
+                                f"repeated key (first at line {out[key].line})")
+            out[key] = _convert(value_node, file)
+        return Node(out, file, line)
+    if isinstance(node, yaml.SequenceNode):
+        return Node([_convert(item, file) for item in node.value], file, line)
+    if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
+        return Node(node.value, file, line)  # keep as text; the schema rejects it
+    return Node(_scalars.construct_object(node), file, line)
+
+
+def load(path, display=None):
+    """Parse one YAML file into a Node tree. `display` is the name errors use."""
+    name = display or path
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise SpecError(name, 0, "(file)", "no such file")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(name, 0, "(file)", f"cannot read: {e}")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 0
+        raise SpecError(name, line, "(yaml)", f"malformed YAML: {e.problem or e.context}")
+    except yaml.YAMLError as e:
+        raise SpecError(name, 0, "(yaml)", f"malformed YAML: {e}")
+    if root is None:
+        raise SpecError(name, 1, "(file)", "empty spec")
+    try:
+        return _convert(root, name)
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        raise SpecError(name, mark.line + 1 if mark else 0, "(yaml)", str(e.problem))
