@@ -86,7 +86,9 @@ static inline long proc_status_kb(const char *field)
     return kb;
 }
 
-/* Print the RESULT line: `fields` is the workload's own "key=value ..." part. */
+/* Print the RESULT line: `fields` is the workload's own "key=value ..." part.
+ * maxrss_kb is VmHWM, not getrusage's ru_maxrss: the latter survives execve,
+ * so a child of a big parent (python's vfork) would report the parent's. */
 static inline void print_result(const char *fields, uint64_t ops, double secs,
                                 uint64_t checksum)
 {
@@ -95,7 +97,8 @@ static inline void print_result(const char *fields, uint64_t ops, double secs,
     printf("RESULT %s ops=%llu secs=%.6f ops_per_sec=%.0f minflt=%ld "
            "maxrss_kb=%ld checksum=%llu\n",
            fields, (unsigned long long)ops, secs, (double)ops / secs,
-           ru.ru_minflt, ru.ru_maxrss, (unsigned long long)checksum);
+           ru.ru_minflt, proc_status_kb("VmHWM"),
+           (unsigned long long)checksum);
     fflush(stdout);
 }
 

@@ -1,0 +1,71 @@
+# bench/bench.mk: the benchmark suite, included by the top-level Makefile.
+#
+# The including Makefile provides VARIANT, BUILD := build/$(VARIANT), the
+# targets $(BUILD)/libhakmem.so and $(BUILD)/libhakmem.a, and a phony `deps`.
+#
+#   make bench [QUICK=1] [BENCH=fixed,mixed] [ROUNDS=N]   all allocators
+#   make bench-ir                                         callgrind Ir/pair
+#
+# Workload binaries are allocator-independent (the allocator comes through
+# LD_PRELOAD) and go to build/bench/; the static specialized build links
+# libhakmem.a, so it is per variant: $(BUILD)/bench/fixed_static_SIZE.
+
+VARIANT ?= default
+BUILD ?= build/$(VARIANT)
+PYTHON ?= python3
+
+BENCH_DIR := build/bench
+BENCH_PROGS := fixed mixed mid_mt larson phases large
+BENCH_BINS := $(addprefix $(BENCH_DIR)/,$(BENCH_PROGS))
+BENCH_HEADERS := bench/src/bench.h bench/src/mailbox.h
+# -fno-builtin-*: gcc must not fold a malloc/free pair away or assume things
+# about the allocator under test.
+BENCH_CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -Wall -Wextra \
+	-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc \
+	-fno-builtin-realloc
+
+BENCH_STATIC_SIZES := 16 32 64 128 256 512 1024
+BENCH_STATIC_BINS := $(BENCH_STATIC_SIZES:%=$(BUILD)/bench/fixed_static_%)
+BENCH_STATIC_LOG := $(BUILD)/bench/static-build.log
+
+BENCH_ALLOCS := --peers --hakmem $(abspath $(BUILD)/libhakmem.so)
+BENCH_RUN_FLAGS := $(if $(filter-out 0,$(QUICK)),--quick) \
+	$(if $(BENCH),--bench $(BENCH)) $(if $(ROUNDS),--rounds $(ROUNDS))
+
+.PHONY: bench bench-ir bench-bins bench-static bench-peers
+
+bench: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS)
+	@mkdir -p $(BUILD)/bench
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
+		bench-static >$(BENCH_STATIC_LOG) 2>&1 || { \
+		rm -f $(BENCH_STATIC_BINS); \
+		echo "bench: static specialized build failed, its rows are" \
+		     "skipped (see $(BENCH_STATIC_LOG))" >&2; }
+	$(PYTHON) bench/run.py $(BENCH_ALLOCS) --static-dir $(BUILD)/bench \
+		$(BENCH_RUN_FLAGS)
+
+bench-ir: deps $(BUILD)/libhakmem.so $(BENCH_DIR)/fixed $(BENCH_DIR)/mixed
+	@sh bench/install-peers.sh valgrind
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
+		$(BUILD)/bench/fixed_static_64 >/dev/null 2>&1 || \
+		rm -f $(BUILD)/bench/fixed_static_64
+	$(PYTHON) bench/ir.py $(BENCH_ALLOCS) --static-dir $(BUILD)/bench
+
+bench-bins: $(BENCH_BINS)
+
+bench-static: $(BENCH_STATIC_BINS)
+
+# Installs mimalloc, jemalloc, tcmalloc and gnuplot when missing (needs root
+# or sudo); a peer that cannot be installed is skipped later, with a note.
+bench-peers:
+	@sh bench/install-peers.sh
+
+$(BENCH_DIR)/%: bench/src/%.c $(BENCH_HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -pthread -o $@ $<
+
+$(BUILD)/bench/fixed_static_%: bench/src/fixed_static.c bench/src/bench.h \
+		$(BUILD)/libhakmem.a $(wildcard include/*.h generated/$(VARIANT)/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -DBENCH_SIZE=$* -Ibench/src -Iinclude \
+		-Igenerated/$(VARIANT) -o $@ $< $(BUILD)/libhakmem.a -lpthread

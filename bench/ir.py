@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Instructions per malloc+free pair, counted by valgrind's callgrind.
+
+Each allocator runs fixed (64 B, workset 128) and mixed (workset 256) twice,
+with N1 and N2 iterations; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up and
+set-up, leaving the steady-state cost of one loop step: one malloc, one free
+and the loop's own few instructions (the same for every allocator).
+Callgrind does not replace malloc, so LD_PRELOAD works under it as usual.
+
+  bench/ir.py --peers --hakmem build/default/libhakmem.so \
+              [--static-dir build/default/bench]
+"""
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import benchlib
+from benchlib import ROOT
+
+N1, N2 = 200_000, 400_000
+STATIC = "hakmem-static"
+# column -> (program, argv after the program for n iterations)
+CASES = {
+    "fixed64": ("fixed", lambda n: (n, 64, 128)),
+    "mixed256": ("mixed", lambda n: (n, 256)),
+}
+REFERENCE = "tcmalloc"
+
+
+def total_ir(argv, env):
+    """Total instructions of one run under callgrind, or None if it failed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        p = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--trace-children=no",
+             f"--callgrind-out-file={out}", *map(str, argv)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+        if p.returncode != 0 or not out.exists():
+            benchlib.note(f"{' '.join(map(str, argv))} failed under callgrind"
+                          f" (exit {p.returncode})")
+            return None
+        m = re.search(r"^(?:totals|summary): (\d+)", out.read_text(), re.M)
+        return int(m.group(1)) if m else None
+
+
+def ir_per_pair(argv_for, env):
+    """(Ir(N2) - Ir(N1)) / (N2 - N1) for argv_for(n), or None."""
+    low, high = total_ir(argv_for(N1), env), total_ir(argv_for(N2), env)
+    if low is None or high is None:
+        return None
+    return (high - low) / (N2 - N1)
+
+
+def jobs(allocs, args):
+    """(row name, column, argv_for(n), env) for every measurement."""
+    for a in allocs:
+        for case, (prog, case_args) in CASES.items():
+            binary = args.bin_dir / prog
+            yield (a.name, case,
+                   lambda n, b=binary, f=case_args: (b, *f(n)), a.env())
+    static = args.static_dir / "fixed_static_64" if args.static_dir else None
+    if static and static.is_file():
+        yield (STATIC, "fixed64", lambda n: (static, n, 128),
+               benchlib.Alloc(STATIC, None).env())
+    elif static:
+        benchlib.note(f"{static} not found: no {STATIC} row")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    benchlib.add_alloc_args(ap)
+    ap.add_argument("--bin-dir", type=Path, default=ROOT / "build" / "bench")
+    ap.add_argument("--static-dir", type=Path)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    allocs, _ = benchlib.allocs_from_args(args)
+    if shutil.which("valgrind") is None:
+        benchlib.die("valgrind not found (apt-get install valgrind)")
+    for prog, _ in CASES.values():
+        if not (args.bin_dir / prog).is_file():
+            benchlib.die(f"{args.bin_dir / prog} not found (make bench-ir)")
+
+    todo = list(jobs(allocs, args))
+    print(f"bench-ir: {2 * len(todo)} callgrind runs "
+          f"(N1={N1}, N2={N2})...", file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        values = list(pool.map(lambda j: ir_per_pair(j[2], j[3]), todo))
+    table = {}
+    for (name, case, _, _), v in zip(todo, values):
+        table.setdefault(name, {})[case] = v
+
+    ref = table.get(REFERENCE, {})
+    header = (["allocator"] + [f"{c} Ir/pair" for c in CASES]
+              + [f"{c} vs {REFERENCE}" for c in CASES])
+    lines = []
+    for name, row in table.items():
+        cells = [name]
+        cells += ["-" if row.get(c) is None else f"{row[c]:.1f}" for c in CASES]
+        cells += [f"{row[c] / ref[c]:.2f}" if row.get(c) and ref.get(c) else "-"
+                  for c in CASES]
+        lines.append(cells)
+    widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
+    print(f"\nInstructions per malloc+free pair (callgrind, "
+          f"(Ir({N2}) - Ir({N1})) / {N2 - N1}, loop included)")
+    for i, cells in enumerate([header] + lines):
+        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                        for j, (c, w) in enumerate(zip(cells, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "ir.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["alloc", "workload", "ir_per_pair", "n1", "n2"])
+        for name, row in table.items():
+            for case, v in row.items():
+                out.writerow([name, case, "" if v is None else f"{v:.2f}",
+                              N1, N2])
+    return 1 if any(v is None for v in values) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

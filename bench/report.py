@@ -1,0 +1,252 @@
+"""Turn bench/run.py's raw rows into medians, ratios, tables, CSVs and a plot.
+
+A ratio is always subject / other on ops per second, so > 1 means the subject
+(hakmem) is faster. It is the median over rounds of the per-round ratio
+(both runs of a pair come from the same round, minutes apart at most, so the
+machine's drift mostly cancels), with the min and max of those ratios.
+"""
+
+import csv
+import shutil
+import subprocess
+from dataclasses import dataclass
+from statistics import median
+
+from benchlib import note
+
+RAW_COLUMNS = ("round", "position", "workload", "alloc", "status", "ops",
+               "secs", "ops_per_sec", "minflt", "maxrss_kb", "peak_rss_kb",
+               "final_rss_kb", "checksum")
+SUMMARY_COLUMNS = ("workload", "alloc", "rounds_ok", "rounds_failed",
+                   "ops_per_sec", "peak_rss_kb", "final_rss_kb", "ratio_of",
+                   "ratio_to", "ratio_median", "ratio_min", "ratio_max")
+
+
+@dataclass
+class Stat:
+    """One allocator on one workload, over all rounds."""
+    workload: str
+    alloc: str
+    rounds_ok: int
+    rounds_failed: int
+    rates: dict                  # round -> ops/s, successful rounds only
+    peak_rss_kb: float | None    # medians
+    final_rss_kb: float | None
+    ratio_of: str = ""
+    ratio_to: str = ""
+    ratio: tuple | None = None   # (median, min, max) of paired ratios
+
+    @property
+    def ops_per_sec(self):
+        return median(self.rates.values()) if self.rates else None
+
+
+def peak_kb(result):
+    return float(result.get("peak_rss_kb", result["maxrss_kb"]))
+
+
+def paired_ratio(num, den):
+    """(median, min, max) of num[r] / den[r] over rounds r where both ran."""
+    ratios = [num[r] / den[r] for r in num if r in den and den[r] > 0]
+    return (median(ratios), min(ratios), max(ratios)) if ratios else None
+
+
+def summarize(rows, workloads, names, subject, static):
+    """-> {workload name: {alloc: Stat}}, allocators in `names` order, the
+    static build last (only where it ran)."""
+    results, failed = {}, {}
+    for row in rows:
+        key = (row.workload.name, row.alloc)
+        if row.outcome.status == "ok":
+            results.setdefault(key, {})[row.round] = row.outcome.result
+        else:
+            failed[key] = failed.get(key, 0) + 1
+
+    summary = {}
+    for w in workloads:
+        stats = {}
+        for a in names + [static]:
+            key = (w.name, a)
+            if a == static and key not in results and key not in failed:
+                continue
+            res = results.get(key, {})
+            finals = [float(r["final_rss_kb"]) for r in res.values()
+                      if "final_rss_kb" in r]
+            stats[a] = Stat(
+                w.name, a, len(res), failed.get(key, 0),
+                {rnd: float(r["ops_per_sec"]) for rnd, r in res.items()},
+                median(peak_kb(r) for r in res.values()) if res else None,
+                median(finals) if finals else None)
+        subj = stats[subject]
+        for a, s in stats.items():
+            if a not in (subject, static):
+                s.ratio_of, s.ratio_to = subject, a
+                s.ratio = paired_ratio(subj.rates, s.rates)
+        if static in stats:
+            best = best_peer(stats, names, subject)
+            if best:
+                st = stats[static]
+                st.ratio_of, st.ratio_to = static, best
+                st.ratio = paired_ratio(st.rates, stats[best].rates)
+        summary[w.name] = stats
+    return summary
+
+
+def best_peer(stats, names, subject):
+    """The fastest allocator other than the subject (by median ops/s)."""
+    peers = [a for a in names if a != subject and stats[a].ops_per_sec]
+    return max(peers, key=lambda a: stats[a].ops_per_sec, default=None)
+
+
+# ---------------------------------------------------------------- CSV files
+
+def write_raw_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(RAW_COLUMNS)
+        for row in rows:
+            r = row.outcome.result
+            out.writerow([row.round, row.position, row.workload.name, row.alloc,
+                          row.outcome.status]
+                         + [r.get(c, "") for c in RAW_COLUMNS[5:]])
+
+
+def fmt_num(x, digits=0):
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def write_summary_csv(path, summary):
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(SUMMARY_COLUMNS)
+        for stats in summary.values():
+            for s in stats.values():
+                ratio = [fmt_num(x, 4) for x in s.ratio] if s.ratio else [""] * 3
+                out.writerow([s.workload, s.alloc, s.rounds_ok, s.rounds_failed,
+                              fmt_num(s.ops_per_sec), fmt_num(s.peak_rss_kb),
+                              fmt_num(s.final_rss_kb), s.ratio_of, s.ratio_to]
+                             + ratio)
+
+
+# ---------------------------------------------------------------- tables
+
+def fmt_rate(x):
+    if x is None:
+        return "FAILED"
+    for scale, unit in ((1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def fmt_ratio(r):
+    return "-" if r is None else f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
+
+
+def mark_failures(text, s):
+    return text + ("*" if s.rounds_failed and s.rounds_ok else "")
+
+
+def table(title, header, lines):
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    print(f"\n{title}")
+    for i, line in enumerate([header] + lines):
+        cells = [str(c).ljust(w) if j == 0 else str(c).rjust(w)
+                 for j, (c, w) in enumerate(zip(line, widths))]
+        print("  ".join(cells).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def print_tables(summary, workloads, names, subject, static, rounds):
+    peers = [a for a in names if a != subject]
+    labels = {w.name: w.label for w in workloads}
+    has_static = any(static in s for s in summary.values())
+
+    cols = names + ([static] if has_static else [])
+    table(f"Throughput: median ops/s over {rounds} rounds "
+          "(op = one malloc + one free; * = some rounds failed)",
+          ["workload"] + cols,
+          [[labels[w]] + [mark_failures(fmt_rate(st[a].ops_per_sec), st[a])
+                          if a in st else "" for a in cols]
+           for w, st in summary.items()])
+
+    table(f"{subject} / peer: median of per-round ratios [min-max]; "
+          f"> 1 means {subject} is faster",
+          ["workload"] + [f"vs {a}" for a in peers],
+          [[labels[w]] + [fmt_ratio(st[a].ratio) for a in peers]
+           for w, st in summary.items()])
+
+    if has_static:
+        table(f"Static specialized build ({static}: hak_malloc with a "
+              "constant size, libhakmem.a), vs the best peer on that size",
+              ["workload", "ops/s", "best peer", "peer ops/s", "ratio [min-max]"],
+              [[labels[w], fmt_rate(st[static].ops_per_sec), st[static].ratio_to,
+                fmt_rate(st[st[static].ratio_to].ops_per_sec)
+                if st[static].ratio_to else "-", fmt_ratio(st[static].ratio)]
+               for w, st in summary.items() if static in st])
+
+    def rss(s):
+        if s.peak_rss_kb is None:
+            return "FAILED"
+        text = f"{s.peak_rss_kb / 1024:.1f}"
+        if s.final_rss_kb is not None:
+            text += f" / {s.final_rss_kb / 1024:.1f}"
+        return text
+
+    table("Peak RSS, median MiB (phases: peak / final after freeing all)",
+          ["workload"] + names,
+          [[labels[w]] + [rss(st[a]) for a in names]
+           for w, st in summary.items()])
+
+
+# ---------------------------------------------------------------- plot
+
+GNUPLOT = """\
+set terminal pngcairo size 1280,560 font ",10"
+set output '{png}'
+set title "{subject} / peer throughput per workload (median of paired rounds; > 1: {subject} faster)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set datafile missing '?'
+set logscale y 2
+set yrange [{ymin}:{ymax}]
+set ylabel "ratio (log scale)"
+set grid ytics
+set xtics rotate by -30 nomirror
+set key outside right top
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
+plot for [i=2:{ncols}] '{dat}' using i:xtic(1) title columnheader(i)
+"""
+
+
+def plot(out_dir, summary, workloads, names, subject):
+    peers = [a for a in names if a != subject]
+    if not peers:
+        return
+    labels = {w.name: w.label.replace(" ", "_") for w in workloads}
+    ratios = [st[a].ratio[0] for st in summary.values() for a in peers
+              if st[a].ratio]
+    if not ratios:
+        return
+    dat = out_dir / "ratios.dat"
+    with open(dat, "w") as f:
+        f.write("workload " + " ".join(peers) + "\n")
+        for w, st in summary.items():
+            f.write(labels[w] + " " + " ".join(
+                f"{st[a].ratio[0]:.4f}" if st[a].ratio else "?" for a in peers)
+                + "\n")
+    # The y range always shows 0.5..2 and the 1.0 line, however close to 1.
+    ymin, ymax = min(ratios + [0.5]) / 1.2, max(ratios + [2.0]) * 1.2
+    script = out_dir / "ratios.gp"
+    script.write_text(GNUPLOT.format(png=out_dir / "ratios.png", dat=dat,
+                                     subject=subject, ncols=len(peers) + 1,
+                                     ymin=ymin, ymax=ymax))
+    if shutil.which("gnuplot") is None:
+        note("gnuplot not found: no ratios.png (apt-get install gnuplot-nox)")
+        return
+    p = subprocess.run(["gnuplot", str(script)], capture_output=True, text=True)
+    if p.returncode != 0:
+        note(f"gnuplot failed: {p.stderr.strip()}")
