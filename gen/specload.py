@@ -41,15 +41,20 @@ class Node:
 _scalars = SafeConstructor()
 
 
-def _convert(node, file):
+def _convert(node, file, _open=frozenset()):
     line = node.start_mark.line + 1
+    if id(node) in _open:  # an alias inside its own anchor: `a: &x [*x]`
+        raise SpecError(file, line, "(yaml)", "an alias refers to a node that contains it")
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise SpecError(file, key_node.start_mark.line + 1, "(key)",
                                 "mapping keys must be plain scalars")
-            key = _scalars.construct_object(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SpecError(file, key_node.start_mark.line + 1, "<<",
+                                "YAML merge keys are not supported")
+            key = _scalar(key_node, file)
             if isinstance(key, bool) or key is None:
                 raise SpecError(file, key_node.start_mark.line + 1, str(key_node.value),
                                 "not a valid key")
@@ -57,13 +62,22 @@ def _convert(node, file):
             if key in out:
                 raise SpecError(file, key_node.start_mark.line + 1, str(key),
                                 f"repeated key (first at line {out[key].line})")
-            out[key] = _convert(value_node, file)
+            out[key] = _convert(value_node, file, _open | {id(node)})
         return Node(out, file, line)
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(item, file) for item in node.value], file, line)
+        return Node([_convert(item, file, _open | {id(node)}) for item in node.value], file, line)
     if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
         return Node(node.value, file, line)  # keep as text; the schema rejects it
-    return Node(_scalars.construct_object(node), file, line)
+    return Node(_scalar(node, file), file, line)
+
+
+def _scalar(node, file):
+    """A scalar's Python value; a value its explicit tag cannot read (`!!int x`) is an error."""
+    try:
+        return _scalars.construct_object(node)
+    except (ValueError, KeyError) as e:
+        raise SpecError(file, node.start_mark.line + 1, "(yaml)",
+                        f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}") from e
 
 
 def load(path, display=None):
@@ -76,14 +90,24 @@ def load(path, display=None):
         raise SpecError(name, 0, "(file)", "no such file")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(name, 0, "(file)", f"cannot read: {e}")
+    last_line = text.rstrip().count("\n") + 1
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 0
-        raise SpecError(name, line, "(yaml)", f"malformed YAML: {e.problem or e.context}")
+        if e.context_mark and mark.index >= len(text):  # ran off the end: where the open `[` began
+            mark = e.context_mark
+        line = min(mark.line + 1, last_line) if mark else 0
+        what = e.problem or e.context
+        if e.problem and e.context:
+            what += f" ({e.context})"
+        raise SpecError(name, line, "(yaml)", f"malformed YAML: {what}")
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        line = text.count("\n", 0, e.position) + 1
+        raise SpecError(name, line, "(yaml)", f"malformed YAML: character #x{e.character:04x}: "
+                        f"{e.reason}")
     except yaml.YAMLError as e:
-        raise SpecError(name, 0, "(yaml)", f"malformed YAML: {e}")
+        raise SpecError(name, 0, "(yaml)", f"malformed YAML: {str(e).splitlines()[0]}")
     if root is None:
         raise SpecError(name, 1, "(file)", "empty spec")
     try:
