@@ -39,6 +39,17 @@ class Bytes(Int):
         return Int.check(self, Node(v, node.file, node.line), field)
 
 
+class Version(Int):
+    """The schema number: one this generator reads."""
+
+    def check(self, node, field):
+        v = node.value
+        if isinstance(v, int) and not isinstance(v, bool) and not self.lo <= v <= self.hi:
+            raise node.error(field, f"schema {v} is not supported (this generator reads schema "
+                             f"{self.hi})")
+        return Int.check(self, node, field)
+
+
 class Bool:
     def check(self, node, field):
         if not isinstance(node.value, bool):
@@ -113,7 +124,7 @@ class Map:
 
     def check(self, node, field, partial=False):
         if not isinstance(node.value, dict):
-            raise node.error(field, f"expected a mapping, got {_show(node.value)}")
+            raise node.error(field or "(spec)", f"expected a mapping, got {_show(node.value)}")
         out = {}
         for key, child in node.value.items():
             sub = f"{field}.{key}" if field else str(key)
@@ -164,7 +175,7 @@ class ClassPatches:
 
 
 SPEC = Map({
-    "schema": Int(1, 1),
+    "schema": Version(1, 1),
     "name": Name(),
     "base": Path(),
     "superslab": Map({"bytes": Bytes(1 << 16, 1 << 30), "slab_bytes": Bytes(1 << 12, 1 << 28)},
