@@ -21,8 +21,15 @@ def resolve(spec):
     ss = _superslab(v["superslab"])
     tiny = _tiny(v["tiny"], ss)
     mid = _mid(v["mid"], tiny, ss)
-    if len(tiny) + len(mid["classes"]) > MAX_CLASSES:
-        raise v["mid"].error("mid.classes", f"at most {MAX_CLASSES} classes in all, tiny and mid")
+    count = len(tiny) + len(mid["classes"])
+    if count > MAX_CLASSES:  # name the first class over the limit
+        if len(tiny) > MAX_CLASSES:
+            i, field = MAX_CLASSES, f"tiny.classes[{MAX_CLASSES}].size"
+            over = v["tiny"].value["classes"].value[i].value["size"]
+        else:
+            i = MAX_CLASSES - len(tiny)
+            over, field = v["mid"].value["classes"].value[i], f"mid.classes[{i}]"
+        raise over.error(field, f"{count} classes; at most {MAX_CLASSES} in all, tiny and mid")
     return {
         "schema": v["schema"].value,
         "name": v["name"].value,
@@ -55,13 +62,16 @@ def _superslab(node):
 
 
 def _check_sizes(nodes, field, prev, ss):
-    """Sizes: multiples of 16, strictly increasing after `prev`, within a span."""
+    """Sizes: multiples of 16, strictly increasing after `prev`. `field` has {} for the index."""
     for i, n in enumerate(nodes):
         size = n.value
+        before = "the last tiny class" if i == 0 and prev else "the class before it"
         if size % 16:
-            raise n.error(f"{field}[{i}]", f"size {size} is not a multiple of 16")
-        if size <= prev:
-            raise n.error(f"{field}[{i}]", f"size {size} is not larger than the class before it ({prev})")
+            raise n.error(field.format(i), f"size {size} is not a multiple of 16")
+        if size == prev:
+            raise n.error(field.format(i), f"size {size} repeats {before}")
+        if size < prev:
+            raise n.error(field.format(i), f"size {size} is not larger than {before} ({prev})")
         prev = size
     return prev
 
@@ -72,7 +82,7 @@ def _tiny(node, ss):
     classes = f["classes"].value
     if not classes:
         raise f["classes"].error("tiny.classes", "at least one tiny class is needed")
-    _check_sizes([c.value["size"] for c in classes], "tiny.classes", 0, ss)
+    _check_sizes([c.value["size"] for c in classes], "tiny.classes[{}].size", 0, ss)
     out = []
     for i, c in enumerate(classes):
         cf = c.value
@@ -116,7 +126,7 @@ def _mid(node, tiny, ss):
     sizes = f["classes"].value
     last_tiny = tiny[-1]["size"]
     if sizes:
-        _check_sizes(sizes, "mid.classes", last_tiny, ss)
+        _check_sizes(sizes, "mid.classes[{}]", last_tiny, ss)
         if sizes[0].value > 2 * last_tiny:
             raise sizes[0].error("mid.classes[0]", f"size {sizes[0].value} leaves a gap after the "
                                  f"last tiny class {last_tiny} (more than twice its size)")
@@ -124,6 +134,8 @@ def _mid(node, tiny, ss):
             if n.value > ss["bytes"] // 4:
                 raise n.error(f"mid.classes[{i}]", f"size {n.value} does not fit a span "
                               f"(at most a quarter superslab, {ss['bytes'] // 4})")
+    if "sll" in f["tiers"].value:
+        raise f["tiers"].error("mid.tiers", "mid classes have no sll tier (tiers: ring, slab)")
     caches = _caches({k: f[k] for k in ("ring", "refill")}, "mid", f["tiers"].value, node)
     return {"tiers": caches["tiers"], "ring": caches["ring"], "refill": caches["refill"],
             "classes": [n.value for n in sizes]}
