@@ -2,10 +2,11 @@
 
 The overlay language (documented in spec/README.md):
   * a mapping merges key by key into the base; any other value replaces;
-  * tiny.all: {field: value} sets that field on every tiny class;
+  * tiny.all: {field: value} sets that field on every tiny class of the
+    resulting table, except where the same file sets the field on the class;
   * tiny.classes as a mapping {size: patch} edits the class of that size,
-    adds it when the base has none, or removes it when the patch is null;
-    as a list it replaces the whole table.
+    adds it (in size order) when the base has none, or removes it when the
+    patch is null; as a list it replaces the whole table.
 Positions are kept, so an error in a merged value names the file that set it.
 """
 import os
@@ -17,27 +18,28 @@ from specload import Node, SpecError, load
 def load_spec(path, display=None, _chain=()):
     """Load a spec or overlay and return the merged, shape-checked Node tree."""
     name = display or path
-    real = os.path.realpath(path)
-    if real in _chain:
-        raise SpecError(name, 0, "base", "overlays form a cycle")
+    chain = _chain + ((os.path.realpath(path), name),)
     root = load(path, name)
     is_overlay = isinstance(root.value, dict) and "base" in root.value
     checked = schema.SPEC.check(root, "", partial=is_overlay)
+    all_patch, own = _pop_all(checked), _own_fields(checked)
     if is_overlay:
         base_node = checked.value["base"]
         base_path = os.path.join(os.path.dirname(path), base_node.value)
         base_display = os.path.normpath(os.path.join(os.path.dirname(name), base_node.value))
-        if not os.path.exists(base_path):
-            raise base_node.error("base", f"base spec {base_node.value!r} does not exist")
-        merged = load_spec(base_path, base_display, _chain + (real,))
+        if not os.path.isfile(base_path):
+            what = "is not a file" if os.path.exists(base_path) else "does not exist"
+            raise base_node.error("base", f"base spec {base_node.value!r} {what}")
+        if any(os.path.realpath(base_path) == r for r, _ in chain):
+            cycle = " -> ".join([n for _, n in chain] + [base_display])
+            raise base_node.error("base", f"overlays form a cycle: {cycle}")
+        merged = load_spec(base_path, base_display, chain)
         if "name" not in checked.value:
             stem = os.path.splitext(os.path.basename(path))[0]
             checked.value["name"] = Node(stem, name, 1)
-        apply_all(merged, _pop_all(checked))  # before the per-class patches, which win
         checked = merge(merged, checked)
         del checked.value["base"]
-    else:
-        apply_all(checked, _pop_all(checked))
+    apply_all(checked, all_patch, own)
     return schema.SPEC.check(checked, "", partial=False)
 
 
@@ -57,20 +59,23 @@ def merge(base, over):
 
 
 def _patch_classes(base_list, patches):
-    by_size = {c.value["size"].value: c for c in base_list.value}
+    # The base's order is kept (not sorted), so that pass 2 still sees a bad base table.
+    out = list(base_list.value)
     for size, patch in sorted(patches.value.items()):
         field = f"tiny.classes.{size}"
+        at = next((i for i, c in enumerate(out) if c.value["size"].value == size), None)
         if patch.value is None:
-            if size not in by_size:
+            if at is None:
                 raise patch.error(field, f"the base has no class of size {size} to remove")
-            del by_size[size]
-        elif size in by_size:
-            by_size[size] = merge(by_size[size], patch)
+            del out[at]
+        elif at is not None:
+            out[at] = merge(out[at], patch)
         else:
             fields = dict(patch.value)
             fields["size"] = Node(size, patch.file, patch.line)
-            by_size[size] = Node(fields, patch.file, patch.line)
-    return Node([by_size[s] for s in sorted(by_size)], patches.file, patches.line)
+            at = next((i for i, c in enumerate(out) if c.value["size"].value > size), len(out))
+            out.insert(at, Node(fields, patch.file, patch.line))
+    return Node(out, patches.file, patches.line)
 
 
 def _pop_all(spec):
@@ -78,11 +83,26 @@ def _pop_all(spec):
     return tiny.value.pop("all", None) if tiny is not None else None
 
 
-def apply_all(spec, patch):
-    """Set the fields of `patch` (tiny.all) on every class of spec's tiny table."""
+def _own_fields(spec):
+    """{size: fields} that this file itself sets per class (a list entry or a patch)."""
+    tiny = spec.value.get("tiny")
+    classes = tiny.value.get("classes") if tiny is not None else None
+    if classes is None:
+        return {}
+    if isinstance(classes.value, list):
+        return {c.value["size"].value: set(c.value) for c in classes.value}
+    return {size: set(p.value or ()) for size, p in classes.value.items()}
+
+
+def apply_all(spec, patch, own):
+    """Set the fields of `patch` (tiny.all) on every class of spec's tiny table, except
+    the fields `own` says the same file sets on that class (those win)."""
     tiny = spec.value.get("tiny")
     if patch is None or tiny is None:
         return
     classes = tiny.value.get("classes")
     if classes is not None and isinstance(classes.value, list):
-        classes.value = [merge(c, patch) for c in classes.value]
+        classes.value = [merge(c, Node({k: v for k, v in patch.value.items()
+                                        if k not in own.get(c.value["size"].value, ())},
+                                       patch.file, patch.line))
+                         for c in classes.value]
