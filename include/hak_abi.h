@@ -1,0 +1,85 @@
+/*
+ * hak_abi.h - the boundary between a generated front and the runtime.
+ *
+ * generated/X/hak_spec.h defines the spec's constants and then includes this
+ * file; everything here may use them.  The generated front (hak_front.h) calls
+ * only the functions declared here; the runtime (the C files of runtime/) implements them.
+ * Bump HAK_RUNTIME_VERSION together with gen/render.py's GENERATOR_VERSION
+ * whenever this contract changes.
+ */
+#ifndef HAK_ABI_H
+#define HAK_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HAK_RUNTIME_VERSION 1
+
+#ifndef HAK_GENERATED_VERSION
+#error "include the generated hak_spec.h, not hak_abi.h directly"
+#elif HAK_GENERATED_VERSION != HAK_RUNTIME_VERSION
+#error "generated/ was made by another hakgen version: regenerate it (make)"
+#endif
+
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_NORETURN __attribute__((noreturn))
+#define HAK_HIDDEN __attribute__((visibility("hidden")))
+#define HAK_EXPORT __attribute__((visibility("default")))
+#define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/*
+ * One class's per-thread cache.  The ring's slots follow this header in the
+ * generated struct hak_tls (one struct per class, so every capacity is a
+ * literal).  Counters are biased by one:
+ *
+ *     ring count = ring_s - 1,   list length = sll_s - 1,   0 = not set up.
+ *
+ * A thread that has not set up its cache (or has exited) has both at 0, so the
+ * alloc test (s > 1) and the free test (s - 1 < capacity) both fail and the
+ * slow path runs: no separate "initialized" check on the fast path.
+ */
+struct hak_bin {
+    uint32_t ring_s;  /* L0: used slots of the ring + 1 */
+    uint32_t sll_s;   /* L1: length of the list + 1 */
+    void *sll_head;   /* L1: blocks linked through their first word */
+};
+
+/* Thread states, in struct hak_tls.state. */
+enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
+
+/*
+ * The region map: one byte per slab (HAK_SLAB_BYTES) of address space, saying
+ * which class's span covers it (code = class index + 1), or 0 when the slab is
+ * not a live span of ours.  Two levels so that an unused part of the 47-bit
+ * address space costs nothing: a top array in .bss, leaves mmap'd on demand.
+ * Reading it never touches the pointed-to memory.
+ */
+#define HAK_MAP_LEAF_BITS 18
+#define HAK_MAP_TOP_BITS (47 - HAK_SLAB_SHIFT - HAK_MAP_LEAF_BITS)
+#define HAK_MAP_LEAF_MASK ((1u << HAK_MAP_LEAF_BITS) - 1)
+extern uint8_t *hak_region_top[1u << HAK_MAP_TOP_BITS] HAK_HIDDEN;
+
+/* The class code of the slab holding address a; 0 when not ours. */
+static inline unsigned hak_region_code(uintptr_t a)
+{
+    if (HAK_UNLIKELY(a - 1 >= (UINT64_C(1) << 47) - 1))  /* NULL or non-canonical */
+        return 0;
+    const uint8_t *leaf = hak_region_top[a >> (HAK_SLAB_SHIFT + HAK_MAP_LEAF_BITS)];
+    if (HAK_UNLIKELY(leaf == NULL))
+        return 0;
+    return leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK];
+}
+
+/* Slow paths: one call from a generated fast path when its caches miss. */
+void *hak_alloc_slow(unsigned cls) HAK_HIDDEN HAK_NOINLINE;
+void hak_free_slow(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
+void *hak_large_malloc(size_t n) HAK_HIDDEN HAK_NOINLINE;
+void hak_free_other(void *p) HAK_HIDDEN HAK_NOINLINE;
+
+/* Misuse found by a guarded front: print "hakmem: free(): ..." and abort. */
+HAK_NORETURN void hak_report_invalid(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;
+HAK_NORETURN void hak_report_double_free(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;
+
+#endif /* HAK_ABI_H */

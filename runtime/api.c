@@ -1,0 +1,215 @@
+/*
+ * api.c - the whole malloc API with glibc's semantics, on top of the
+ * generated front (classes) and large.c (everything above them).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- misuse reports: no malloc, no stdio; then abort like glibc ---- */
+
+HAK_NORETURN static void report(const char *fn, const char *what, const void *p)
+{
+    char msg[128], *e = msg;
+    const char *parts[] = {"hakmem: ", fn, "(): ", what, " "};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        for (const char *s = parts[i]; *s && e < msg + 80; s++)
+            *e++ = *s;
+    e = hak_fmt_hex(e, (uintptr_t)p);
+    *e++ = '\n';
+    *e = '\0';
+    hak_os_write_stderr(msg);
+    abort();
+}
+
+void hak_report_invalid(const char *fn, const void *p)
+{
+    report(fn, "invalid pointer", p);
+}
+
+void hak_report_double_free(const char *fn, const void *p)
+{
+    report(fn, "double free", p);
+}
+
+/* ---- what the generated front hands over ---- */
+
+void *hak_large_malloc(size_t n)
+{
+    return hak_large_alloc(n, 16, NULL);
+}
+
+void hak_free_other(void *p)
+{
+    if (p != NULL && !hak_large_free(p))
+        hak_report_invalid("free", p);
+}
+
+/* The class of block p, after checking it starts a block (guarded mode). */
+static unsigned class_of_block(const char *fn, unsigned code, const void *p)
+{
+    unsigned cls = code - 1;
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    if (HAK_GUARDED) {
+        uint32_t off = (uint32_t)((uintptr_t)p & (ci->span_bytes - 1));
+        if (off % ci->size != 0 || off / ci->size >= ci->blocks)
+            hak_report_invalid(fn, p);
+    }
+    return cls;
+}
+
+/* ---- the API ---- */
+
+void *hak_api_malloc(size_t n)
+{
+    return hak_front_malloc(n);
+}
+
+void hak_api_free(void *p)
+{
+    hak_front_free(p);
+}
+
+void *hak_api_calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > HAK_MAX_CLASS_SIZE) {
+        bool zeroed;
+        void *p = hak_large_alloc(total, 16, &zeroed);
+        if (p != NULL && !zeroed)
+            memset(p, 0, total);
+        return p;
+    }
+    void *p = hak_front_malloc(total);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
+size_t hak_api_usable_size(void *p)
+{
+    if (p == NULL)
+        return 0;
+    unsigned code = hak_region_code((uintptr_t)p);
+    if (code != 0)
+        return hak_class_info[class_of_block("malloc_usable_size", code, p)].size;
+    size_t usable = hak_large_usable(p);
+    if (usable == 0)
+        hak_report_invalid("malloc_usable_size", p);
+    return usable;
+}
+
+void *hak_api_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return hak_front_malloc(n);
+    if (n == 0) {
+        hak_front_free(p);
+        return NULL;
+    }
+    size_t old;
+    unsigned code = hak_region_code((uintptr_t)p);
+    if (code != 0) {
+        old = hak_class_info[class_of_block("realloc", code, p)].size;
+        if (n <= old && n > old / 2)
+            return p; /* same block; shrinking by less than half keeps it */
+    } else {
+        old = hak_large_usable(p);
+        if (old == 0)
+            hak_report_invalid("realloc", p);
+        if (n > HAK_MAX_CLASS_SIZE)
+            return hak_large_realloc(p, n);
+    }
+    void *q = hak_front_malloc(n);
+    if (q == NULL)
+        return NULL; /* errno is ENOMEM; p is untouched */
+    memcpy(q, p, n < old ? n : old);
+    hak_front_free(p);
+    return q;
+}
+
+void *hak_api_reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_api_realloc(p, total);
+}
+
+/* align: a power of two.  A class whose size is a multiple of align has every
+ * block aligned (spans are aligned to their length, a multiple of the size's
+ * power-of-two factor), so small aligned requests stay in the classes. */
+static void *aligned(size_t align, size_t n)
+{
+    if (align <= 16)
+        return hak_front_malloc(n);
+    if (n <= HAK_MAX_CLASS_SIZE && align <= HAK_SLAB_BYTES) {
+        for (unsigned cls = hak_size_class[(n + 15) >> 4]; cls < HAK_NUM_CLASSES; cls++) {
+            if (hak_class_info[cls].size % align == 0)
+                return hak_front_alloc_class(cls);
+        }
+    }
+    return hak_large_alloc(n, align, NULL);
+}
+
+static bool pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+int hak_api_posix_memalign(void **out, size_t align, size_t n)
+{
+    if (!pow2(align) || align % sizeof(void *) != 0)
+        return EINVAL;
+    int saved = errno;
+    void *p = aligned(align, n);
+    errno = saved;
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *hak_api_aligned_alloc(size_t align, size_t n)
+{
+    if (!pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned(align, n);
+}
+
+void *hak_api_memalign(size_t align, size_t n)
+{
+    if (align > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!pow2(align)) /* glibc rounds a bad alignment up to a power of two */
+        align = align < 16 ? 16 : (size_t)1 << (64 - __builtin_clzl(align));
+    return aligned(align, n);
+}
+
+void *hak_api_valloc(size_t n)
+{
+    return aligned(HAK_PAGE, n);
+}
+
+void *hak_api_pvalloc(size_t n)
+{
+    size_t rounded = (n + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1);
+    if (rounded < n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return aligned(HAK_PAGE, rounded ? rounded : HAK_PAGE);
+}

@@ -1,0 +1,122 @@
+/*
+ * internal.h - declarations shared between the runtime's files, one heading
+ * per file.  Layers, lowest first (see README.md):
+ *   os -> region -> superslab -> central -> thread -> large -> api -> wrappers
+ * A file calls only the layers below it.
+ */
+#ifndef HAK_INTERNAL_H
+#define HAK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hak_front.h"
+
+#define HAK_PAGE 4096u
+
+/* ---- os.c: the only file that calls mmap/munmap/mremap/madvise ---- */
+void *hak_os_map(size_t len) HAK_HIDDEN;                      /* NULL on failure */
+void *hak_os_map_aligned(size_t len, size_t align) HAK_HIDDEN; /* len, align: pages */
+void hak_os_unmap(void *p, size_t len) HAK_HIDDEN;
+void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may move */
+void hak_os_write_stderr(const char *s) HAK_HIDDEN;           /* no malloc */
+char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", returns end */
+
+/* ---- region.c: the address -> class map (hak_region_code in hak_abi.h) ---- */
+bool hak_region_reserve(uintptr_t start, size_t len) HAK_HIDDEN;  /* make leaves exist */
+void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
+
+/* ---- superslab.c: aligned regions cut into spans of one class ---- */
+#define HAK_SS_UNITS (HAK_SUPERSLAB_BYTES / HAK_SLAB_BYTES)
+#define HAK_UNIT_BLOCKS_MAX (HAK_SLAB_BYTES / 16)  /* blocks per unit of the smallest size */
+
+/*
+ * A span: 2^k consecutive units of one superslab, aligned to its own length,
+ * carved into blocks of one class.  Its meta lives in the superslab header at
+ * the index of its first unit.  While the span is live:
+ *
+ *     used + length(free) + (blocks - carved) == blocks
+ *
+ * used counts blocks in thread caches or with the program; free holds blocks
+ * given back; blocks at index >= carved were never handed out.
+ */
+struct hak_span {
+    void *free;                   /* given-back blocks, linked through their first word */
+    uint32_t used;
+    uint32_t carved;
+    uint16_t cls;                 /* class index */
+    uint16_t units;               /* length in units; 0 for a unit that starts no span */
+    bool in_partial;              /* on its class's partial list */
+    struct hak_span *next, *prev; /* the class's partial list (central.c) */
+};
+
+struct hak_superslab {
+    struct hak_superslab *next;                 /* every superslab (superslab.c's lock) */
+    uint32_t free_units;                        /* units in no span */
+    uint64_t unit_free[(HAK_SS_UNITS + 63) / 64]; /* bit i: unit i is in no span */
+    struct hak_span span[HAK_SS_UNITS];
+    /* One bit per block handed out (refill) and not yet given back (flush):
+     * the span at unit i uses live[i .. i + units - 1] as one bitmap. */
+    uint64_t live[HAK_SS_UNITS][HAK_UNIT_BLOCKS_MAX / 64];
+};
+
+#define HAK_SS_HEADER_UNITS ((sizeof(struct hak_superslab) + HAK_SLAB_BYTES - 1) / HAK_SLAB_BYTES)
+_Static_assert(HAK_SS_HEADER_UNITS <= HAK_SS_UNITS / 4, "superslab header takes too many units");
+_Static_assert(HAK_UNIT_BLOCKS_MAX % 64 == 0, "slab holds a multiple of 64 minimal blocks");
+
+static inline struct hak_superslab *hak_ss_of(const void *p)
+{
+    return (struct hak_superslab *)((uintptr_t)p & ~((uintptr_t)HAK_SUPERSLAB_BYTES - 1));
+}
+static inline char *hak_span_base(const struct hak_span *sp)
+{
+    struct hak_superslab *ss = hak_ss_of(sp);
+    return (char *)ss + (size_t)(sp - ss->span) * HAK_SLAB_BYTES;
+}
+/* The span holding block p (p must be in a live span: its region code is set). */
+static inline struct hak_span *hak_span_of(const void *p, unsigned units)
+{
+    struct hak_superslab *ss = hak_ss_of(p);
+    size_t unit = ((uintptr_t)p - (uintptr_t)ss) >> HAK_SLAB_SHIFT;
+    return &ss->span[unit & ~(size_t)(units - 1)];
+}
+
+struct hak_span *hak_ss_span_alloc(unsigned cls) HAK_HIDDEN; /* NULL: out of memory */
+void hak_ss_span_free(struct hak_span *sp) HAK_HIDDEN;
+void hak_ss_lock_all(void) HAK_HIDDEN;   /* fork */
+void hak_ss_unlock_all(void) HAK_HIDDEN;
+
+/* ---- central.c: per-class span lists behind the thread caches ---- */
+uint32_t hak_central_take(unsigned cls, void **out, uint32_t want) HAK_HIDDEN;
+void hak_central_give(unsigned cls, void *const *blocks, uint32_t n) HAK_HIDDEN;
+void *hak_central_give_list(unsigned cls, void *head, uint32_t n) HAK_HIDDEN; /* returns rest */
+void hak_central_lock_all(void) HAK_HIDDEN;
+void hak_central_unlock_all(void) HAK_HIDDEN;
+
+/* ---- thread.c: the per-thread caches' slow paths, thread start and exit ---- */
+bool hak_global_init(void) HAK_HIDDEN;
+
+/* ---- large.c: mmap'd spans above the largest class ---- */
+void *hak_large_alloc(size_t n, size_t align, bool *zeroed) HAK_HIDDEN;
+bool hak_large_free(void *p) HAK_HIDDEN;        /* false: not a large block of ours */
+size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ours */
+void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
+void hak_large_lock(void) HAK_HIDDEN;
+void hak_large_unlock(void) HAK_HIDDEN;
+
+/* ---- api.c: the allocator's whole API, behind the exported names ---- */
+void *hak_api_malloc(size_t n) HAK_HIDDEN;
+void hak_api_free(void *p) HAK_HIDDEN;
+void *hak_api_calloc(size_t n, size_t size) HAK_HIDDEN;
+void *hak_api_realloc(void *p, size_t n) HAK_HIDDEN;
+void *hak_api_reallocarray(void *p, size_t n, size_t size) HAK_HIDDEN;
+int hak_api_posix_memalign(void **out, size_t align, size_t n) HAK_HIDDEN;
+void *hak_api_aligned_alloc(size_t align, size_t n) HAK_HIDDEN;
+void *hak_api_memalign(size_t align, size_t n) HAK_HIDDEN;
+void *hak_api_valloc(size_t n) HAK_HIDDEN;
+void *hak_api_pvalloc(size_t n) HAK_HIDDEN;
+size_t hak_api_usable_size(void *p) HAK_HIDDEN;
+
+#endif /* HAK_INTERNAL_H */

@@ -1,0 +1,227 @@
+/*
+ * large.c - requests above the largest class: one mmap'd span each.
+ *
+ * Spans are recorded out of band, in an open-addressing table keyed by the
+ * address handed out, so free() of any pointer can be checked without reading
+ * the memory it points to.  Freed spans are kept in a small cache (at most
+ * HAK_LARGE_CACHE_BYTES of address space) and reused by a later request of
+ * about the same size: that saves the mmap, the munmap and the page faults of
+ * touching fresh pages.  One lock guards table and cache; every call that
+ * takes it also makes a system call or avoids one, which costs far more.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct span {
+    uintptr_t user; /* the address handed out; 0: empty slot; 1: deleted slot */
+    uintptr_t base; /* the mapping */
+    size_t len;
+};
+
+#define DELETED 1u
+#define CACHE_SLOTS 32
+
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct span *table;
+static size_t table_cap, table_used; /* used counts live and deleted slots */
+static struct span cache[CACHE_SLOTS]; /* oldest first; .user unused */
+static unsigned cache_count;
+static size_t cache_bytes;
+
+static size_t slot_of(uintptr_t user, size_t cap)
+{
+    return (size_t)((user >> 12) * UINT64_C(0x9E3779B97F4A7C15) >> 17) & (cap - 1);
+}
+
+static struct span *find(uintptr_t user)
+{
+    if (table_cap == 0)
+        return NULL;
+    for (size_t i = slot_of(user, table_cap);; i = (i + 1) & (table_cap - 1)) {
+        if (table[i].user == user)
+            return &table[i];
+        if (table[i].user == 0)
+            return NULL;
+    }
+}
+
+static bool grow(void)
+{
+    size_t cap = table_cap ? table_cap * 2 : 1024;
+    struct span *t = hak_os_map(cap * sizeof *t);
+    if (t == NULL)
+        return false;
+    size_t live = 0;
+    for (size_t i = 0; i < table_cap; i++) {
+        if (table[i].user <= DELETED)
+            continue;
+        size_t j = slot_of(table[i].user, cap);
+        while (t[j].user)
+            j = (j + 1) & (cap - 1);
+        t[j] = table[i];
+        live++;
+    }
+    if (table)
+        hak_os_unmap(table, table_cap * sizeof *table);
+    table = t;
+    table_cap = cap;
+    table_used = live;
+    return true;
+}
+
+static bool insert(struct span s)
+{
+    if ((table_used + 1) * 2 > table_cap && !grow())
+        return false;
+    size_t i = slot_of(s.user, table_cap);
+    while (table[i].user > DELETED)
+        i = (i + 1) & (table_cap - 1);
+    if (table[i].user == 0)
+        table_used++;
+    table[i] = s;
+    return true;
+}
+
+/* A cached mapping of at least len bytes and at most twice that, or none. */
+static bool cache_take(size_t len, struct span *out)
+{
+    int best = -1;
+    for (unsigned i = 0; i < cache_count; i++) {
+        if (cache[i].len >= len && cache[i].len <= 2 * len &&
+            (best < 0 || cache[i].len < cache[best].len))
+            best = (int)i;
+    }
+    if (best < 0)
+        return false;
+    *out = cache[best];
+    cache_bytes -= out->len;
+    memmove(&cache[best], &cache[best + 1], (cache_count - (unsigned)best - 1) * sizeof *cache);
+    cache_count--;
+    return true;
+}
+
+/* Keep a freed mapping; evicted ones are returned in *evict (count returned). */
+static unsigned cache_put(struct span s, struct span *evict)
+{
+    unsigned n = 0;
+    if (s.len > HAK_LARGE_CACHE_BYTES) {
+        evict[n++] = s;
+        return n;
+    }
+    while (cache_count == CACHE_SLOTS || cache_bytes + s.len > HAK_LARGE_CACHE_BYTES) {
+        evict[n++] = cache[0];
+        cache_bytes -= cache[0].len;
+        memmove(&cache[0], &cache[1], --cache_count * sizeof *cache);
+    }
+    cache[cache_count++] = s;
+    cache_bytes += s.len;
+    return n;
+}
+
+void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
+{
+    if (align < HAK_PAGE)
+        align = HAK_PAGE;
+    if (n > PTRDIFF_MAX - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t len = (n + align - 1 + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1); /* room to align */
+    if (align == HAK_PAGE)
+        len = (n + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1);
+    if (len == 0)
+        len = HAK_PAGE;
+    struct span s;
+    pthread_mutex_lock(&large_lock);
+    bool reused = cache_take(len, &s);
+    pthread_mutex_unlock(&large_lock);
+    if (!reused) {
+        s.base = (uintptr_t)hak_os_map(len);
+        if (s.base == 0)
+            return NULL;
+        s.len = len;
+    }
+    s.user = (s.base + align - 1) & ~(uintptr_t)(align - 1);
+    pthread_mutex_lock(&large_lock);
+    bool ok = insert(s);
+    pthread_mutex_unlock(&large_lock);
+    if (!ok) {
+        hak_os_unmap((void *)s.base, s.len);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (zeroed)
+        *zeroed = !reused;
+    return (void *)s.user;
+}
+
+bool hak_large_free(void *p)
+{
+    struct span evict[CACHE_SLOTS + 1];
+    unsigned n;
+    pthread_mutex_lock(&large_lock);
+    struct span *s = find((uintptr_t)p);
+    if (s == NULL) {
+        pthread_mutex_unlock(&large_lock);
+        return false;
+    }
+    struct span freed = *s;
+    s->user = DELETED;
+    n = cache_put(freed, evict);
+    pthread_mutex_unlock(&large_lock);
+    for (unsigned i = 0; i < n; i++)
+        hak_os_unmap((void *)evict[i].base, evict[i].len);
+    return true;
+}
+
+size_t hak_large_usable(const void *p)
+{
+    pthread_mutex_lock(&large_lock);
+    struct span *s = find((uintptr_t)p);
+    size_t usable = s ? s->base + s->len - s->user : 0;
+    pthread_mutex_unlock(&large_lock);
+    return usable;
+}
+
+/* Grow or shrink a large block in place or by mremap; p is known to be large.
+ * The lock is held throughout so that the table cannot need to grow between
+ * the remap and the record of its result. */
+void *hak_large_realloc(void *p, size_t n)
+{
+    if (n > PTRDIFF_MAX - HAK_PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&large_lock);
+    struct span *s = find((uintptr_t)p);
+    size_t offset = s->user - s->base;
+    size_t usable = s->len - offset;
+    size_t len = offset + ((n + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1));
+    void *base = NULL;
+    if (n <= usable && n >= usable / 2) {
+        base = (void *)s->base; /* fits, and not worth shrinking */
+    } else if ((table_used + 1) * 2 <= table_cap || grow()) {
+        s = find((uintptr_t)p); /* grow() moved the table */
+        base = hak_os_remap((void *)s->base, s->len, len);
+        if (base != NULL) {
+            s->user = DELETED;
+            insert((struct span){.user = (uintptr_t)base + offset, .base = (uintptr_t)base,
+                                 .len = len});
+        }
+    }
+    pthread_mutex_unlock(&large_lock);
+    return base != NULL ? (char *)base + offset : NULL;
+}
+
+void hak_large_lock(void)
+{
+    pthread_mutex_lock(&large_lock);
+}
+
+void hak_large_unlock(void)
+{
+    pthread_mutex_unlock(&large_lock);
+}

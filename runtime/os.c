@@ -1,0 +1,84 @@
+/* os.c - the operating system contract: mapping memory, writing a message. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void *hak_os_map(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return p;
+}
+
+/* Map len bytes at an address aligned to align: map len + align, trim both ends. */
+void *hak_os_map_aligned(size_t len, size_t align)
+{
+    if (align <= HAK_PAGE)
+        return hak_os_map(len);
+    if (len + align < len) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *raw = hak_os_map(len + align);
+    if (raw == NULL)
+        return NULL;
+    char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    size_t tail = (size_t)(raw + len + align - (p + len));
+    if (tail)
+        munmap(p + len, tail);
+    return p;
+}
+
+void hak_os_unmap(void *p, size_t len)
+{
+    munmap(p, len);
+}
+
+void *hak_os_remap(void *p, size_t old_len, size_t new_len)
+{
+    void *q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return q;
+}
+
+void hak_os_write_stderr(const char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0) {
+        ssize_t n = write(2, s, len);
+        if (n <= 0 && errno != EINTR)
+            return;
+        if (n > 0) {
+            s += n;
+            len -= (size_t)n;
+        }
+    }
+}
+
+char *hak_fmt_hex(char *out, uintptr_t v)
+{
+    char tmp[2 * sizeof v];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    *out++ = '0';
+    *out++ = 'x';
+    while (n)
+        *out++ = tmp[--n];
+    *out = '\0';
+    return out;
+}

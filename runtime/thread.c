@@ -1,0 +1,230 @@
+/*
+ * thread.c - the per-thread caches behind the generated fronts: their slow
+ * paths (refill on a miss, flush when full), thread start and exit, process
+ * start-up and fork.
+ *
+ * A thread's caches start zeroed (HAK_THREAD_NEW): its first alloc or free
+ * misses and lands here, which sets the counters up and registers a pthread
+ * key whose destructor hands every cached block back at thread exit.  After
+ * that the thread is HAK_THREAD_DEAD: its counters are zero again, so any
+ * later call (another destructor freeing memory) misses and is served straight
+ * from the central lists.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+HAK_TLS struct hak_tls hak_tls;
+
+static pthread_key_t thread_key;
+static int global_state; /* 0: not started, 1: starting, 2: ready */
+static HAK_TLS bool in_global_init;
+
+static struct hak_bin *bin_of(unsigned cls)
+{
+    return (struct hak_bin *)((char *)&hak_tls + hak_class_info[cls].bin_offset);
+}
+
+static void **ring_of(struct hak_bin *b)
+{
+    return (void **)(b + 1);
+}
+
+/* ---- refill and flush ---- */
+
+/* Fill class cls's first cache tier (empty) from the central lists; return one
+ * more block for the caller, or NULL when memory is exhausted. */
+static void *refill(unsigned cls, struct hak_bin *b)
+{
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    if (ci->ring_first) {
+        void **ring = ring_of(b);
+        uint32_t n = hak_central_take(cls, ring, ci->refill);
+        if (n == 0)
+            return NULL;
+        b->ring_s = n; /* n - 1 blocks stay cached (count + 1) */
+        return ring[n - 1];
+    }
+    void *batch[64];
+    void *got = NULL;
+    uint32_t want = ci->refill;
+    while (want > 0) {
+        uint32_t n = hak_central_take(cls, batch, want < 64 ? want : 64);
+        if (n == 0)
+            break;
+        want -= n;
+        for (uint32_t i = 0; i < n; i++) {
+            if (got == NULL) {
+                got = batch[i];
+                continue;
+            }
+            *(void **)batch[i] = b->sll_head;
+            b->sll_head = batch[i];
+            b->sll_s++;
+        }
+    }
+    return got;
+}
+
+/* Class cls's cache tiers are all full: give `refill` blocks of the last tier
+ * back to the central lists, making room for one more free. */
+static void flush(unsigned cls, struct hak_bin *b)
+{
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    bool last_is_sll = (ci->tiers & HAK_TIER_SLL) && (ci->ring_first || !(ci->tiers & HAK_TIER_RING));
+    if (last_is_sll) {
+        uint32_t n = ci->refill < b->sll_s - 1 ? ci->refill : b->sll_s - 1;
+        b->sll_head = hak_central_give_list(cls, b->sll_head, n);
+        b->sll_s -= n;
+        return;
+    }
+    /* the ring is a LIFO stack: give back its oldest blocks, keep the hot top */
+    void **ring = ring_of(b);
+    uint32_t count = b->ring_s - 1;
+    uint32_t n = ci->refill < count ? ci->refill : count;
+    hak_central_give(cls, ring, n);
+    memmove(ring, ring + n, (count - n) * sizeof *ring);
+    b->ring_s -= n;
+}
+
+/* Give back everything class cls's caches hold and zero its counters. */
+static void drain(unsigned cls)
+{
+    struct hak_bin *b = bin_of(cls);
+    if (b->ring_s > 1)
+        hak_central_give(cls, ring_of(b), b->ring_s - 1);
+    if (b->sll_s > 1)
+        hak_central_give_list(cls, b->sll_head, b->sll_s - 1);
+    b->ring_s = 0;
+    b->sll_s = 0;
+    b->sll_head = NULL;
+}
+
+/* ---- thread start and exit ---- */
+
+/* Cache the class's `prewarm` blocks (at most its capacity, so nothing flushes). */
+static void prewarm(unsigned cls)
+{
+    void *batch[64];
+    uint32_t want = hak_class_info[cls].prewarm;
+    while (want > 0) {
+        uint32_t n = hak_central_take(cls, batch, want < 64 ? want : 64);
+        if (n == 0)
+            return;
+        want -= n;
+        for (uint32_t i = 0; i < n; i++)
+            hak_front_free_class(cls + 1, batch[i]);
+    }
+}
+
+static void thread_exit(void *unused)
+{
+    (void)unused;
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
+        drain(cls);
+    hak_tls.state = HAK_THREAD_DEAD;
+}
+
+/* Set up this thread's caches; false when it cannot have any (it has exited,
+ * or the process is still starting up inside this very thread). */
+static bool thread_start(void)
+{
+    if (hak_tls.state == HAK_THREAD_DEAD || !hak_global_init())
+        return false;
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+        struct hak_bin *b = bin_of(cls);
+        b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
+        b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
+    }
+    hak_tls.state = HAK_THREAD_LIVE;
+    pthread_setspecific(thread_key, &hak_tls); /* non-NULL: the destructor runs */
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
+        prewarm(cls);
+    return true;
+}
+
+/* ---- the slow paths the generated fronts call ---- */
+
+void *hak_alloc_slow(unsigned cls)
+{
+    void *p;
+    if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
+        struct hak_bin *b = bin_of(cls);
+        if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
+            return hak_front_alloc_class(cls);
+        p = refill(cls, b);
+    } else if (hak_central_take(cls, &p, 1) == 0) {
+        p = NULL;
+    }
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+void hak_free_slow(unsigned cls, void *p)
+{
+    if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE)) {
+        flush(cls, bin_of(cls));
+    } else if (!thread_start()) {
+        hak_central_give(cls, &p, 1);
+        return;
+    }
+    hak_front_free_class(cls + 1, p); /* there is room now */
+}
+
+/* ---- process start-up and fork ---- */
+
+static void fork_prepare(void)
+{
+    hak_central_lock_all();
+    hak_ss_lock_all();
+    hak_large_lock();
+}
+
+static void fork_release(void)
+{
+    hak_large_unlock();
+    hak_ss_unlock_all();
+    hak_central_unlock_all();
+}
+
+static void show_spec(void)
+{
+    const char *v = getenv("HAKMEM_SHOW_SPEC");
+    if (v == NULL || *v == '\0' || strcmp(v, "0") == 0)
+        return;
+    hak_os_write_stderr("hakmem: spec " HAK_SPEC_NAME " hash " HAK_SPEC_HASH
+                        " free_check " HAK_FREE_CHECK "\n");
+}
+
+/* Once per process.  Returns false to a call made from inside itself (when
+ * pthread_atfork allocates): that call is served without a thread cache. */
+bool hak_global_init(void)
+{
+    static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+    if (HAK_LIKELY(__atomic_load_n(&global_state, __ATOMIC_ACQUIRE) == 2))
+        return true;
+    if (in_global_init)
+        return false;
+    pthread_mutex_lock(&init_lock);
+    if (global_state != 2) {
+        in_global_init = true;
+        global_state = 1;
+        pthread_key_create(&thread_key, thread_exit);
+        pthread_atfork(fork_prepare, fork_release, fork_release);
+        show_spec();
+        in_global_init = false;
+        __atomic_store_n(&global_state, 2, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&init_lock);
+    return true;
+}
+
+/* Start up before main so HAKMEM_SHOW_SPEC prints even if nothing allocates. */
+__attribute__((constructor)) static void hak_start(void)
+{
+    hak_global_init();
+}
