@@ -1,3 +1,35 @@
 # tests/tests.mk: `make test`, included by the top-level Makefile.
-test:
-	@echo "tests not wired yet"
+#
+#   make test              everything below, on the default variant (or VARIANT=NAME)
+#   make test-gen          the generator's unittest suite
+#   make test-unit         the runtime's Check suite (libhakmem.a linked in)
+#   make test-stress       multi-threaded stress programs under LD_PRELOAD
+#   make test-integration  real programs under LD_PRELOAD, output compared with glibc's
+
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_BIN := $(BUILD)/tests/unit
+LIB_SO_ABS = $(abspath $(BUILD)/libhakmem.so)
+
+test: deps
+	@$(MAKE) --no-print-directory test-gen
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-stress
+	@$(MAKE) --no-print-directory test-integration
+
+test-gen: deps
+	$(PYTHON) -m unittest discover -s tests/gen -t . -q
+
+$(UNIT_BIN): $(UNIT_SRCS) $(BUILD)/libhakmem.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -std=gnu11 -Wall -Wextra -Iinclude -I$(GEN) -Iruntime \
+		-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
+		-o $@ $(UNIT_SRCS) $(BUILD)/libhakmem.a $$(pkg-config --cflags --libs check) -lpthread
+
+test-unit: deps $(UNIT_BIN)
+	$(UNIT_BIN)
+
+test-stress: deps $(BUILD)/libhakmem.so
+	bash tests/stress/run.sh $(LIB_SO_ABS) $(BUILD)/stress
+
+test-integration: deps $(BUILD)/libhakmem.so
+	bash tests/integration/run.sh $(LIB_SO_ABS)

@@ -1,0 +1,212 @@
+/* The malloc API: glibc's results, errno values and edge cases. */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+START_TEST(malloc_zero_is_unique)
+{
+    void *a = malloc(0), *b = malloc(0);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_ne(a, b);
+    free(a);
+    free(b);
+    free(NULL);
+}
+END_TEST
+
+START_TEST(malloc_impossible_sizes)
+{
+    size_t sizes[] = {SIZE_MAX, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX + 1, (size_t)1 << 62};
+    for (int i = 0; i < 4; i++) {
+        errno = 0;
+        ck_assert_ptr_null(malloc(sizes[i]));
+        ck_assert_int_eq(errno, ENOMEM);
+    }
+}
+END_TEST
+
+START_TEST(calloc_overflow_and_zeroing)
+{
+    errno = 0;
+    ck_assert_ptr_null(calloc(SIZE_MAX / 2, 3));
+    ck_assert_int_eq(errno, ENOMEM);
+    /* dirty blocks of several classes, free them, calloc the same sizes back */
+    static const size_t sizes[] = {16, 48, 1000, 5000, 40000, 300000};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (int round = 0; round < 2; round++) {
+            unsigned char *p = malloc(sizes[s]);
+            memset(p, 0xAB, sizes[s]);
+            free(p);
+            unsigned char *q = calloc(1, sizes[s]);
+            for (size_t i = 0; i < sizes[s]; i++)
+                if (q[i] != 0)
+                    ck_abort_msg("calloc(1, %zu) byte %zu is %u", sizes[s], i, q[i]);
+            free(q);
+        }
+    }
+}
+END_TEST
+
+/* Growing and shrinking across every class boundary keeps the content. */
+START_TEST(realloc_keeps_content_across_classes)
+{
+    unsigned char *p = malloc(1);
+    p[0] = 0;
+    size_t have = 1;
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+        size_t to = hak_class_info[cls].size + 1;
+        p = realloc(p, to);
+        ck_assert_ptr_nonnull(p);
+        for (size_t i = 0; i < have; i++)
+            if (p[i] != (unsigned char)(i * 7))
+                ck_abort_msg("byte %zu lost growing to %zu", i, to);
+        for (size_t i = have; i < to; i++)
+            p[i] = (unsigned char)(i * 7);
+        have = to;
+    }
+    p = realloc(p, 4 << 20); /* large: mremap */
+    for (size_t i = 0; i < have; i++)
+        if (p[i] != (unsigned char)(i * 7))
+            ck_abort_msg("byte %zu lost growing to 4 MiB", i);
+    for (unsigned cls = HAK_NUM_CLASSES; cls-- > 0;) {
+        size_t to = hak_class_info[cls].size / 2 + 1;
+        p = realloc(p, to);
+        for (size_t i = 0; i < to; i++)
+            if (p[i] != (unsigned char)(i * 7))
+                ck_abort_msg("byte %zu lost shrinking to %zu", i, to);
+    }
+    free(p);
+}
+END_TEST
+
+START_TEST(realloc_failure_keeps_block)
+{
+    size_t sizes[] = {16, 5000, 100000};
+    for (int i = 0; i < 3; i++) {
+        char *p = malloc(sizes[i]);
+        memset(p, 'x', sizes[i]);
+        errno = 0;
+        ck_assert_ptr_null(realloc(p, SIZE_MAX - 100));
+        ck_assert_int_eq(errno, ENOMEM);
+        for (size_t j = 0; j < sizes[i]; j++)
+            if (p[j] != 'x')
+                ck_abort_msg("byte %zu of the kept block changed", j);
+        free(p);
+    }
+    errno = 0;
+    ck_assert_ptr_null(reallocarray(NULL, SIZE_MAX / 2, 3));
+    ck_assert_int_eq(errno, ENOMEM);
+}
+END_TEST
+
+START_TEST(realloc_null_and_zero)
+{
+    char *p = realloc(NULL, 10);
+    ck_assert_ptr_nonnull(p);
+    strcpy(p, "abc");
+    ck_assert_ptr_null(realloc(p, 0)); /* glibc: frees and returns NULL */
+}
+END_TEST
+
+START_TEST(posix_memalign_semantics)
+{
+    void *p = (void *)0x1;
+    errno = 1234;
+    ck_assert_int_eq(posix_memalign(&p, 3 * sizeof(void *), 10), EINVAL);
+    ck_assert_int_eq(posix_memalign(&p, 4, 10), EINVAL); /* not a multiple of sizeof(void *) */
+    ck_assert_int_eq(posix_memalign(&p, 0, 10), EINVAL);
+    ck_assert_int_eq(posix_memalign(&p, 64, SIZE_MAX - 100), ENOMEM);
+    ck_assert_ptr_eq(p, (void *)0x1); /* untouched on failure */
+    ck_assert_int_eq(errno, 1234);    /* errno left alone */
+    for (size_t align = sizeof(void *); align <= ((size_t)1 << 20); align *= 2) {
+        size_t sizes[] = {1, align / 2 + 1, align, 3 * align + 5, 70000};
+        for (int i = 0; i < 5; i++) {
+            ck_assert_int_eq(posix_memalign(&p, align, sizes[i]), 0);
+            ck_assert_uint_eq((uintptr_t)p % align, 0);
+            ck_assert_uint_ge(malloc_usable_size(p), sizes[i]);
+            memset(p, 0x5A, malloc_usable_size(p));
+            free(p);
+        }
+    }
+    ck_assert_int_eq(errno, 1234);
+}
+END_TEST
+
+START_TEST(aligned_alloc_memalign_valloc_pvalloc)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    errno = 0;
+    ck_assert_ptr_null(aligned_alloc(48, 10));
+    ck_assert_int_eq(errno, EINVAL);
+    void *p = aligned_alloc(256, 1000);
+    ck_assert_uint_eq((uintptr_t)p % 256, 0);
+    free(p);
+    p = memalign(48, 10); /* rounded up to 64, as glibc does */
+    ck_assert_uint_eq((uintptr_t)p % 64, 0);
+    free(p);
+    errno = 0;
+    ck_assert_ptr_null(memalign(SIZE_MAX / 2 + 2, 10));
+    ck_assert_int_eq(errno, EINVAL);
+    p = valloc(10);
+    ck_assert_uint_eq((uintptr_t)p % (size_t)page, 0);
+    free(p);
+    p = pvalloc(10);
+    ck_assert_uint_eq((uintptr_t)p % (size_t)page, 0);
+    ck_assert_uint_ge(malloc_usable_size(p), (size_t)page);
+    free(p);
+    p = pvalloc(0);
+    ck_assert_uint_ge(malloc_usable_size(p), (size_t)page);
+    free(p);
+    errno = 0;
+    ck_assert_ptr_null(pvalloc(SIZE_MAX - 10));
+    ck_assert_int_eq(errno, ENOMEM);
+}
+END_TEST
+
+START_TEST(usable_size_of_null)
+{
+    ck_assert_uint_eq(malloc_usable_size(NULL), 0);
+}
+END_TEST
+
+/* Large blocks: touched everywhere, reused through the cache, realloc'd. */
+START_TEST(large_blocks)
+{
+    for (size_t n = HAK_MAX_CLASS_SIZE + 1; n <= ((size_t)32 << 20); n *= 3) {
+        unsigned char *p = malloc(n);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq((uintptr_t)p % 16, 0);
+        for (size_t i = 0; i < n; i += 4096)
+            p[i] = (unsigned char)i;
+        p[n - 1] = 1;
+        free(p);
+    }
+}
+END_TEST
+
+Suite *suite_api(void)
+{
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("api");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, malloc_zero_is_unique);
+    tcase_add_test(tc, malloc_impossible_sizes);
+    tcase_add_test(tc, calloc_overflow_and_zeroing);
+    tcase_add_test(tc, realloc_keeps_content_across_classes);
+    tcase_add_test(tc, realloc_failure_keeps_block);
+    tcase_add_test(tc, realloc_null_and_zero);
+    tcase_add_test(tc, posix_memalign_semantics);
+    tcase_add_test(tc, aligned_alloc_memalign_valloc_pvalloc);
+    tcase_add_test(tc, usable_size_of_null);
+    tcase_add_test(tc, large_blocks);
+    suite_add_tcase(s, tc);
+    return s;
+}

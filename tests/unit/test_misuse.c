@@ -1,0 +1,166 @@
+/*
+ * Misuse in guarded mode: each case runs in a child whose stderr is captured;
+ * it must die of SIGABRT after printing exactly one `hakmem:` line, and the
+ * memory a bad pointer points to must be left as it was.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef void (*misuse_fn)(void *arg);
+
+/* Run fn(arg) in a child; return what it wrote on stderr; assert it aborted. */
+static void expect_abort(misuse_fn fn, void *arg, const char *want_prefix, const void *want_ptr)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn(arg);
+        _exit(0); /* not reached when the misuse is caught */
+    }
+    close(fds[1]);
+    char out[512] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof out - 1 && (n = read(fds[0], out + got, sizeof out - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                  "child was not aborted (status %#x), stderr: %s", status, out);
+    char want[256];
+    snprintf(want, sizeof want, "%s %p\n", want_prefix, want_ptr);
+    ck_assert_str_eq(out, want);
+}
+
+static void do_free(void *p)
+{
+    free(p);
+}
+
+static void do_realloc(void *p)
+{
+    realloc(p, 100);
+}
+
+static void do_usable(void *p)
+{
+    malloc_usable_size(p);
+}
+
+static void do_double_free_top(void *p)
+{
+    free(p);
+    free(p);
+}
+
+static void *double_free_in_cache(void *arg)
+{
+    void *q = malloc(64);
+    free(arg);
+    free(q);
+    free(arg); /* not the top of the ring: caught when the thread's cache drains */
+    return NULL;
+}
+
+static void do_double_free_deep(void *p)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, double_free_in_cache, p);
+    pthread_join(t, NULL);
+}
+
+START_TEST(free_stack_pointer)
+{
+    char local[64] = {0};
+    expect_abort(do_free, local, "hakmem: free(): invalid pointer", local);
+}
+END_TEST
+
+/* A foreign mapping shared with the child: after the child's bad free, every
+ * byte is still as it was (never written through). */
+START_TEST(free_foreign_mapping_untouched)
+{
+    unsigned char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(m, 0xC3, 4096);
+    expect_abort(do_free, m + 64, "hakmem: free(): invalid pointer", m + 64);
+    for (int i = 0; i < 4096; i++)
+        ck_assert_uint_eq(m[i], 0xC3);
+    munmap(m, 4096);
+}
+END_TEST
+
+START_TEST(free_interior_pointer)
+{
+    char *p = malloc(64);
+    expect_abort(do_free, p + 16, "hakmem: free(): invalid pointer", p + 16);
+    char *big = malloc(1 << 20);
+    expect_abort(do_free, big + 4096, "hakmem: free(): invalid pointer", big + 4096);
+    char *mid = malloc(5000);
+    expect_abort(do_free, mid + 2048, "hakmem: free(): invalid pointer", mid + 2048);
+}
+END_TEST
+
+START_TEST(free_misaligned_pointer)
+{
+    char *p = malloc(32);
+    expect_abort(do_free, p + 1, "hakmem: free(): invalid pointer", p + 1);
+}
+END_TEST
+
+START_TEST(double_free_top_of_cache)
+{
+    void *p = malloc(48);
+    expect_abort(do_double_free_top, p, "hakmem: free(): double free", p);
+}
+END_TEST
+
+START_TEST(double_free_deep_in_cache)
+{
+    void *p = malloc(64);
+    expect_abort(do_double_free_deep, p, "hakmem: free(): double free", p);
+}
+END_TEST
+
+START_TEST(realloc_and_usable_size_foreign)
+{
+    char local[32] = {0};
+    expect_abort(do_realloc, local, "hakmem: realloc(): invalid pointer", local);
+    char *p = malloc(100);
+    expect_abort(do_realloc, p + 8, "hakmem: realloc(): invalid pointer", p + 8);
+    expect_abort(do_usable, local, "hakmem: malloc_usable_size(): invalid pointer", local);
+}
+END_TEST
+
+Suite *suite_misuse(void)
+{
+    Suite *s = suite_create("misuse");
+    TCase *tc = tcase_create("guarded");
+    if (HAK_GUARDED) {
+        tcase_add_test(tc, free_interior_pointer);
+        tcase_add_test(tc, free_misaligned_pointer);
+        tcase_add_test(tc, double_free_top_of_cache);
+    }
+    /* caught on the slow paths whatever free_check says */
+    tcase_add_test(tc, free_stack_pointer);
+    tcase_add_test(tc, free_foreign_mapping_untouched);
+    tcase_add_test(tc, double_free_deep_in_cache);
+    tcase_add_test(tc, realloc_and_usable_size_foreign);
+    suite_add_tcase(s, tc);
+    return s;
+}
