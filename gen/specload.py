@@ -100,7 +100,8 @@ def load(path, display=None):
         line = min(mark.line + 1, last_line) if mark else 0
         what = e.problem or e.context
         if e.problem and e.context:
-            what += f" ({e.context})"
+            begun = min(e.context_mark.line + 1, last_line) if e.context_mark else line
+            what += f" ({e.context})" if begun == line else f" ({e.context} at line {begun})"
         raise SpecError(name, line, "(yaml)", f"malformed YAML: {what}")
     except yaml.reader.ReaderError as e:  # a character YAML does not allow
         line = text.count("\n", 0, e.position) + 1
