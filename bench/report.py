@@ -203,7 +203,7 @@ def print_tables(summary, workloads, names, subject, static, rounds):
 # ---------------------------------------------------------------- plot
 
 GNUPLOT = """\
-set terminal pngcairo size 1280,560 font ",10"
+set terminal pngcairo size 1280,560 font ",10" noenhanced
 set output '{png}'
 set title "{subject} / peer throughput per workload (median of paired rounds; > 1: {subject} faster)"
 set style data histograms
@@ -226,14 +226,14 @@ def plot(out_dir, summary, workloads, names, subject):
     peers = [a for a in names if a != subject]
     if not peers:
         return
-    labels = {w.name: w.label.replace(" ", "_") for w in workloads}
+    labels = {w.name: f'"{w.label}"' for w in workloads}
     ratios = [st[a].ratio[0] for st in summary.values() for a in peers
               if st[a].ratio]
     if not ratios:
         return
     dat = out_dir / "ratios.dat"
     with open(dat, "w") as f:
-        f.write("workload " + " ".join(peers) + "\n")
+        f.write("workload " + " ".join(f'"{a}"' for a in peers) + "\n")
         for w, st in summary.items():
             f.write(labels[w] + " " + " ".join(
                 f"{st[a].ratio[0]:.4f}" if st[a].ratio else "?" for a in peers)

@@ -3,7 +3,8 @@
 
 Each round runs every workload once under every allocator (plus, for the
 fixed workloads, the static specialized build), rotating the allocator order
-from round to round so that no allocator always runs first or last. The
+from round to round so that no allocator always runs first, last, or right
+after the same other one. The
 report compares one allocator (the subject, normally hakmem) with each of the
 others by the median of its paired per-round ratios.
 
@@ -51,7 +52,7 @@ def parse_args():
     benchlib.add_alloc_args(ap)
     ap.add_argument("--bench", metavar="LIST",
                     help="comma-separated workloads or programs (default: all)")
-    ap.add_argument("--rounds", type=int, help="rounds (default 5, quick 3)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 7, quick 3)")
     ap.add_argument("--quick", action="store_true",
                     help="3 rounds, smaller iteration counts")
     ap.add_argument("--bin-dir", type=Path, default=ROOT / "build" / "bench",
@@ -65,7 +66,7 @@ def parse_args():
                     help="seconds before one run counts as failed")
     args = ap.parse_args()
     if args.rounds is None:
-        args.rounds = 3 if args.quick else 5
+        args.rounds = 3 if args.quick else 7
     if args.rounds < 1:
         benchlib.die("--rounds must be at least 1")
     return args
@@ -120,6 +121,15 @@ class Progress:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
+def round_order(rnd, n):
+    """Indices 0..n-1 in the order of round `rnd` (0-based): the rows of a
+    Williams Latin square, each a rotation of 0, 1, n-1, 2, n-2, ... Over n
+    rounds every runner takes every position once and (n even) follows every
+    other runner once, so neither position nor predecessor biases a ratio."""
+    base = [0] + [(j + 1) // 2 if j % 2 else n - j // 2 for j in range(1, n)]
+    return [(b + rnd) % n for b in base]
+
+
 def run_rounds(workloads, runners, args):
     total = args.rounds * sum(len(rs) for rs in runners.values())
     progress = Progress(total)
@@ -127,8 +137,8 @@ def run_rounds(workloads, runners, args):
     for r in range(args.rounds):
         for w in workloads:
             rs = runners[w.name]
-            shift = r % len(rs)
-            for pos, run in enumerate(rs[shift:] + rs[:shift]):
+            order = [rs[i] for i in round_order(r, len(rs))]
+            for pos, run in enumerate(order):
                 progress.step(f"round {r + 1}/{args.rounds} {w.label} "
                               f"{run.name}", pos == 0)
                 out = benchlib.run_once(run.argv, run.env, args.timeout)
