@@ -5,6 +5,7 @@
  * class is resolved at compile time and the fast path is inlined, which no
  * LD_PRELOADed allocator can do. One binary per size (-DBENCH_SIZE=64).
  */
+#define HAKMEM_STATIC 1 /* hak_malloc/hak_free: the inline generated front */
 #include "bench.h"
 #include "hakmem.h"
 
