@@ -5,6 +5,7 @@
 #   make test-unit         the runtime's Check suite (libhakmem.a linked in)
 #   make test-stress       multi-threaded stress programs under LD_PRELOAD
 #   make test-integration  real programs under LD_PRELOAD, output compared with glibc's
+#   make test-build        rebuild dependencies, variants, make install + pkg-config
 
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(BUILD)/tests/unit
@@ -15,6 +16,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-stress
 	@$(MAKE) --no-print-directory test-integration
+	@$(MAKE) --no-print-directory test-build
 
 test-gen: deps
 	$(PYTHON) -m unittest discover -s tests/gen -t . -q
@@ -33,3 +35,6 @@ test-stress: deps $(BUILD)/libhakmem.so
 
 test-integration: deps $(BUILD)/libhakmem.so
 	bash tests/integration/run.sh $(LIB_SO_ABS)
+
+test-build: deps
+	bash tests/build/run.sh
