@@ -123,12 +123,12 @@ def workloads():
     for n in (256, 8192):
         ws.append(Workload(f"mixed{n}", "mixed", f"mixed ws={n}",
                            (10_000_000, n), (2_500_000, n)))
-    ws.append(Workload("mid_mt2", "mid_mt", "mid_mt 2T", (2, 2_000_000), (2, 400_000)))
-    ws.append(Workload("mid_mt4", "mid_mt", "mid_mt 4T", (4, 1_000_000), (4, 200_000)))
-    ws.append(Workload("larson2", "larson", "larson 2T", (2, 4_000_000), (2, 1_000_000)))
-    ws.append(Workload("larson4", "larson", "larson 4T", (4, 2_000_000), (4, 500_000)))
-    ws.append(Workload("phases", "phases", "phases", (1_000_000,), (300_000,)))
-    ws.append(Workload("large", "large", "large", (500,), (100,)))
+    ws.append(Workload("mid_mt2", "mid_mt", "mid_mt 2T", (2, 2_000_000), (2, 250_000)))
+    ws.append(Workload("mid_mt4", "mid_mt", "mid_mt 4T", (4, 1_000_000), (4, 125_000)))
+    ws.append(Workload("larson2", "larson", "larson 2T", (2, 4_000_000), (2, 500_000)))
+    ws.append(Workload("larson4", "larson", "larson 4T", (4, 2_000_000), (4, 250_000)))
+    ws.append(Workload("phases", "phases", "phases", (1_000_000,), (200_000,)))
+    ws.append(Workload("large", "large", "large", (500,), (50,)))
     return ws
 
 
