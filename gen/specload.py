@@ -62,7 +62,10 @@ def _convert(node, file, _open=frozenset()):
             if key in out:
                 raise SpecError(file, key_node.start_mark.line + 1, str(key),
                                 f"repeated key (first at line {out[key].line})")
-            out[key] = _convert(value_node, file, _open | {id(node)})
+            value = _convert(value_node, file, _open | {id(node)})
+            if isinstance(value.value, (dict, list)):  # a block value below its key: the key's line
+                value.line = min(value.line, key_node.start_mark.line + 1)
+            out[key] = value
         return Node(out, file, line)
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, file, _open | {id(node)}) for item in node.value], file, line)
