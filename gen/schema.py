@@ -89,7 +89,7 @@ class Tiers:
 
     def check(self, node, field):
         if not isinstance(node.value, list) or not node.value:
-            raise node.error(field, f"expected a list of tiers from {list(TIER_NAMES)}")
+            raise node.error(field, f"expected a non-empty list of tiers from {', '.join(TIER_NAMES)}")
         seen = []
         for item in node.value:
             if not isinstance(item, Node):  # already checked (a merged spec)
