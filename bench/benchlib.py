@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+STATIC = "hakmem-static"  # the static specialized build's rows
 LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
 
 # name -> shared object, searched in LIB_DIRS (installed by install-peers.sh)

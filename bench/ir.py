@@ -23,10 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
-from benchlib import ROOT
+from benchlib import ROOT, STATIC
 
 N1, N2 = 200_000, 400_000
-STATIC = "hakmem-static"
 # column -> (program, argv after the program for n iterations)
 CASES = {
     "fixed64": ("fixed", lambda n: (n, 64, 128)),

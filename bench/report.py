@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from statistics import median
 
-from benchlib import note
+from benchlib import STATIC, note
 
 RAW_COLUMNS = ("round", "position", "workload", "alloc", "status", "ops",
                "secs", "ops_per_sec", "minflt", "maxrss_kb", "peak_rss_kb",
@@ -51,7 +51,7 @@ def paired_ratio(num, den):
     return (median(ratios), min(ratios), max(ratios)) if ratios else None
 
 
-def summarize(rows, workloads, names, subject, static):
+def summarize(rows, workloads, names, subject):
     """-> {workload name: {alloc: Stat}}, allocators in `names` order, the
     static build last (only where it ran)."""
     results, failed = {}, {}
@@ -65,9 +65,9 @@ def summarize(rows, workloads, names, subject, static):
     summary = {}
     for w in workloads:
         stats = {}
-        for a in names + [static]:
+        for a in names + [STATIC]:
             key = (w.name, a)
-            if a == static and key not in results and key not in failed:
+            if a == STATIC and key not in results and key not in failed:
                 continue
             res = results.get(key, {})
             finals = [float(r["final_rss_kb"]) for r in res.values()
@@ -79,14 +79,14 @@ def summarize(rows, workloads, names, subject, static):
                 median(finals) if finals else None)
         subj = stats[subject]
         for a, s in stats.items():
-            if a not in (subject, static):
+            if a not in (subject, STATIC):
                 s.ratio_of, s.ratio_to = subject, a
                 s.ratio = paired_ratio(subj.rates, s.rates)
-        if static in stats:
+        if STATIC in stats:
             best = best_peer(stats, names, subject)
             if best:
-                st = stats[static]
-                st.ratio_of, st.ratio_to = static, best
+                st = stats[STATIC]
+                st.ratio_of, st.ratio_to = STATIC, best
                 st.ratio = paired_ratio(st.rates, stats[best].rates)
         summary[w.name] = stats
     return summary
@@ -158,13 +158,14 @@ def table(title, header, lines):
             print("  ".join("-" * w for w in widths))
 
 
-def print_tables(summary, workloads, names, subject, static, rounds):
+def print_tables(summary, workloads, names, subject, rounds):
     peers = [a for a in names if a != subject]
     labels = {w.name: w.label for w in workloads}
-    has_static = any(static in s for s in summary.values())
+    has_static = any(STATIC in s for s in summary.values())
 
-    cols = names + ([static] if has_static else [])
-    table(f"Throughput: median ops/s over {rounds} rounds "
+    cols = names + ([STATIC] if has_static else [])
+    table(f"Throughput: median ops/s over {rounds} "
+          f"round{'s' if rounds != 1 else ''} "
           "(op = one malloc + one free; * = some rounds failed)",
           ["workload"] + cols,
           [[labels[w]] + [mark_failures(fmt_rate(st[a].ops_per_sec), st[a])
@@ -177,14 +178,17 @@ def print_tables(summary, workloads, names, subject, static, rounds):
           [[labels[w]] + [fmt_ratio(st[a].ratio) for a in peers]
            for w, st in summary.items()])
 
+    def static_line(w, st):
+        s = st[STATIC]
+        best = st[s.ratio_to].ops_per_sec if s.ratio_to else None
+        return [labels[w], fmt_rate(s.ops_per_sec), s.ratio_to or "-",
+                fmt_rate(best) if best else "-", fmt_ratio(s.ratio)]
+
     if has_static:
-        table(f"Static specialized build ({static}: hak_malloc with a "
+        table(f"Static specialized build ({STATIC}: hak_malloc with a "
               "constant size, libhakmem.a), vs the best peer on that size",
               ["workload", "ops/s", "best peer", "peer ops/s", "ratio [min-max]"],
-              [[labels[w], fmt_rate(st[static].ops_per_sec), st[static].ratio_to,
-                fmt_rate(st[st[static].ratio_to].ops_per_sec)
-                if st[static].ratio_to else "-", fmt_ratio(st[static].ratio)]
-               for w, st in summary.items() if static in st])
+              [static_line(w, st) for w, st in summary.items() if STATIC in st])
 
     def rss(s):
         if s.peak_rss_kb is None:

@@ -4,9 +4,9 @@
 Each round runs every workload once under every allocator (plus, for the
 fixed workloads, the static specialized build), rotating the allocator order
 from round to round so that no allocator always runs first, last, or right
-after the same other one. The
-report compares one allocator (the subject, normally hakmem) with each of the
-others by the median of its paired per-round ratios.
+after the same other one. The report compares one allocator (the subject,
+normally hakmem) with each of the others by the median of its paired
+per-round ratios.
 
   bench/run.py --peers --hakmem build/default/libhakmem.so \
                --static-dir build/default/bench [--quick] [--bench fixed,mixed]
@@ -25,9 +25,7 @@ from pathlib import Path
 
 import benchlib
 import report
-from benchlib import ROOT, note
-
-STATIC = "hakmem-static"  # name of the static specialized build's rows
+from benchlib import ROOT, STATIC, note
 
 
 @dataclass(frozen=True)
@@ -179,11 +177,11 @@ def main():
     elapsed = time.monotonic() - t0
 
     names = [a.name for a in allocs]
-    summary = report.summarize(rows, workloads, names, subject, STATIC)
+    summary = report.summarize(rows, workloads, names, subject)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_raw_csv(args.out / "latest.csv", rows)
     report.write_summary_csv(args.out / "summary.csv", summary)
-    report.print_tables(summary, workloads, names, subject, STATIC, args.rounds)
+    report.print_tables(summary, workloads, names, subject, args.rounds)
     report.plot(args.out, summary, workloads, names, subject)
 
     failed = [r for r in rows if r.outcome.status != "ok"]
