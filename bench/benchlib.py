@@ -5,7 +5,6 @@ malloc). Every workload binary is allocator-independent; the allocator is
 injected through the environment, so each run is one process.
 """
 
-import argparse
 import os
 import subprocess
 import sys
