@@ -164,8 +164,7 @@ def print_tables(summary, workloads, names, subject, rounds):
     has_static = any(STATIC in s for s in summary.values())
 
     cols = names + ([STATIC] if has_static else [])
-    table(f"Throughput: median ops/s over {rounds} "
-          f"round{'s' if rounds != 1 else ''} "
+    table(f"Throughput: median ops/s over {rounds} round(s) "
           "(op = one malloc + one free; * = some rounds failed)",
           ["workload"] + cols,
           [[labels[w]] + [mark_failures(fmt_rate(st[a].ops_per_sec), st[a])

@@ -161,14 +161,19 @@ def check_checksums(rows):
                 row.outcome.status = f"bad checksum {got} != {expected}"
 
 
+def plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def main():
     args = parse_args()
     allocs, subject = benchlib.allocs_from_args(args)
     workloads = benchlib.select_workloads(args.bench)
     runners = make_runners(workloads, allocs, args)
 
-    print(f"bench: {args.rounds} rounds{' (quick)' if args.quick else ''}, "
-          f"{len(workloads)} workloads, allocators: "
+    print(f"bench: {plural(args.rounds, 'round')}"
+          f"{' (quick)' if args.quick else ''}, "
+          f"{plural(len(workloads), 'workload')}, allocators: "
           + ", ".join(f"{a.name}={a.preload or '(none)'}" for a in allocs),
           file=sys.stderr)
     t0 = time.monotonic()
