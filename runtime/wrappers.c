@@ -61,6 +61,11 @@ HAK_EXPORT size_t malloc_usable_size(void *p)
     return hak_api_usable_size(p);
 }
 
+HAK_EXPORT int malloc_trim(size_t pad)
+{
+    return hak_api_trim(pad);
+}
+
 /* The hak_ API (include/hakmem.h): the same functions under hakmem's names. */
 HAK_EXPORT void *hak_malloc(size_t n)
 {
