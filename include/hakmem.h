@@ -27,6 +27,7 @@ void *hak_realloc(void *p, size_t n);
 int hak_posix_memalign(void **out, size_t align, size_t n);
 void *hak_aligned_alloc(size_t align, size_t n);
 size_t hak_usable_size(void *p);
+int hak_trim(void); /* malloc_trim(0): give back all free memory now; 1 if any was */
 
 /* The spec this library was generated from: its name and resolved-spec hash. */
 const char *hak_spec_name(void);

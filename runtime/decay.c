@@ -97,9 +97,9 @@ void hak_decay_poll(void)
     if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED)))
         return;
     pthread_mutex_lock(&decay_lock);
-    bool start = !purger_running && purger_wanted;
+    bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED);
     purger_running = purger_running || start;
-    purger_wanted = false;
+    __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&decay_lock);
     if (!start)
         return;
@@ -117,7 +117,7 @@ void hak_decay_poll(void)
     if (!ok) { /* no thread: try again at the next poll */
         pthread_mutex_lock(&decay_lock);
         purger_running = false;
-        purger_wanted = true;
+        __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&decay_lock);
     }
 }
@@ -143,7 +143,7 @@ void hak_decay_unlock(void)
 void hak_decay_after_fork_child(void)
 {
     purger_running = false;
-    purger_wanted = work_pending;
+    __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
     pthread_cond_init(&decay_wake, NULL);
     pthread_mutex_unlock(&decay_lock);
 }

@@ -299,7 +299,7 @@ struct hak_heap *hak_heap_acquire(void)
     return h;
 }
 
-static void abandon(struct heap_class *hc, unsigned cls, struct hak_span **head)
+static void abandon(unsigned cls, struct hak_span **head)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     while (*head) {
@@ -318,15 +318,14 @@ static void abandon(struct heap_class *hc, unsigned cls, struct hak_span **head)
         __atomic_store_n(&abandoned[cls].count, abandoned[cls].count + 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&abandoned[cls].lock);
     }
-    (void)hc;
 }
 
 void hak_heap_release(struct hak_heap *h)
 {
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
-        abandon(&h->cls[cls], cls, &h->cls[cls].partial);
-        abandon(&h->cls[cls], cls, &h->cls[cls].full);
-        h->cls[cls].remote_pending = 0;
+        abandon(cls, &h->cls[cls].partial);
+        abandon(cls, &h->cls[cls].full);
+        __atomic_store_n(&h->cls[cls].remote_pending, 0, __ATOMIC_RELAXED);
     }
     pthread_mutex_lock(&pool_lock);
     h->next_unused = pool;
