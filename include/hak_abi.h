@@ -24,6 +24,7 @@
 #define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_NOINLINE __attribute__((noinline))
+#define HAK_INLINE static inline __attribute__((always_inline)) /* fast paths */
 #define HAK_NORETURN __attribute__((noreturn))
 #define HAK_HIDDEN __attribute__((visibility("hidden")))
 #define HAK_EXPORT __attribute__((visibility("default")))

@@ -40,7 +40,7 @@ const char *hak_spec_hash(void);
 #ifdef HAKMEM_STATIC
 #include "hak_front.h"
 
-static inline void *hak_malloc_inline(size_t n)
+HAK_INLINE void *hak_malloc_inline(size_t n)
 {
     if (__builtin_constant_p(n) && n <= HAK_MAX_CLASS_SIZE)
         return hak_front_alloc_class(hak_class_of_size(n));
