@@ -24,6 +24,7 @@
 #define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_NOINLINE __attribute__((noinline))
+#define HAK_INLINE static inline __attribute__((always_inline)) /* fast paths */
 #define HAK_NORETURN __attribute__((noreturn))
 #define HAK_HIDDEN __attribute__((visibility("hidden")))
 #define HAK_EXPORT __attribute__((visibility("default")))
@@ -66,10 +67,12 @@ static inline unsigned hak_region_code(uintptr_t a)
 {
     if (HAK_UNLIKELY(a - 1 >= (UINT64_C(1) << 47) - 1))  /* NULL or non-canonical */
         return 0;
-    const uint8_t *leaf = hak_region_top[a >> (HAK_SLAB_SHIFT + HAK_MAP_LEAF_BITS)];
+    /* relaxed atomic loads: plain moves, but written concurrently (region.c) */
+    const uint8_t *leaf = __atomic_load_n(&hak_region_top[a >> (HAK_SLAB_SHIFT + HAK_MAP_LEAF_BITS)],
+                                          __ATOMIC_RELAXED);
     if (HAK_UNLIKELY(leaf == NULL))
         return 0;
-    return leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK];
+    return __atomic_load_n(&leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK], __ATOMIC_RELAXED);
 }
 
 /* Slow paths: one call from a generated fast path when its caches miss. */

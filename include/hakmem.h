@@ -27,6 +27,7 @@ void *hak_realloc(void *p, size_t n);
 int hak_posix_memalign(void **out, size_t align, size_t n);
 void *hak_aligned_alloc(size_t align, size_t n);
 size_t hak_usable_size(void *p);
+int hak_trim(void); /* malloc_trim(0): give back all free memory now; 1 if any was */
 
 /* The spec this library was generated from: its name and resolved-spec hash. */
 const char *hak_spec_name(void);
@@ -39,7 +40,7 @@ const char *hak_spec_hash(void);
 #ifdef HAKMEM_STATIC
 #include "hak_front.h"
 
-static inline void *hak_malloc_inline(size_t n)
+HAK_INLINE void *hak_malloc_inline(size_t n)
 {
     if (__builtin_constant_p(n) && n <= HAK_MAX_CLASS_SIZE)
         return hak_front_alloc_class(hak_class_of_size(n));

@@ -213,3 +213,15 @@ void *hak_api_pvalloc(size_t n)
     }
     return aligned(HAK_PAGE, rounded ? rounded : HAK_PAGE);
 }
+
+/* Give back at once everything that can be: this thread's caches, empty
+ * spans (its own and abandoned ones), dirty pages, cached large spans.
+ * Returns 1 when memory was released, as glibc does; pad is ignored (hakmem
+ * keeps no heap top to pad). */
+int hak_api_trim(size_t pad)
+{
+    (void)pad;
+    hak_thread_trim();
+    hak_heap_trim_abandoned();
+    return hak_decay_purge_all() > 0;
+}

@@ -1,7 +1,7 @@
 /*
  * internal.h - declarations shared between the runtime's files, one heading
  * per file.  Layers, lowest first (see README.md):
- *   os -> region -> superslab -> central -> thread -> large -> api -> wrappers
+ *   os -> region -> superslab -> heap -> thread -> large -> api -> wrappers
  * A file calls only the layers below it.
  */
 #ifndef HAK_INTERNAL_H
@@ -24,6 +24,21 @@ void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may m
 void hak_os_write_stderr(const char *s) HAK_HIDDEN;           /* no malloc */
 char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", returns end */
 
+/* ---- decay.c: when free memory goes back to the OS (options.decay_ms) ---- */
+uint64_t hak_now_ms(void) HAK_HIDDEN;   /* monotonic, coarse */
+void hak_decay_note(void) HAK_HIDDEN;   /* something became free: purge it in time */
+/* Lower *next_ms to since + HAK_DECAY_MS (when what was freed at `since` is due). */
+static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
+{
+    if (since + HAK_DECAY_MS < *next_ms)
+        *next_ms = since + HAK_DECAY_MS;
+}
+void hak_decay_poll(void) HAK_HIDDEN;   /* from a slow path holding no lock */
+size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
+void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
+void hak_decay_unlock(void) HAK_HIDDEN; /* fork: parent */
+void hak_decay_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
+
 /* ---- region.c: the address -> class map (hak_region_code in hak_abi.h) ---- */
 bool hak_region_reserve(uintptr_t start, size_t len) HAK_HIDDEN;  /* make leaves exist */
 void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
@@ -34,28 +49,38 @@ void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
 
 /*
  * A span: 2^k consecutive units of one superslab, aligned to its own length,
- * carved into blocks of one class.  Its meta lives in the superslab header at
- * the index of its first unit.  While the span is live:
+ * carved into blocks of one class and owned by one heap (heap.c).  Its meta
+ * lives in the superslab header at the index of its first unit.  While the
+ * span is live:
  *
  *     used + length(free) + (blocks - carved) == blocks
  *
- * used counts blocks in thread caches or with the program; free holds blocks
- * given back; blocks at index >= carved were never handed out.
+ * used counts blocks in thread caches, with the program, or waiting on the
+ * remote list; free holds blocks given back by the owner; blocks at index >=
+ * carved were never handed out.  Only the owner (or whoever holds an ownerless
+ * span exclusively) touches anything but `remote`.
  */
 struct hak_span {
-    void *free;                   /* given-back blocks, linked through their first word */
+    void *free;                   /* blocks given back by the owner, linked through their first word */
+    void *remote;                 /* atomic: blocks freed by other threads (MPSC push, owner takes all) */
+    struct hak_heap *owner;       /* atomic: NULL while abandoned */
     uint32_t used;
     uint32_t carved;
     uint16_t cls;                 /* class index */
     uint16_t units;               /* length in units; 0 for a unit that starts no span */
-    bool in_partial;              /* on its class's partial list */
-    struct hak_span *next, *prev; /* the class's partial list (central.c) */
-};
+    uint8_t list;                 /* which of its owner's lists it is on (heap.c) */
+    struct hak_span *next, *prev; /* that list */
+} __attribute__((aligned(64))); /* one line each: a remote push contends with no neighbour */
+_Static_assert(sizeof(struct hak_span) == 64, "span meta is one cache line");
 
 struct hak_superslab {
     struct hak_superslab *next;                 /* every superslab (superslab.c's lock) */
     uint32_t free_units;                        /* units in no span */
-    uint64_t unit_free[(HAK_SS_UNITS + 63) / 64]; /* bit i: unit i is in no span */
+    uint32_t dirty_units;                       /* free units not yet given back to the OS */
+    uint64_t dirty_since;                       /* hak_now_ms() when the oldest became dirty */
+    uint64_t empty_since;                       /* hak_now_ms() when the last span left */
+    uint64_t unit_free[(HAK_SS_UNITS + 63) / 64];  /* bit i: unit i is in no span */
+    uint64_t unit_dirty[(HAK_SS_UNITS + 63) / 64]; /* bit i: free, and maybe resident */
     struct hak_span span[HAK_SS_UNITS];
     /* One bit per block handed out (refill) and not yet given back (flush):
      * the span at unit i uses live[i .. i + units - 1] as one bitmap. */
@@ -85,24 +110,36 @@ static inline struct hak_span *hak_span_of(const void *p, unsigned units)
 
 struct hak_span *hak_ss_span_alloc(unsigned cls) HAK_HIDDEN; /* NULL: out of memory */
 void hak_ss_span_free(struct hak_span *sp) HAK_HIDDEN;
+/* Give back what has been free for HAK_DECAY_MS (or everything: all); returns
+ * bytes released, and lowers *next_ms to when the rest will be due. */
+size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
 void hak_ss_lock_all(void) HAK_HIDDEN;   /* fork */
 void hak_ss_unlock_all(void) HAK_HIDDEN;
 
-/* ---- central.c: per-class span lists behind the thread caches ---- */
-uint32_t hak_central_take(unsigned cls, void **out, uint32_t want) HAK_HIDDEN;
-void hak_central_give(unsigned cls, void *const *blocks, uint32_t n) HAK_HIDDEN;
-void *hak_central_give_list(unsigned cls, void *head, uint32_t n) HAK_HIDDEN; /* returns rest */
-void hak_central_lock_all(void) HAK_HIDDEN;
-void hak_central_unlock_all(void) HAK_HIDDEN;
+/* ---- heap.c: per-thread heaps of owned spans, remote frees, abandonment ---- */
+struct hak_heap;
+struct hak_heap *hak_heap_acquire(void) HAK_HIDDEN;      /* NULL: out of memory */
+void hak_heap_release(struct hak_heap *h) HAK_HIDDEN;    /* thread exit: abandon its spans */
+struct hak_heap *hak_heap_shared_lock(void) HAK_HIDDEN;  /* for threads without a heap */
+void hak_heap_shared_unlock(void) HAK_HIDDEN;
+uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t want) HAK_HIDDEN;
+void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n) HAK_HIDDEN;
+void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n) HAK_HIDDEN; /* rest */
+void hak_heap_trim_abandoned(void) HAK_HIDDEN;           /* free abandoned spans now empty */
+void hak_heap_trim(struct hak_heap *h) HAK_HIDDEN;       /* free h's empty spans, even the last */
+void hak_heap_lock_all(void) HAK_HIDDEN;                 /* fork */
+void hak_heap_unlock_all(void) HAK_HIDDEN;
 
 /* ---- thread.c: the per-thread caches' slow paths, thread start and exit ---- */
 bool hak_global_init(void) HAK_HIDDEN;
+void hak_thread_trim(void) HAK_HIDDEN;
 
 /* ---- large.c: mmap'd spans above the largest class ---- */
 void *hak_large_alloc(size_t n, size_t align, bool *zeroed) HAK_HIDDEN;
 bool hak_large_free(void *p) HAK_HIDDEN;        /* false: not a large block of ours */
 size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ours */
 void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
+size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /* as hak_ss_purge */
 void hak_large_lock(void) HAK_HIDDEN;
 void hak_large_unlock(void) HAK_HIDDEN;
 
@@ -118,5 +155,6 @@ void *hak_api_memalign(size_t align, size_t n) HAK_HIDDEN;
 void *hak_api_valloc(size_t n) HAK_HIDDEN;
 void *hak_api_pvalloc(size_t n) HAK_HIDDEN;
 size_t hak_api_usable_size(void *p) HAK_HIDDEN;
+int hak_api_trim(size_t pad) HAK_HIDDEN;
 
 #endif /* HAK_INTERNAL_H */

@@ -6,8 +6,9 @@
  * the memory it points to.  Freed spans are kept in a small cache (at most
  * HAK_LARGE_CACHE_BYTES of address space) and reused by a later request of
  * about the same size: that saves the mmap, the munmap and the page faults of
- * touching fresh pages.  One lock guards table and cache; every call that
- * takes it also makes a system call or avoids one, which costs far more.
+ * touching fresh pages; they are unmapped after HAK_DECAY_MS (decay.c).  One
+ * lock guards table and cache; every call that takes it also makes a system
+ * call or avoids one, which costs far more.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,9 +17,10 @@
 #include "internal.h"
 
 struct span {
-    uintptr_t user; /* the address handed out; 0: empty slot; 1: deleted slot */
-    uintptr_t base; /* the mapping */
+    uintptr_t user;    /* the address handed out; 0: empty slot; 1: deleted slot */
+    uintptr_t base;    /* the mapping */
     size_t len;
+    uint64_t freed_ms; /* in the cache: when it was freed */
 };
 
 #define DELETED 1u
@@ -170,10 +172,12 @@ bool hak_large_free(void *p)
     }
     struct span freed = *s;
     s->user = DELETED;
+    freed.freed_ms = hak_now_ms();
     n = cache_put(freed, evict);
     pthread_mutex_unlock(&large_lock);
     for (unsigned i = 0; i < n; i++)
         hak_os_unmap((void *)evict[i].base, evict[i].len);
+    hak_decay_note();
     return true;
 }
 
@@ -214,6 +218,28 @@ void *hak_large_realloc(void *p, size_t n)
     }
     pthread_mutex_unlock(&large_lock);
     return base != NULL ? (char *)base + offset : NULL;
+}
+
+size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
+{
+    struct span evict[CACHE_SLOTS];
+    unsigned n = 0;
+    pthread_mutex_lock(&large_lock);
+    /* oldest first: stop at the first one too young */
+    while (cache_count > 0 && (all || now - cache[0].freed_ms >= HAK_DECAY_MS)) {
+        evict[n++] = cache[0];
+        cache_bytes -= cache[0].len;
+        memmove(&cache[0], &cache[1], --cache_count * sizeof *cache);
+    }
+    if (cache_count > 0)
+        hak_decay_due(next_ms, cache[0].freed_ms);
+    pthread_mutex_unlock(&large_lock);
+    size_t released = 0;
+    for (unsigned i = 0; i < n; i++) {
+        hak_os_unmap((void *)evict[i].base, evict[i].len);
+        released += evict[i].len;
+    }
+    return released;
 }
 
 void hak_large_lock(void)

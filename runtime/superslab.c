@@ -3,40 +3,51 @@
  * cut into spans.  The header (struct hak_superslab) fills the first
  * HAK_SS_HEADER_UNITS units; a span of k units starts at a multiple of k, so
  * free() finds a block's span by masking its address.  One lock guards the
- * list and every superslab's unit bitmap; it is taken only when a class needs
- * a new span or gives an empty one back.
+ * list and every superslab's unit bitmaps; it is taken only when a heap needs
+ * a new span or gives an empty one back, and by the purge.
+ *
+ * Memory goes back to the OS in two steps, each after HAK_DECAY_MS (decay.c
+ * drives them): units of freed spans stay "dirty" (resident, fast to reuse)
+ * until the purge madvises them away; a superslab with no span left is
+ * unmapped.  A unit reused before the purge costs no page fault.
  */
+#define _GNU_SOURCE
+#include <sys/mman.h>
+
 #include "internal.h"
 
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hak_superslab *ss_list;  /* every mapped superslab */
-static unsigned ss_empty;              /* how many of them have no span */
+static struct hak_superslab *ss_list; /* every mapped superslab */
 
-#define SS_SPARE_EMPTY 1 /* fully empty superslabs kept mapped for reuse */
-
-static bool unit_is_free(const struct hak_superslab *ss, unsigned i)
+static bool bit_get(const uint64_t *bits, unsigned i)
 {
-    return (ss->unit_free[i / 64] >> (i % 64)) & 1;
+    return (bits[i / 64] >> (i % 64)) & 1;
 }
 
-static void units_mark(struct hak_superslab *ss, unsigned first, unsigned k, bool free)
+static void bits_set(uint64_t *bits, unsigned first, unsigned k, bool value)
 {
     for (unsigned i = first; i < first + k; i++) {
         uint64_t bit = UINT64_C(1) << (i % 64);
-        if (free)
-            ss->unit_free[i / 64] |= bit;
+        if (value)
+            bits[i / 64] |= bit;
         else
-            ss->unit_free[i / 64] &= ~bit;
+            bits[i / 64] &= ~bit;
     }
 }
 
-/* The first run of k free units starting at a multiple of k, or -1. */
+static bool ss_is_empty(const struct hak_superslab *ss)
+{
+    return ss->free_units == HAK_SS_UNITS - HAK_SS_HEADER_UNITS;
+}
+
+/* The first run of k free units starting at a multiple of k, or -1.  Clean
+ * and dirty units are alike here: reusing a dirty one is what it is kept for. */
 static int find_run(const struct hak_superslab *ss, unsigned k)
 {
     unsigned start = (unsigned)((HAK_SS_HEADER_UNITS + k - 1) / k * k);
     for (unsigned i = start; i + k <= HAK_SS_UNITS; i += k) {
         unsigned j = 0;
-        while (j < k && unit_is_free(ss, i + j))
+        while (j < k && bit_get(ss->unit_free, i + j))
             j++;
         if (j == k)
             return (int)i;
@@ -55,23 +66,10 @@ static struct hak_superslab *ss_map(void)
     }
     /* fresh mappings are zero: every span meta is empty, every live bit clear */
     ss->free_units = (uint32_t)(HAK_SS_UNITS - HAK_SS_HEADER_UNITS);
-    units_mark(ss, HAK_SS_HEADER_UNITS, ss->free_units, true);
+    bits_set(ss->unit_free, HAK_SS_HEADER_UNITS, ss->free_units, true);
     ss->next = ss_list;
     ss_list = ss;
-    ss_empty++;
     return ss;
-}
-
-static void ss_unmap(struct hak_superslab *dead)
-{
-    for (struct hak_superslab **pp = &ss_list; *pp; pp = &(*pp)->next) {
-        if (*pp == dead) {
-            *pp = dead->next;
-            break;
-        }
-    }
-    ss_empty--;
-    hak_os_unmap(dead, HAK_SUPERSLAB_BYTES);
 }
 
 struct hak_span *hak_ss_span_alloc(unsigned cls)
@@ -92,9 +90,8 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
         }
         first = find_run(ss, k);
     }
-    if (ss->free_units == HAK_SS_UNITS - HAK_SS_HEADER_UNITS)
-        ss_empty--;
-    units_mark(ss, (unsigned)first, k, false);
+    bits_set(ss->unit_free, (unsigned)first, k, false);
+    bits_set(ss->unit_dirty, (unsigned)first, k, false);
     ss->free_units -= k;
     struct hak_span *sp = &ss->span[first];
     *sp = (struct hak_span){.cls = (uint16_t)cls, .units = (uint16_t)k};
@@ -106,18 +103,69 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
 void hak_ss_span_free(struct hak_span *sp)
 {
     struct hak_superslab *ss = hak_ss_of(sp);
-    unsigned k = sp->units;
+    unsigned k = sp->units, first = (unsigned)(sp - ss->span);
+    uint64_t now = hak_now_ms();
     pthread_mutex_lock(&ss_lock);
     hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, 0);
-    units_mark(ss, (unsigned)(sp - ss->span), k, true);
+    bits_set(ss->unit_free, first, k, true);
+    bits_set(ss->unit_dirty, first, k, true);
     sp->units = 0;
     ss->free_units += k;
-    if (ss->free_units == HAK_SS_UNITS - HAK_SS_HEADER_UNITS) {
-        ss_empty++;
-        if (ss_empty > SS_SPARE_EMPTY)
-            ss_unmap(ss);
+    if (ss->dirty_units == 0)
+        ss->dirty_since = now;
+    ss->dirty_units += k;
+    if (ss_is_empty(ss))
+        ss->empty_since = now;
+    pthread_mutex_unlock(&ss_lock);
+    hak_decay_note();
+}
+
+/* madvise away the dirty free units of ss (runs of them, one call each). */
+static size_t purge_units(struct hak_superslab *ss)
+{
+    size_t released = 0;
+    for (unsigned i = HAK_SS_HEADER_UNITS; i < HAK_SS_UNITS;) {
+        if (!bit_get(ss->unit_dirty, i)) {
+            i++;
+            continue;
+        }
+        unsigned j = i;
+        while (j < HAK_SS_UNITS && bit_get(ss->unit_dirty, j))
+            j++;
+        madvise((char *)ss + (size_t)i * HAK_SLAB_BYTES, (size_t)(j - i) * HAK_SLAB_BYTES,
+                MADV_DONTNEED);
+        bits_set(ss->unit_dirty, i, j - i, false);
+        released += (size_t)(j - i) * HAK_SLAB_BYTES;
+        i = j;
+    }
+    ss->dirty_units = 0;
+    return released;
+}
+
+size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
+{
+    size_t released = 0;
+    pthread_mutex_lock(&ss_lock);
+    for (struct hak_superslab **pp = &ss_list; *pp;) {
+        struct hak_superslab *ss = *pp;
+        if (ss_is_empty(ss) && (all || now - ss->empty_since >= HAK_DECAY_MS)) {
+            *pp = ss->next;
+            released += HAK_SUPERSLAB_BYTES;
+            hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
+            continue;
+        }
+        if (ss->dirty_units != 0) {
+            if (all || now - ss->dirty_since >= HAK_DECAY_MS)
+                released += purge_units(ss);
+            else
+                hak_decay_due(next_ms, ss->dirty_since);
+        }
+        if (ss_is_empty(ss))
+            hak_decay_due(next_ms, ss->empty_since); /* to unmap later */
+        pp = &ss->next;
     }
     pthread_mutex_unlock(&ss_lock);
+    return released;
 }
 
 void hak_ss_lock_all(void)

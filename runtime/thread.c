@@ -4,11 +4,11 @@
  * start-up and fork.
  *
  * A thread's caches start zeroed (HAK_THREAD_NEW): its first alloc or free
- * misses and lands here, which sets the counters up and registers a pthread
- * key whose destructor hands every cached block back at thread exit.  After
- * that the thread is HAK_THREAD_DEAD: its counters are zero again, so any
- * later call (another destructor freeing memory) misses and is served straight
- * from the central lists.
+ * misses and lands here, which gives the thread a heap (heap.c), sets the
+ * counters up and registers a pthread key whose destructor hands every cached
+ * block back and releases the heap at thread exit.  After that the thread is
+ * HAK_THREAD_DEAD: its counters are zero again, so any later call (another
+ * destructor freeing memory) misses and is served by the shared heap.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,6 +19,7 @@
 
 HAK_TLS struct hak_tls hak_tls;
 
+static HAK_TLS struct hak_heap *thread_heap; /* set while HAK_THREAD_LIVE */
 static pthread_key_t thread_key;
 static int global_state; /* 0: not started, 1: starting, 2: ready */
 static HAK_TLS bool in_global_init;
@@ -35,14 +36,14 @@ static void **ring_of(struct hak_bin *b)
 
 /* ---- refill and flush ---- */
 
-/* Fill class cls's first cache tier (empty) from the central lists; return one
+/* Fill class cls's first cache tier (empty) from the thread's heap; return one
  * more block for the caller, or NULL when memory is exhausted. */
 static void *refill(unsigned cls, struct hak_bin *b)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     if (ci->ring_first) {
         void **ring = ring_of(b);
-        uint32_t n = hak_central_take(cls, ring, ci->refill);
+        uint32_t n = hak_heap_take(thread_heap, cls, ring, ci->refill);
         if (n == 0)
             return NULL;
         b->ring_s = n; /* n - 1 blocks stay cached (count + 1) */
@@ -52,7 +53,7 @@ static void *refill(unsigned cls, struct hak_bin *b)
     void *got = NULL;
     uint32_t want = ci->refill;
     while (want > 0) {
-        uint32_t n = hak_central_take(cls, batch, want < 64 ? want : 64);
+        uint32_t n = hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
         if (n == 0)
             break;
         want -= n;
@@ -70,14 +71,14 @@ static void *refill(unsigned cls, struct hak_bin *b)
 }
 
 /* Class cls's cache tiers are all full: give `refill` blocks of the last tier
- * back to the central lists, making room for one more free. */
+ * back to their spans, making room for one more free. */
 static void flush(unsigned cls, struct hak_bin *b)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     bool last_is_sll = (ci->tiers & HAK_TIER_SLL) && (ci->ring_first || !(ci->tiers & HAK_TIER_RING));
     if (last_is_sll) {
         uint32_t n = ci->refill < b->sll_s - 1 ? ci->refill : b->sll_s - 1;
-        b->sll_head = hak_central_give_list(cls, b->sll_head, n);
+        b->sll_head = hak_heap_give_list(thread_heap, cls, b->sll_head, n);
         b->sll_s -= n;
         return;
     }
@@ -85,7 +86,7 @@ static void flush(unsigned cls, struct hak_bin *b)
     void **ring = ring_of(b);
     uint32_t count = b->ring_s - 1;
     uint32_t n = ci->refill < count ? ci->refill : count;
-    hak_central_give(cls, ring, n);
+    hak_heap_give(thread_heap, cls, ring, n);
     memmove(ring, ring + n, (count - n) * sizeof *ring);
     b->ring_s -= n;
 }
@@ -95,9 +96,9 @@ static void drain(unsigned cls)
 {
     struct hak_bin *b = bin_of(cls);
     if (b->ring_s > 1)
-        hak_central_give(cls, ring_of(b), b->ring_s - 1);
+        hak_heap_give(thread_heap, cls, ring_of(b), b->ring_s - 1);
     if (b->sll_s > 1)
-        hak_central_give_list(cls, b->sll_head, b->sll_s - 1);
+        hak_heap_give_list(thread_heap, cls, b->sll_head, b->sll_s - 1);
     b->ring_s = 0;
     b->sll_s = 0;
     b->sll_head = NULL;
@@ -111,7 +112,7 @@ static void prewarm(unsigned cls)
     void *batch[64];
     uint32_t want = hak_class_info[cls].prewarm;
     while (want > 0) {
-        uint32_t n = hak_central_take(cls, batch, want < 64 ? want : 64);
+        uint32_t n = hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
         if (n == 0)
             return;
         want -= n;
@@ -126,6 +127,8 @@ static void thread_exit(void *unused)
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
         drain(cls);
     hak_tls.state = HAK_THREAD_DEAD;
+    hak_heap_release(thread_heap);
+    thread_heap = NULL;
 }
 
 /* Set up this thread's caches; false when it cannot have any (it has exited,
@@ -133,6 +136,8 @@ static void thread_exit(void *unused)
 static bool thread_start(void)
 {
     if (hak_tls.state == HAK_THREAD_DEAD || !hak_global_init())
+        return false;
+    if ((thread_heap = hak_heap_acquire()) == NULL)
         return false;
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         struct hak_bin *b = bin_of(cls);
@@ -151,13 +156,17 @@ static bool thread_start(void)
 void *hak_alloc_slow(unsigned cls)
 {
     void *p;
+    hak_decay_poll();
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
         struct hak_bin *b = bin_of(cls);
         if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
             return hak_front_alloc_class(cls);
         p = refill(cls, b);
-    } else if (hak_central_take(cls, &p, 1) == 0) {
-        p = NULL;
+    } else {
+        struct hak_heap *h = hak_heap_shared_lock();
+        if (hak_heap_take(h, cls, &p, 1) == 0)
+            p = NULL;
+        hak_heap_shared_unlock();
     }
     if (p == NULL)
         errno = ENOMEM;
@@ -166,29 +175,56 @@ void *hak_alloc_slow(unsigned cls)
 
 void hak_free_slow(unsigned cls, void *p)
 {
+    hak_decay_poll();
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE)) {
         flush(cls, bin_of(cls));
     } else if (!thread_start()) {
-        hak_central_give(cls, &p, 1);
+        hak_heap_give(hak_heap_shared_lock(), cls, &p, 1);
+        hak_heap_shared_unlock();
         return;
     }
     hak_front_free_class(cls + 1, p); /* there is room now */
+}
+
+/* malloc_trim: this thread's caches give everything back (the thread stays
+ * set up, with empty caches), and its heap frees its empty spans. */
+void hak_thread_trim(void)
+{
+    if (hak_tls.state != HAK_THREAD_LIVE)
+        return;
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+        drain(cls);
+        struct hak_bin *b = bin_of(cls);
+        b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
+        b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
+    }
+    hak_heap_trim(thread_heap);
 }
 
 /* ---- process start-up and fork ---- */
 
 static void fork_prepare(void)
 {
-    hak_central_lock_all();
+    hak_decay_lock();
+    hak_heap_lock_all();
     hak_ss_lock_all();
     hak_large_lock();
 }
 
-static void fork_release(void)
+static void fork_parent(void)
 {
     hak_large_unlock();
     hak_ss_unlock_all();
-    hak_central_unlock_all();
+    hak_heap_unlock_all();
+    hak_decay_unlock();
+}
+
+static void fork_child(void)
+{
+    hak_large_unlock();
+    hak_ss_unlock_all();
+    hak_heap_unlock_all();
+    hak_decay_after_fork_child();
 }
 
 static void show_spec(void)
@@ -214,7 +250,7 @@ bool hak_global_init(void)
         in_global_init = true;
         global_state = 1;
         pthread_key_create(&thread_key, thread_exit);
-        pthread_atfork(fork_prepare, fork_release, fork_release);
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
         show_spec();
         in_global_init = false;
         __atomic_store_n(&global_state, 2, __ATOMIC_RELEASE);

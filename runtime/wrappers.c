@@ -1,7 +1,8 @@
 /*
- * wrappers.c - the exported names: the C library's allocation functions (so
- * that LD_PRELOAD or static linking replaces malloc) and the hak_ API of
- * include/hakmem.h.  Nothing else in the runtime is visible outside it.
+ * wrappers.c - the C library's allocation functions, exported so that
+ * LD_PRELOAD or static linking replaces malloc.  With exports.c (the hak_
+ * names) these are the only symbols the library exports.  A build that must
+ * not replace malloc (the ThreadSanitizer tests) leaves this file out.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -61,48 +62,7 @@ HAK_EXPORT size_t malloc_usable_size(void *p)
     return hak_api_usable_size(p);
 }
 
-/* The hak_ API (include/hakmem.h): the same functions under hakmem's names. */
-HAK_EXPORT void *hak_malloc(size_t n)
+HAK_EXPORT int malloc_trim(size_t pad)
 {
-    return hak_front_malloc(n);
-}
-
-HAK_EXPORT void hak_free(void *p)
-{
-    hak_front_free(p);
-}
-
-HAK_EXPORT void *hak_calloc(size_t n, size_t size)
-{
-    return hak_api_calloc(n, size);
-}
-
-HAK_EXPORT void *hak_realloc(void *p, size_t n)
-{
-    return hak_api_realloc(p, n);
-}
-
-HAK_EXPORT int hak_posix_memalign(void **out, size_t align, size_t n)
-{
-    return hak_api_posix_memalign(out, align, n);
-}
-
-HAK_EXPORT void *hak_aligned_alloc(size_t align, size_t n)
-{
-    return hak_api_aligned_alloc(align, n);
-}
-
-HAK_EXPORT size_t hak_usable_size(void *p)
-{
-    return hak_api_usable_size(p);
-}
-
-HAK_EXPORT const char *hak_spec_name(void)
-{
-    return HAK_SPEC_NAME;
-}
-
-HAK_EXPORT const char *hak_spec_hash(void)
-{
-    return HAK_SPEC_HASH;
+    return hak_api_trim(pad);
 }

@@ -6,6 +6,7 @@
 #   make test-stress       multi-threaded stress programs under LD_PRELOAD
 #   make test-integration  real programs under LD_PRELOAD, output compared with glibc's
 #   make test-build        rebuild dependencies, variants, make install + pkg-config
+#   make test-tsan         the multi-threaded paths under ThreadSanitizer (runtime compiled in)
 
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(BUILD)/tests/unit
@@ -15,6 +16,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-gen
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-stress
+	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-build
 
@@ -38,3 +40,15 @@ test-integration: deps $(BUILD)/libhakmem.so
 
 test-build: deps
 	bash tests/build/run.sh
+
+# ThreadSanitizer: the runtime without wrappers.c (it must not replace the
+# sanitizer's malloc), compiled into the test, which calls the hak_ API.
+TSAN_BIN := $(BUILD)/tests/tsan_mt
+TSAN_SRCS := $(filter-out runtime/wrappers.c,$(RUNTIME_SRCS)) $(GEN)/hak_tables.c tests/tsan/mt_hak.c
+$(TSAN_BIN): $(TSAN_SRCS) $(wildcard runtime/*.h include/*.h) $(GEN)/.stamp
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O1 -g -fsanitize=thread -fvisibility=hidden -Iinclude -I$(GEN) -Iruntime \
+		-o $@ $(TSAN_SRCS) -lpthread
+
+test-tsan: deps $(TSAN_BIN)
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(TSAN_BIN)

@@ -44,8 +44,17 @@ static void expect_abort(misuse_fn fn, void *arg, const char *want_prefix, const
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
                   "child was not aborted (status %#x), stderr: %s", status, out);
     char want[256];
-    snprintf(want, sizeof want, "%s %p\n", want_prefix, want_ptr);
-    ck_assert_str_eq(out, want);
+    if (want_ptr != NULL) {
+        snprintf(want, sizeof want, "%s %p\n", want_prefix, want_ptr);
+        ck_assert_str_eq(out, want);
+    } else { /* an address only the child knows: the prefix, then one hex address */
+        unsigned long long addr;
+        char tail;
+        snprintf(want, sizeof want, "%s 0x%%llx%%c", want_prefix);
+        ck_assert_msg(sscanf(out, want, &addr, &tail) == 2 && tail == '\n' &&
+                          strchr(out, '\n') == out + strlen(out) - 1 && addr % 16 == 0,
+                      "unexpected report: %s", out);
+    }
 }
 
 static void do_free(void *p)
@@ -71,17 +80,18 @@ static void do_double_free_top(void *p)
 
 static void *double_free_in_cache(void *arg)
 {
-    void *q = malloc(64);
-    free(arg);
+    void **slot = arg;
+    void *p = *slot = malloc(64), *q = malloc(64);
+    free(p);
     free(q);
-    free(arg); /* not the top of the ring: caught when the thread's cache drains */
+    free(p); /* not the top of the ring: caught when the thread's cache drains */
     return NULL;
 }
 
-static void do_double_free_deep(void *p)
+static void do_double_free_deep(void *slot)
 {
     pthread_t t;
-    pthread_create(&t, NULL, double_free_in_cache, p);
+    pthread_create(&t, NULL, double_free_in_cache, slot);
     pthread_join(t, NULL);
 }
 
@@ -130,10 +140,11 @@ START_TEST(double_free_top_of_cache)
 }
 END_TEST
 
+/* The child's thread allocates the block itself: only the child knows its address. */
 START_TEST(double_free_deep_in_cache)
 {
-    void *p = malloc(64);
-    expect_abort(do_double_free_deep, p, "hakmem: free(): double free", p);
+    void *slot;
+    expect_abort(do_double_free_deep, &slot, "hakmem: free(): double free", NULL);
 }
 END_TEST
 

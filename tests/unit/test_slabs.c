@@ -1,7 +1,9 @@
-/* Spans: carving, reuse, return of empty spans, the region map, thread exit. */
+/* Heaps and spans: carving, reuse, return of empty spans, the region map,
+ * remote frees, thread exit, abandonment and adoption. */
 #include <check.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -19,8 +21,9 @@ static char *span_base_of(void *p)
 START_TEST(carve_in_order)
 {
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    struct hak_heap *h = hak_heap_acquire();
     void *out[8];
-    ck_assert_uint_eq(hak_central_take(QUIET_CLASS, out, 8), 8);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, out, 8), 8);
     char *base = span_base_of(out[0]);
     ck_assert_ptr_eq(out[0], base);
     ck_assert_uint_eq((uintptr_t)base % ci->span_bytes, 0);
@@ -36,11 +39,12 @@ START_TEST(reuse_before_carving)
 {
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
     ck_assert_uint_ge(ci->blocks, 4);
+    struct hak_heap *h = hak_heap_acquire();
     void *out[4], *again[3];
-    ck_assert_uint_eq(hak_central_take(QUIET_CLASS, out, 3), 3);
-    hak_central_give(QUIET_CLASS, &out[0], 1);
-    hak_central_give(QUIET_CLASS, &out[2], 1);
-    ck_assert_uint_eq(hak_central_take(QUIET_CLASS, again, 3), 3);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, out, 3), 3);
+    hak_heap_give(h, QUIET_CLASS, &out[0], 1);
+    hak_heap_give(h, QUIET_CLASS, &out[2], 1);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, again, 3), 3);
     ck_assert_ptr_eq(again[0], out[2]);
     ck_assert_ptr_eq(again[1], out[0]);
     ck_assert_ptr_eq(again[2], (char *)out[0] + 3 * ci->size);
@@ -53,14 +57,15 @@ START_TEST(empty_span_returned)
 {
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
     uint32_t n = ci->blocks;
+    struct hak_heap *h = hak_heap_acquire();
     void **a = calloc(n, sizeof *a), **b = calloc(n, sizeof *b);
-    ck_assert_uint_eq(hak_central_take(QUIET_CLASS, a, n), n);
-    ck_assert_uint_eq(hak_central_take(QUIET_CLASS, b, n), n);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, a, n), n);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, b, n), n);
     char *base_a = span_base_of(a[0]), *base_b = span_base_of(b[0]);
     ck_assert_ptr_ne(base_a, base_b);
-    hak_central_give(QUIET_CLASS, a, n); /* the only partial span: kept */
+    hak_heap_give(h, QUIET_CLASS, a, n); /* the only partial span: kept */
     ck_assert_uint_eq(hak_region_code((uintptr_t)base_a), QUIET_CLASS + 1);
-    hak_central_give(QUIET_CLASS, b, n); /* another is partial: returned */
+    hak_heap_give(h, QUIET_CLASS, b, n); /* another is partial: returned */
     ck_assert_uint_eq(hak_region_code((uintptr_t)base_b), 0);
     ck_assert_uint_eq(hak_region_code((uintptr_t)base_a), QUIET_CLASS + 1);
     free(a);
@@ -101,23 +106,117 @@ static void *alloc_and_exit(void *arg)
     return NULL;
 }
 
-/* A thread's cached blocks go back to the central lists when it exits. */
+/* A thread's cached blocks go back to their spans when it exits: its span of
+ * the class is then empty and returns to its superslab. */
 START_TEST(thread_exit_returns_cached_blocks)
 {
     void *blocks[THREAD_BLOCKS];
     pthread_t t;
     pthread_create(&t, NULL, alloc_and_exit, blocks);
     pthread_join(t, NULL);
-    uint32_t want = THREAD_BLOCKS + hak_class_info[QUIET_CLASS].refill;
-    void **got = calloc(want, sizeof *got);
-    ck_assert_uint_eq(hak_central_take(QUIET_CLASS, got, want), want);
+    for (int i = 0; i < THREAD_BLOCKS; i++)
+        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), 0);
+}
+END_TEST
+
+static void *alloc_and_leave(void *arg)
+{
+    void **blocks = arg;
     for (int i = 0; i < THREAD_BLOCKS; i++) {
-        bool found = false;
-        for (uint32_t j = 0; j < want && !found; j++)
-            found = got[j] == blocks[i];
-        ck_assert_msg(found, "block %d of the exited thread was lost", i);
+        blocks[i] = malloc(hak_class_info[QUIET_CLASS].size);
+        memset(blocks[i], i, hak_class_info[QUIET_CLASS].size);
     }
-    free(got);
+    return NULL; /* the blocks stay live: the span is abandoned */
+}
+
+/* Blocks a thread leaves behind stay valid; given back by another heap they
+ * go to the abandoned spans' remote lists, and trimming returns the spans. */
+START_TEST(abandoned_span_freed_remotely_then_trimmed)
+{
+    void *blocks[THREAD_BLOCKS];
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_and_leave, blocks);
+    pthread_join(t, NULL);
+    struct hak_heap *h = hak_heap_acquire();
+    for (int i = 0; i < THREAD_BLOCKS; i++) {
+        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), QUIET_CLASS + 1);
+        ck_assert_uint_eq(((unsigned char *)blocks[i])[7], (unsigned char)i);
+    }
+    hak_heap_give(h, QUIET_CLASS, blocks, THREAD_BLOCKS); /* not h's: remote */
+    ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[0]), QUIET_CLASS + 1);
+    hak_heap_trim_abandoned();
+    for (int i = 0; i < THREAD_BLOCKS; i++)
+        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), 0);
+}
+END_TEST
+
+/* A heap short of a class adopts an abandoned span of it before mapping one. */
+START_TEST(abandoned_span_adopted)
+{
+    void *blocks[THREAD_BLOCKS];
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_and_leave, blocks);
+    pthread_join(t, NULL);
+    struct hak_heap *h = hak_heap_acquire();
+    void *got;
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, &got, 1), 1);
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    unsigned units = ci->span_bytes / HAK_SLAB_BYTES;
+    struct hak_span *sp = hak_span_of(got, units);
+    bool left_by_thread = false;
+    for (int i = 0; i < THREAD_BLOCKS; i++)
+        left_by_thread |= hak_span_of(blocks[i], units) == sp;
+    ck_assert(left_by_thread);
+    ck_assert_ptr_eq(sp->owner, h);
+}
+END_TEST
+
+enum { REMOTE_THREADS = 6 };
+
+struct remote_job {
+    void **blocks;
+    uint32_t first, count;
+};
+
+static void *free_remotely(void *arg)
+{
+    struct remote_job *job = arg;
+    struct hak_heap *mine = hak_heap_acquire();
+    hak_heap_give(mine, QUIET_CLASS, job->blocks + job->first, job->count);
+    return NULL;
+}
+
+/* MPSC: six threads give back blocks of one heap's spans at once; the owner
+ * then takes every block again exactly once. */
+START_TEST(remote_frees_come_back_once)
+{
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    uint32_t n = 3 * ci->blocks; /* three full spans */
+    struct hak_heap *h = hak_heap_acquire();
+    void **blocks = calloc(n, sizeof *blocks), **again = calloc(n, sizeof *again);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, blocks, n), n);
+    pthread_t t[REMOTE_THREADS];
+    struct remote_job jobs[REMOTE_THREADS];
+    for (uint32_t i = 0; i < REMOTE_THREADS; i++) {
+        jobs[i] = (struct remote_job){blocks, i * n / REMOTE_THREADS,
+                                      (i + 1) * n / REMOTE_THREADS - i * n / REMOTE_THREADS};
+        pthread_create(&t[i], NULL, free_remotely, &jobs[i]);
+    }
+    for (int i = 0; i < REMOTE_THREADS; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, again, n), n);
+    /* the same set: sort both by address and compare */
+    int cmp(const void *x, const void *y)
+    {
+        uintptr_t a = *(const uintptr_t *)x, b = *(const uintptr_t *)y;
+        return (a > b) - (a < b);
+    }
+    qsort(blocks, n, sizeof *blocks, cmp);
+    qsort(again, n, sizeof *again, cmp);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_ptr_eq(blocks[i], again[i]);
+    free(blocks);
+    free(again);
 }
 END_TEST
 
@@ -130,6 +229,9 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, empty_span_returned);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
+    tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
+    tcase_add_test(tc, abandoned_span_adopted);
+    tcase_add_test(tc, remote_frees_come_back_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,149 @@
+/*
+ * decay.c - when free memory goes back to the OS.
+ *
+ * Freed spans and cached large spans stay resident for HAK_DECAY_MS
+ * (options.decay_ms), so a program that frees and allocates again reuses warm
+ * pages; after that the purge gives them back (madvise, munmap).  The purge
+ * runs on a background thread, started the first time anything is freed, so
+ * that memory goes back even when the program makes no further call: after a
+ * program frees everything and waits past decay_ms, its RSS is back near its
+ * start.  With decay_ms 0 the purge runs at once, on the freeing thread, and
+ * no thread is started.
+ *
+ * Lower layers only call hak_decay_note() ("something became free"); the
+ * thread is started from hak_decay_poll(), which the slow paths call where
+ * they hold no lock (pthread_create allocates).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <time.h>
+
+#include "internal.h"
+
+static pthread_mutex_t decay_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t decay_wake = PTHREAD_COND_INITIALIZER;
+static bool work_pending;  /* something freed since the purge last cleared this */
+static bool purger_wanted; /* atomic: hak_decay_poll should start the thread */
+static bool purger_running;
+
+uint64_t hak_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+#define NOTHING_DUE UINT64_MAX
+
+/* One pass over everything that may be purged; returns when what is left
+ * will be due (NOTHING_DUE: nothing is left). */
+static uint64_t purge_pass(bool all, size_t *released)
+{
+    uint64_t now = hak_now_ms(), next = NOTHING_DUE;
+    *released = hak_ss_purge(now, all, &next);
+    *released += hak_large_purge(now, all, &next);
+    return next;
+}
+
+static void sleep_until(uint64_t due_ms)
+{
+    uint64_t now = hak_now_ms();
+    if (due_ms <= now)
+        return;
+    uint64_t ms = due_ms - now + 5; /* the clock is coarse: be past it */
+    struct timespec nap = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&nap, NULL);
+}
+
+static void *purger(void *unused)
+{
+    (void)unused;
+    uint64_t due = NOTHING_DUE;
+    for (;;) {
+        pthread_mutex_lock(&decay_lock);
+        while (!work_pending && due == NOTHING_DUE)
+            pthread_cond_wait(&decay_wake, &decay_lock);
+        if (work_pending && due == NOTHING_DUE)
+            due = hak_now_ms() + HAK_DECAY_MS; /* freed just now */
+        work_pending = false; /* a note from now on sets it again */
+        pthread_mutex_unlock(&decay_lock);
+        sleep_until(due);
+        size_t released;
+        due = purge_pass(false, &released);
+    }
+    return NULL;
+}
+
+void hak_decay_note(void)
+{
+    if (HAK_DECAY_MS == 0) {
+        size_t released;
+        (void)purge_pass(false, &released);
+        return;
+    }
+    pthread_mutex_lock(&decay_lock);
+    if (!work_pending) {
+        work_pending = true;
+        if (purger_running)
+            pthread_cond_signal(&decay_wake);
+        else
+            __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&decay_lock);
+}
+
+void hak_decay_poll(void)
+{
+    if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED)))
+        return;
+    pthread_mutex_lock(&decay_lock);
+    bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED);
+    purger_running = purger_running || start;
+    __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&decay_lock);
+    if (!start)
+        return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the program's signals are not for it */
+    pthread_t t;
+    bool ok = pthread_create(&t, &attr, purger, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (!ok) { /* no thread: try again at the next poll */
+        pthread_mutex_lock(&decay_lock);
+        purger_running = false;
+        __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&decay_lock);
+    }
+}
+
+size_t hak_decay_purge_all(void)
+{
+    size_t released;
+    (void)purge_pass(true, &released);
+    return released;
+}
+
+void hak_decay_lock(void)
+{
+    pthread_mutex_lock(&decay_lock);
+}
+
+void hak_decay_unlock(void)
+{
+    pthread_mutex_unlock(&decay_lock);
+}
+
+/* The child of fork has no purger thread: start one when needed. */
+void hak_decay_after_fork_child(void)
+{
+    purger_running = false;
+    __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
+    pthread_cond_init(&decay_wake, NULL);
+    pthread_mutex_unlock(&decay_lock);
+}
