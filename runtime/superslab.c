@@ -9,7 +9,10 @@
  * Memory goes back to the OS in two steps, each after HAK_DECAY_MS (decay.c
  * drives them): units of freed spans stay "dirty" (resident, fast to reuse)
  * until the purge madvises them away; a superslab with no span left is
- * unmapped.  A unit reused before the purge costs no page fault.
+ * unmapped.  A unit reused before the purge costs no page fault.  Dirty units
+ * are also capped (DIRTY_MIN_UNITS, or an eighth of the units in spans): a
+ * program that frees most of its memory at once gets it back at once, not
+ * after the decay, and keeps what it reuses soon.
  */
 #define _GNU_SOURCE
 #include <sys/mman.h>
@@ -18,6 +21,10 @@
 
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hak_superslab *ss_list; /* every mapped superslab */
+static size_t units_in_spans;         /* over all superslabs */
+static size_t units_dirty;            /* over all superslabs: the sum of their dirty_units */
+
+#define DIRTY_MIN_UNITS ((4u << 20) / HAK_SLAB_BYTES) /* 4 MiB of dirty units are always fine */
 
 static bool bit_get(const uint64_t *bits, unsigned i)
 {
@@ -90,6 +97,12 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
         }
         first = find_run(ss, k);
     }
+    unsigned reused_dirty = 0;
+    for (unsigned i = (unsigned)first; i < (unsigned)first + k; i++)
+        reused_dirty += bit_get(ss->unit_dirty, i);
+    ss->dirty_units -= reused_dirty;
+    units_dirty -= reused_dirty;
+    units_in_spans += k;
     bits_set(ss->unit_free, (unsigned)first, k, false);
     bits_set(ss->unit_dirty, (unsigned)first, k, false);
     ss->free_units -= k;
@@ -98,26 +111,6 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, (uint8_t)(cls + 1));
     pthread_mutex_unlock(&ss_lock);
     return sp;
-}
-
-void hak_ss_span_free(struct hak_span *sp)
-{
-    struct hak_superslab *ss = hak_ss_of(sp);
-    unsigned k = sp->units, first = (unsigned)(sp - ss->span);
-    uint64_t now = hak_now_ms();
-    pthread_mutex_lock(&ss_lock);
-    hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, 0);
-    bits_set(ss->unit_free, first, k, true);
-    bits_set(ss->unit_dirty, first, k, true);
-    sp->units = 0;
-    ss->free_units += k;
-    if (ss->dirty_units == 0)
-        ss->dirty_since = now;
-    ss->dirty_units += k;
-    if (ss_is_empty(ss))
-        ss->empty_since = now;
-    pthread_mutex_unlock(&ss_lock);
-    hak_decay_note();
 }
 
 /* madvise away the dirty free units of ss (runs of them, one call each). */
@@ -138,8 +131,50 @@ static size_t purge_units(struct hak_superslab *ss)
         released += (size_t)(j - i) * HAK_SLAB_BYTES;
         i = j;
     }
+    units_dirty -= ss->dirty_units;
     ss->dirty_units = 0;
     return released;
+}
+
+/* Dirty units over the cap: purge whole superslabs' dirty units, emptiest
+ * first (their units are the least likely to be reused soon), until under
+ * half the cap.  Called with the lock held. */
+static void purge_over_cap(void)
+{
+    size_t target = units_in_spans / 16 > DIRTY_MIN_UNITS / 2 ? units_in_spans / 16 : DIRTY_MIN_UNITS / 2;
+    while (units_dirty > target) {
+        struct hak_superslab *pick = NULL;
+        for (struct hak_superslab *ss = ss_list; ss; ss = ss->next)
+            if (ss->dirty_units && (!pick || ss->free_units > pick->free_units))
+                pick = ss;
+        if (pick == NULL)
+            return;
+        purge_units(pick);
+    }
+}
+
+void hak_ss_span_free(struct hak_span *sp)
+{
+    struct hak_superslab *ss = hak_ss_of(sp);
+    unsigned k = sp->units, first = (unsigned)(sp - ss->span);
+    uint64_t now = hak_now_ms();
+    pthread_mutex_lock(&ss_lock);
+    hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, 0);
+    bits_set(ss->unit_free, first, k, true);
+    bits_set(ss->unit_dirty, first, k, true);
+    sp->units = 0;
+    ss->free_units += k;
+    if (ss->dirty_units == 0)
+        ss->dirty_since = now;
+    ss->dirty_units += k;
+    units_dirty += k;
+    units_in_spans -= k;
+    if (ss_is_empty(ss))
+        ss->empty_since = now;
+    if (units_dirty > DIRTY_MIN_UNITS && units_dirty > units_in_spans / 8)
+        purge_over_cap();
+    pthread_mutex_unlock(&ss_lock);
+    hak_decay_note();
 }
 
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
