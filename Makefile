@@ -77,6 +77,7 @@ include tests/tests.mk
 
 # ---- benchmarks
 include bench/bench.mk
+-include bench/ab.mk
 
 # ---- install
 install: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
