@@ -47,6 +47,32 @@ struct hak_bin {
     void *sll_head;   /* L1: blocks linked through their first word */
 };
 
+/*
+ * Per-class counters of a metrics build (options.metrics: true), one set per
+ * thread in struct hak_tls, summed by runtime/stats.c.  In any other build the
+ * struct is not used and no counter exists in the binary.  Cache tiers are
+ * counted by their position in the class's tier list (0: tried first).
+ */
+struct hak_class_stats {
+    uint64_t alloc_hit[2];   /* allocations served by cache tier 0 / 1 */
+    uint64_t alloc_slow;     /* allocations that went to the runtime */
+    uint64_t free_hit[2];    /* frees kept by cache tier 0 / 1 */
+    uint64_t free_slow;      /* frees that went to the runtime */
+    uint64_t refills;        /* batches taken from the thread's heap */
+    uint64_t refill_blocks;
+    uint64_t flushes;        /* batches given back */
+    uint64_t flush_blocks;
+    uint64_t remote_frees;   /* blocks given to spans of another thread's heap */
+    uint64_t spans_mapped;   /* spans this thread took from a superslab */
+    uint64_t spans_returned; /* spans this thread gave back to one */
+};
+
+#if HAK_METRICS
+#define HAK_STAT(expr) ((void)(expr))
+#else
+#define HAK_STAT(expr) ((void)0)
+#endif
+
 /* Thread states, in struct hak_tls.state. */
 enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
 

@@ -198,6 +198,7 @@ static struct hak_span *new_span(struct hak_heap *h, unsigned cls)
         return NULL;
     __atomic_store_n(&sp->owner, h, __ATOMIC_RELAXED);
     list_push(&h->cls[cls].partial, sp, LIST_PARTIAL);
+    HAK_STAT(hak_tls.stats[cls].spans_mapped++);
     return sp;
 }
 
@@ -232,6 +233,7 @@ static void give_remote(struct hak_span *sp, unsigned cls, void *p)
         *(void **)p = head;
     } while (!__atomic_compare_exchange_n(&sp->remote, &head, p, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED));
+    HAK_STAT(hak_tls.stats[cls].remote_frees++);
     /* after the push: an owner that clears the hint after this load drains us */
     struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
     if (owner && __atomic_load_n(&owner->cls[cls].remote_pending, __ATOMIC_SEQ_CST) == 0)
@@ -252,6 +254,7 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p)
         /* empty, and not the class's only partial span: back to the superslab */
         list_remove(list_head(hc, sp->list), sp);
         hak_ss_span_free(sp);
+        HAK_STAT(hak_tls.stats[cls].spans_returned++);
     } else {
         move_to(hc, sp, LIST_PARTIAL);
     }

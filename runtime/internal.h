@@ -143,6 +143,11 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /*
 void hak_large_lock(void) HAK_HIDDEN;
 void hak_large_unlock(void) HAK_HIDDEN;
 
+/* ---- stats.c: counters of a metrics build (HAK_STAT in hak_abi.h) ---- */
+void hak_stats_thread_start(void) HAK_HIDDEN;
+void hak_stats_thread_exit(void) HAK_HIDDEN;
+extern uint64_t hak_stats_superslabs_mapped HAK_HIDDEN, hak_stats_superslabs_returned HAK_HIDDEN;
+
 /* ---- api.c: the allocator's whole API, behind the exported names ---- */
 void *hak_api_malloc(size_t n) HAK_HIDDEN;
 void hak_api_free(void *p) HAK_HIDDEN;

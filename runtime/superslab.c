@@ -76,6 +76,7 @@ static struct hak_superslab *ss_map(void)
     bits_set(ss->unit_free, HAK_SS_HEADER_UNITS, ss->free_units, true);
     ss->next = ss_list;
     ss_list = ss;
+    HAK_STAT(hak_stats_superslabs_mapped++);
     return ss;
 }
 
@@ -187,6 +188,7 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
             *pp = ss->next;
             released += HAK_SUPERSLAB_BYTES;
             hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
+            HAK_STAT(hak_stats_superslabs_returned++);
             continue;
         }
         if (ss->dirty_units != 0) {

@@ -44,6 +44,8 @@ static void *refill(unsigned cls, struct hak_bin *b)
     if (ci->ring_first) {
         void **ring = ring_of(b);
         uint32_t n = hak_heap_take(thread_heap, cls, ring, ci->refill);
+        HAK_STAT(hak_tls.stats[cls].refills++);
+        HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
         if (n == 0)
             return NULL;
         b->ring_s = n; /* n - 1 blocks stay cached (count + 1) */
@@ -52,11 +54,13 @@ static void *refill(unsigned cls, struct hak_bin *b)
     void *batch[64];
     void *got = NULL;
     uint32_t want = ci->refill;
+    HAK_STAT(hak_tls.stats[cls].refills++);
     while (want > 0) {
         uint32_t n = hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
         if (n == 0)
             break;
         want -= n;
+        HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
         for (uint32_t i = 0; i < n; i++) {
             if (got == NULL) {
                 got = batch[i];
@@ -75,9 +79,11 @@ static void *refill(unsigned cls, struct hak_bin *b)
 static void flush(unsigned cls, struct hak_bin *b)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
+    HAK_STAT(hak_tls.stats[cls].flushes++);
     bool last_is_sll = (ci->tiers & HAK_TIER_SLL) && (ci->ring_first || !(ci->tiers & HAK_TIER_RING));
     if (last_is_sll) {
         uint32_t n = ci->refill < b->sll_s - 1 ? ci->refill : b->sll_s - 1;
+        HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
         b->sll_head = hak_heap_give_list(thread_heap, cls, b->sll_head, n);
         b->sll_s -= n;
         return;
@@ -86,6 +92,7 @@ static void flush(unsigned cls, struct hak_bin *b)
     void **ring = ring_of(b);
     uint32_t count = b->ring_s - 1;
     uint32_t n = ci->refill < count ? ci->refill : count;
+    HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
     hak_heap_give(thread_heap, cls, ring, n);
     memmove(ring, ring + n, (count - n) * sizeof *ring);
     b->ring_s -= n;
@@ -127,6 +134,7 @@ static void thread_exit(void *unused)
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
         drain(cls);
     hak_tls.state = HAK_THREAD_DEAD;
+    HAK_STAT(hak_stats_thread_exit());
     hak_heap_release(thread_heap);
     thread_heap = NULL;
 }
@@ -145,6 +153,7 @@ static bool thread_start(void)
         b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
     }
     hak_tls.state = HAK_THREAD_LIVE;
+    HAK_STAT(hak_stats_thread_start());
     pthread_setspecific(thread_key, &hak_tls); /* non-NULL: the destructor runs */
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
         prewarm(cls);
@@ -157,6 +166,7 @@ void *hak_alloc_slow(unsigned cls)
 {
     void *p;
     hak_decay_poll();
+    HAK_STAT(hak_tls.stats[cls].alloc_slow++);
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
         struct hak_bin *b = bin_of(cls);
         if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
@@ -176,6 +186,7 @@ void *hak_alloc_slow(unsigned cls)
 void hak_free_slow(unsigned cls, void *p)
 {
     hak_decay_poll();
+    HAK_STAT(hak_tls.stats[cls].free_slow++);
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE)) {
         flush(cls, bin_of(cls));
     } else if (!thread_start()) {

@@ -7,6 +7,7 @@
 #   make test-integration  real programs under LD_PRELOAD, output compared with glibc's
 #   make test-build        rebuild dependencies, variants, make install + pkg-config
 #   make test-tsan         the multi-threaded paths under ThreadSanitizer (runtime compiled in)
+#   make test-metrics      exact counts of a metrics build; no counters in the default
 
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(BUILD)/tests/unit
@@ -17,6 +18,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-stress
 	@$(MAKE) --no-print-directory test-tsan
+	@$(MAKE) --no-print-directory test-metrics
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-build
 
@@ -52,3 +54,6 @@ $(TSAN_BIN): $(TSAN_SRCS) $(wildcard runtime/*.h include/*.h) $(GEN)/.stamp
 
 test-tsan: deps $(TSAN_BIN)
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(TSAN_BIN)
+
+test-metrics: deps
+	bash tests/metrics/run.sh

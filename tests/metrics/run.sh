@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Metrics: a metrics build counts exactly, reports a table and CSV at exit;
+# a build without metrics has no counter in it at all.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0 fail=0
+check() { if eval "$2"; then echo "PASS $1"; pass=$((pass + 1)); else echo "FAIL $1"; fail=$((fail + 1)); fi; }
+
+make -s VARIANT=metrics >/dev/null
+make -s >/dev/null
+gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/workload" tests/metrics/workload.c
+lib=$PWD/build/metrics/libhakmem.so
+
+# class 3 (64 B, ring 128, refill 64): main refills once and then hits the ring
+# 999 times; the thread refills twice for its 100 blocks (64 + 64).  Every free
+# fits the ring.  Two heaps map one span each.
+HAKMEM_STATS="$work/stats.csv" LD_PRELOAD=$lib "$work/workload"
+check "csv: exact counts of the 64 B class" \
+    '[ "$(grep "^3,64," "$work/stats.csv")" = "3,64,ring;sll;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
+check "csv: header and one row per class" \
+    '[ "$(head -1 "$work/stats.csv" | cut -d, -f1-6)" = "class,size,tiers,alloc_tier0,alloc_tier1,alloc_slow" ] &&
+     [ "$(grep -c "^[0-9]" "$work/stats.csv")" = "$(grep -c "^ \*  *[0-9]" generated/metrics/hak_tables.c)" ]'
+check "csv: superslabs row" 'grep -q "^superslabs,0,,0,0,0,0,0,0,0,0,0,0,0,1,0$" "$work/stats.csv"'
+
+table=$(HAKMEM_STATS=1 LD_PRELOAD=$lib "$work/workload" 2>&1)
+check "table on stderr" \
+    'echo "$table" | grep -Eq "^ +3 +64 ring,sll,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" &&
+     echo "$table" | head -1 | grep -q "^hakmem stats: spec metrics hash "'
+quiet=$(LD_PRELOAD=$lib "$work/workload" 2>&1)
+check "nothing without HAKMEM_STATS" '[ -z "$quiet" ]'
+
+# Without metrics: no stats symbol, and a smaller thread-local block.
+tls_size() { echo $(( $(readelf -lW "$1" | awk '$1 == "TLS" { print $6 }') )); }
+check "no counters without metrics (symbols)" \
+    '! nm build/default/libhakmem.so | grep -qi stats && nm "$lib" | grep -q hak_stats_thread_exit'
+check "no counters without metrics (TLS size)" \
+    '[ $(( $(tls_size "$lib") - $(tls_size build/default/libhakmem.so) )) -ge $(( 40 * 13 * 8 )) ]'
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
