@@ -5,7 +5,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 pass=0 fail=0
 ok() { echo "PASS $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
@@ -84,6 +84,13 @@ else bad "install: dynamic link via pkg-config" "got '$(./use_dyn 2>&1 || true)'
 if gcc -DHAKMEM_STATIC use.c -o use_static $(pkg-config --cflags hakmem) "$work/inst/lib/libhakmem.a" -lpthread &&
     [ "$(./use_static)" = "$want" ]; then ok "install: static link, inline front"
 else bad "install: static link, inline front" "got '$(./use_static 2>&1 || true)'"; fi
+
+# Provenance: the library and a static program both carry the spec's name and hash.
+ident="hakmem-spec: default $(sed -n 's/^#define HAK_SPEC_HASH "\(.*\)"/\1/p' generated/default/hak_spec.h)"
+if [ "$(strings build/default/libhakmem.so | grep -cx "$ident")" = 1 ] &&
+    [ "$(strings use_static | grep -cx "$ident")" = 1 ]; then
+    ok "provenance: spec name and hash embedded"
+else bad "provenance: spec name and hash embedded" "no '$ident' in the library or the static program"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
