@@ -36,6 +36,8 @@ test-unit: deps $(UNIT_BIN)
 
 test-stress: deps $(BUILD)/libhakmem.so
 	bash tests/stress/run.sh $(LIB_SO_ABS) $(BUILD)/stress
+	@echo "# 100,000 short-lived threads, each leaving blocks for main to free:"
+	STRESS_SCALE=5 bash tests/stress/run.sh $(LIB_SO_ABS) $(BUILD)/stress -- thread_churn
 
 test-integration: deps $(BUILD)/libhakmem.so
 	bash tests/integration/run.sh $(LIB_SO_ABS)
