@@ -273,14 +273,23 @@ case_git() {
 }
 
 # ----------------------------------------------------------------- run -----
-if [ -n "$LIB" ]; then
+if [ -n "$LIB" ] && [ -x /usr/bin/python3 ]; then
     run_case preload-active case_preload_active
 else
-    wanted preload-active && skip preload-active "no library given: sanity run without preload"
+    if [ -n "$LIB" ]; then
+        fail preload-active "/usr/bin/python3 is needed to check the preload"
+    else
+        wanted preload-active && skip preload-active "no library given: sanity run without preload"
+    fi
 fi
 
-run_case python-churn case_python_churn
-run_case python-churn-malloc case_python_churn_malloc
+if [ -x /usr/bin/python3 ]; then
+    run_case python-churn case_python_churn
+    run_case python-churn-malloc case_python_churn_malloc
+else
+    wanted python-churn && skip python-churn "/usr/bin/python3 not installed"
+    wanted python-churn-malloc && skip python-churn-malloc "/usr/bin/python3 not installed"
+fi
 DEFAULT_PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || true)
 if [ -n "$DEFAULT_PY" ] && [ "$(readlink -f "$DEFAULT_PY")" != "$(readlink -f /usr/bin/python3)" ]; then
     run_case python-default case_python_default

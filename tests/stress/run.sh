@@ -8,7 +8,8 @@
 #              to the repository root).
 #   PROGRAM    run only these (selftest xthread_free thread_churn api_mt fork_mt)
 # Environment: STRESS_SCALE (default 1) multiplies the work of every program;
-#   STRESS_TIMEOUT (default 120) seconds per program; CC (default gcc);
+#   STRESS_TIMEOUT (default 120 x max(1, STRESS_SCALE)) seconds per program;
+#   CC (default gcc);
 #   API_MT_LAX_ERRNO=1 tolerates failed calls that leave errno unset.
 # Prints `PASS name` / `FAIL name (reason)` per program and at the end
 # `N passed, M failed`; exits 1 if any failed, 2 on a usage or build error.
@@ -31,7 +32,8 @@ if [ -n "$LIB" ]; then
     LIB=$(readlink -f "$LIB")
 fi
 SCALE=${STRESS_SCALE:-1}
-TIMEOUT=${STRESS_TIMEOUT:-120}
+# 120 s per program at scale 1, proportionally more for larger scales
+TIMEOUT=${STRESS_TIMEOUT:-$(awk -v s="$SCALE" 'BEGIN { t = 120 * s; if (t < 120) t = 120; printf "%d", t + 0.5 }')}
 CC=${CC:-gcc}
 
 PROGS=(selftest xthread_free thread_churn api_mt fork_mt)
