@@ -10,6 +10,7 @@ import hashlib
 import json
 
 CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0}
+OPTION_DEFAULTS = {"dispatch": "table"}
 RING_MAX, SLL_MAX = 4096, 65536
 MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
@@ -37,7 +38,7 @@ def resolve(spec):
         "tiny": {"classes": tiny},
         "mid": mid,
         "large": {"cache_bytes": v["large"].value["cache_bytes"].value},
-        "options": {k: n.value for k, n in v["options"].value.items()},
+        "options": {**OPTION_DEFAULTS, **{k: n.value for k, n in v["options"].value.items()}},
     }
 
 
@@ -163,6 +164,15 @@ def _span(size, ss):
     return best[0]
 
 
+def _divisibility(size):
+    """Constants for `off % size == 0` without a division (the table dispatch):
+    with size = d * 2^k, d odd, inv = d^-1 mod 2^32, the test is
+    rotr32(off * inv, k) <= floor((2^32 - 1) / size) (Hacker's Delight 10-17)."""
+    k = (size & -size).bit_length() - 1
+    return {"div_inv": pow(size >> k, -1, 1 << 32), "div_shift": k,
+            "div_lim": (2 ** 32 - 1) // size}
+
+
 def model(resolved, spec_path):
     """Everything the templates print, computed here."""
     ss = resolved["superslab"]
@@ -177,6 +187,9 @@ def model(resolved, spec_path):
                  blocks=blocks, waste_bytes=span - blocks * c["size"],
                  waste_pct=f"{100 * (span - blocks * c['size']) / span:.1f}",
                  cache_tiers=[t for t in c["tiers"] if t != "slab"])
+    for c in rows:
+        c.update(_divisibility(c["size"]), tail_lim=c["blocks"] * c["size"],
+                 table_ring=bool(c["cache_tiers"]) and c["cache_tiers"][0] == "ring")
     max_size = rows[-1]["size"]
     table, ci = [], 0
     for slot in range(max_size // 16 + 1):

@@ -101,7 +101,31 @@ static inline unsigned hak_region_code(uintptr_t a)
     return __atomic_load_n(&leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK], __ATOMIC_RELAXED);
 }
 
+/*
+ * The table dispatch (options.dispatch: table): class-indexed constants that
+ * let malloc and free reach any class's ring with no indirect jump.  Classes
+ * whose first tier is not a ring have ring_cap 0 and point at a bin that
+ * stays empty, so they always take the per-class path (hak_*_tiers).
+ */
+struct hak_fast_class {
+    uint32_t bin_offset; /* offsetof(struct hak_tls, cN), or of the empty bin */
+    uint32_t ring_cap;
+    uint32_t span_mask;  /* span_bytes - 1 */
+    uint32_t div_inv;    /* off % size == 0  <=>  rotr32(off * div_inv, div_shift) <= div_lim */
+    uint32_t div_lim;
+    uint32_t tail_lim;   /* blocks * size: no block starts at or past it */
+    uint32_t div_shift;
+    uint32_t size;
+};
+
+static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)
+{
+    return (x >> k) | (x << ((32 - k) & 31));
+}
+
 /* Slow paths: one call from a generated fast path when its caches miss. */
+void *hak_alloc_tiers(unsigned cls) HAK_HIDDEN HAK_NOINLINE;          /* table miss */
+void hak_free_tiers(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;   /* table miss */
 void *hak_alloc_slow(unsigned cls) HAK_HIDDEN HAK_NOINLINE;
 void hak_free_slow(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
 void *hak_large_malloc(size_t n) HAK_HIDDEN HAK_NOINLINE;

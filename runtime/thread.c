@@ -162,6 +162,17 @@ static bool thread_start(void)
 
 /* ---- the slow paths the generated fronts call ---- */
 
+/* The table dispatch missed the ring: the class's whole per-class path. */
+void *hak_alloc_tiers(unsigned cls)
+{
+    return hak_front_alloc_class(cls);
+}
+
+void hak_free_tiers(unsigned cls, void *p)
+{
+    hak_front_free_class(cls + 1, p);
+}
+
 void *hak_alloc_slow(unsigned cls)
 {
     void *p;

@@ -128,7 +128,7 @@ class OneFieldEditTest(TempDirTest):
 
         def expect(text, *subs):
             """text with the hash swapped and each (old, new, count) applied."""
-            self.assertEqual(text.count(ha), {"spec.json": 0, "hak_spec.h": 2}.get(name, 1), name)
+            self.assertEqual(text.count(ha), {"spec.json": 0, "hak_spec.h": 2, "hak_tables.c": 2}.get(name, 1), name)
             text = text.replace(ha, hb)
             for old, new in subs:
                 text = edit(text, old, new)
@@ -140,8 +140,8 @@ class OneFieldEditTest(TempDirTest):
             "        void *ring[64];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n")))
 
         name = "hak_front.h"
-        start = a[name].index("static inline void hak_free_c3(void *p)")
-        end = a[name].index("static inline", start + 1)
+        start = a[name].index("HAK_INLINE void hak_free_c3(void *p)")
+        end = a[name].index("HAK_INLINE", start + 1)
         free_c3 = a[name][start:end]
         self.assertEqual(free_c3.count("s - 1 < 128u"), 1)
         self.assertEqual(b[name], expect(a[name], (free_c3, free_c3.replace("s - 1 < 128u", "s - 1 < 64u"))))
@@ -154,6 +154,8 @@ class OneFieldEditTest(TempDirTest):
             (row, row.replace("    128   256", "     64   256")),
             ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,",
              "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 64,"),
+            ("{ .bin_offset = offsetof(struct hak_tls, c3), .ring_cap = 128,",
+             "{ .bin_offset = offsetof(struct hak_tls, c3), .ring_cap = 64,"),
             (cstr(a["spec.json"]), cstr(b["spec.json"]))))
 
         name = "spec.json"

@@ -131,7 +131,8 @@ class OverlayTest(TempDirTest):
         a = resolve.resolve(load_spec(os.path.join(self.tmp, "v/a.yaml")))
         b = resolve.resolve(load_spec(os.path.join(self.tmp, "v/b.yaml")))
         self.assertEqual((a["name"], b["name"]), ("a", "b"))
-        self.assertEqual(b["options"], {"metrics": True, "free_check": "guarded", "decay_ms": 0})
+        self.assertEqual(b["options"], {"metrics": True, "free_check": "guarded", "decay_ms": 0,
+                                        "dispatch": "table"})
         got = by_size(b)
         self.assertEqual((got[64]["ring"], got[64]["refill"]), (8, 8))
         self.assertEqual((got[16]["ring"], got[16]["refill"]), (32, 16))
