@@ -165,12 +165,13 @@ def _span(size, ss):
 
 
 def _divisibility(size):
-    """Constants for `off % size == 0` without a division (the table dispatch):
-    with size = d * 2^k, d odd, inv = d^-1 mod 2^32, the test is
-    rotr32(off * inv, k) <= floor((2^32 - 1) / size) (Hacker's Delight 10-17)."""
+    """Constants to test "off starts a block" without a division (the table
+    dispatch): with size = d * 2^k, d odd, inv = d^-1 mod 2^32, q =
+    rotr32(off * inv, k) is off / size when size divides off, and above
+    floor((2^32 - 1) / size) when it does not (Hacker's Delight 10-17); so
+    q < blocks tests both divisibility and the tail at once."""
     k = (size & -size).bit_length() - 1
-    return {"div_inv": pow(size >> k, -1, 1 << 32), "div_shift": k,
-            "div_lim": (2 ** 32 - 1) // size}
+    return {"div_inv": pow(size >> k, -1, 1 << 32), "div_shift": k}
 
 
 def model(resolved, spec_path):
@@ -188,7 +189,7 @@ def model(resolved, spec_path):
                  waste_pct=f"{100 * (span - blocks * c['size']) / span:.1f}",
                  cache_tiers=[t for t in c["tiers"] if t != "slab"])
     for c in rows:
-        c.update(_divisibility(c["size"]), tail_lim=c["blocks"] * c["size"],
+        c.update(_divisibility(c["size"]),
                  table_ring=bool(c["cache_tiers"]) and c["cache_tiers"][0] == "ring")
     max_size = rows[-1]["size"]
     table, ci = [], 0

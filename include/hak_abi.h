@@ -88,14 +88,15 @@ enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
 #define HAK_MAP_LEAF_MASK ((1u << HAK_MAP_LEAF_BITS) - 1)
 extern uint8_t *hak_region_top[1u << HAK_MAP_TOP_BITS] HAK_HIDDEN;
 
-/* The class code of the slab holding address a; 0 when not ours. */
+/* The class code of the slab holding address a; 0 when not ours.  NULL needs
+ * no test of its own: no span is ever at address 0, so its code is 0. */
 static inline unsigned hak_region_code(uintptr_t a)
 {
-    if (HAK_UNLIKELY(a - 1 >= (UINT64_C(1) << 47) - 1))  /* NULL or non-canonical */
+    uintptr_t top = a >> (HAK_SLAB_SHIFT + HAK_MAP_LEAF_BITS);
+    if (HAK_UNLIKELY(top >= (1u << HAK_MAP_TOP_BITS)))  /* not a user-space address */
         return 0;
     /* relaxed atomic loads: plain moves, but written concurrently (region.c) */
-    const uint8_t *leaf = __atomic_load_n(&hak_region_top[a >> (HAK_SLAB_SHIFT + HAK_MAP_LEAF_BITS)],
-                                          __ATOMIC_RELAXED);
+    const uint8_t *leaf = __atomic_load_n(&hak_region_top[top], __ATOMIC_RELAXED);
     if (HAK_UNLIKELY(leaf == NULL))
         return 0;
     return __atomic_load_n(&leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK], __ATOMIC_RELAXED);
@@ -111,11 +112,11 @@ struct hak_fast_class {
     uint32_t bin_offset; /* offsetof(struct hak_tls, cN), or of the empty bin */
     uint32_t ring_cap;
     uint32_t span_mask;  /* span_bytes - 1 */
-    uint32_t div_inv;    /* off % size == 0  <=>  rotr32(off * div_inv, div_shift) <= div_lim */
-    uint32_t div_lim;
-    uint32_t tail_lim;   /* blocks * size: no block starts at or past it */
+    uint32_t div_inv;    /* block start  <=>  rotr32(off * div_inv, div_shift) < blocks */
     uint32_t div_shift;
+    uint32_t blocks;
     uint32_t size;
+    uint32_t unused;
 };
 
 static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)
