@@ -67,6 +67,23 @@ struct hak_class_stats {
     uint64_t spans_returned; /* spans this thread gave back to one */
 };
 
+/*
+ * The profile of a metrics build (HAKMEM_PROFILE=path.json, runtime/stats.c),
+ * one per thread in struct hak_tls: what `gen/hakgen tune` derives a spec from.
+ * A burst is a run of consecutive allocations (or frees) of one class by one
+ * thread; its length is counted in log2 buckets: bucket k holds [2^k, 2^(k+1)).
+ */
+#define HAK_PROF_SIZE_BUCKETS (HAK_MAX_CLASS_SIZE / 16 + 1) /* by ceil(size / 16) */
+#define HAK_PROF_BURST_BUCKETS 32
+enum { HAK_PROF_ALLOC = 0, HAK_PROF_FREE = 1 };
+struct hak_prof {
+    uint64_t size_hist[HAK_PROF_SIZE_BUCKETS];
+    uint64_t large_hist[64];  /* larger requests by bit length of the size */
+    uint64_t bursts[HAK_NUM_CLASSES][2][HAK_PROF_BURST_BUCKETS];
+    uint32_t run[HAK_NUM_CLASSES];      /* length of the current burst */
+    uint8_t run_kind[HAK_NUM_CLASSES];  /* 0: none yet, else HAK_PROF_ALLOC/FREE + 1 */
+};
+
 #if HAK_METRICS
 #define HAK_STAT(expr) ((void)(expr))
 #else

@@ -113,6 +113,7 @@ static void put_back(struct hak_span *sp, const struct hak_class_info *ci, void 
     *(void **)p = sp->free;
     sp->free = p;
     sp->used--;
+    HAK_STAT(hak_prof_out_add(sp->cls, -1));
 }
 
 /* Move the remote list onto the free list; false when it was empty. */
@@ -150,6 +151,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
         }
     } while (n < want && drain_remote(sp, ci));
     sp->used += n;
+    HAK_STAT(hak_prof_out_add(sp->cls, (int64_t)n));
     return n;
 }
 

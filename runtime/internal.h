@@ -146,6 +146,7 @@ void hak_large_unlock(void) HAK_HIDDEN;
 /* ---- stats.c: counters of a metrics build (HAK_STAT in hak_abi.h) ---- */
 void hak_stats_thread_start(void) HAK_HIDDEN;
 void hak_stats_thread_exit(void) HAK_HIDDEN;
+void hak_prof_out_add(unsigned cls, int64_t delta) HAK_HIDDEN; /* blocks out of spans, and their peak */
 extern uint64_t hak_stats_superslabs_mapped HAK_HIDDEN, hak_stats_superslabs_returned HAK_HIDDEN;
 
 /* ---- api.c: the allocator's whole API, behind the exported names ---- */
