@@ -10,7 +10,9 @@
  * Threads also hand blocks to their neighbour through a mailbox, to be
  * verified and freed there.  The main thread first checks the edge cases:
  * malloc(0), free(NULL), overflowing calloc/reallocarray, impossible sizes,
- * bad alignments (errno and return values as glibc gives them).
+ * bad alignments (errno and return values as glibc gives them), alignments
+ * up to 2 MiB, every size 1..2048, calloc zeroing memory just freed (16 B to
+ * 16 MiB), and one block realloc'd from 1 B up to 32 MiB and back down.
  *
  * Usage: api_mt [SCALE [THREADS]]   (defaults 1 4)
  * Exit status 0 on success; 1 with a message otherwise. */
@@ -377,6 +379,49 @@ static void edge_cases(void)
         free(keep[s - 1]);
     }
     if (malloc_usable_size(NULL) != 0) die("malloc_usable_size(NULL) != 0");
+
+    /* calloc must zero memory that was just used and freed, in every size
+     * range (small class, mid page, large span reused from a cache) */
+    for (size_t s = 16; s <= ((size_t)16 << 20); s = s * 3 / 2 + 16) {
+        for (int rep = 0; rep < 3; rep++) {
+            unsigned char *d = malloc(s);
+            if (!d) die("malloc(%zu) returned NULL", s);
+            memset(d, 0xa5, malloc_usable_size(d));
+            free(d);
+            unsigned char *z = calloc(1, s);
+            if (!z) die("calloc(1, %zu) returned NULL", s);
+            for (size_t i = 0; i < s; i++)
+                if (z[i]) die("calloc(1, %zu) after a free of the same size: byte %zu is 0x%02x, not zero", s, i, z[i]);
+            free(z);
+        }
+    }
+
+    /* realloc far beyond the thread tests: 1 byte up to 32 MiB by doubling
+     * (large spans, mremap), then back down, contents kept at each step */
+    {
+        size_t cur = 1;
+        unsigned char *r = malloc(cur);
+        if (!r) die("malloc(1) returned NULL");
+        fill_full(r, cur, 7);
+        for (size_t s = 2; s <= ((size_t)32 << 20); s *= 2) {
+            unsigned char *n = realloc(r, s + 3);
+            if (!n) die("realloc to %zu returned NULL", s + 3);
+            size_t off = check_range(n, cur, 7, 0);
+            if (off != (size_t)-1) die("realloc growing %zu -> %zu bytes: byte %zu not preserved", cur, s + 3, off);
+            fill_range(n, cur, s + 3, 7, 0);
+            r = n;
+            cur = s + 3;
+        }
+        for (size_t s = (size_t)16 << 20; s >= 1; s /= 2) {
+            unsigned char *n = realloc(r, s);
+            if (!n) die("realloc to %zu returned NULL", s);
+            size_t off = check_range(n, s, 7, 0);
+            if (off != (size_t)-1) die("realloc shrinking %zu -> %zu bytes: byte %zu not preserved", cur, s, off);
+            r = n;
+            cur = s;
+        }
+        free(r);
+    }
 }
 
 int main(int argc, char **argv)
