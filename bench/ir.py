@@ -34,13 +34,14 @@ CASES = {
 REFERENCE = "tcmalloc"
 
 
-def total_ir(argv, env):
-    """Total instructions of one run under callgrind, or None if it failed."""
+def total_ir(argv, env, tool_args=()):
+    """Total instructions of one run under callgrind, or None if it failed.
+    tool_args: more callgrind options (bench/ab.py: --toggle-collect=...)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         p = subprocess.run(
             ["valgrind", "--tool=callgrind", "--trace-children=no",
-             f"--callgrind-out-file={out}", *map(str, argv)],
+             f"--callgrind-out-file={out}", *tool_args, *map(str, argv)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True)
         if p.returncode != 0 or not out.exists():
@@ -51,9 +52,10 @@ def total_ir(argv, env):
         return int(m.group(1)) if m else None
 
 
-def ir_per_pair(argv_for, env):
+def ir_per_pair(argv_for, env, tool_args=()):
     """(Ir(N2) - Ir(N1)) / (N2 - N1) for argv_for(n), or None."""
-    low, high = total_ir(argv_for(N1), env), total_ir(argv_for(N2), env)
+    low = total_ir(argv_for(N1), env, tool_args)
+    high = total_ir(argv_for(N2), env, tool_args)
     if low is None or high is None:
         return None
     return (high - low) / (N2 - N1)
