@@ -228,26 +228,48 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 
 /* ---- giving blocks back ---- */
 
-static void give_remote(struct hak_span *sp, unsigned cls, void *p)
+/*
+ * Blocks of one span of another heap, collected during a flush and pushed
+ * with one compare-and-swap: a thread freeing what another allocated tends
+ * to free runs of blocks of the same span.
+ */
+struct remote_run {
+    struct hak_span *sp; /* NULL: empty */
+    void *head, *tail;   /* linked through their first word, head first */
+    uint32_t n;
+};
+
+static void remote_push(struct remote_run *run, unsigned cls)
 {
-    void *head = __atomic_load_n(&sp->remote, __ATOMIC_RELAXED);
+    struct hak_span *sp = run->sp;
+    if (sp == NULL)
+        return;
+    void *old = __atomic_load_n(&sp->remote, __ATOMIC_RELAXED);
     do {
-        *(void **)p = head;
-    } while (!__atomic_compare_exchange_n(&sp->remote, &head, p, true, __ATOMIC_SEQ_CST,
+        *(void **)run->tail = old;
+    } while (!__atomic_compare_exchange_n(&sp->remote, &old, run->head, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED));
-    HAK_STAT(hak_tls.stats[cls].remote_frees++);
+    HAK_STAT(hak_tls.stats[cls].remote_frees += run->n);
     /* after the push: an owner that clears the hint after this load drains us */
     struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
     if (owner && __atomic_load_n(&owner->cls[cls].remote_pending, __ATOMIC_SEQ_CST) == 0)
         __atomic_store_n(&owner->cls[cls].remote_pending, 1, __ATOMIC_SEQ_CST);
+    run->sp = NULL;
 }
 
-static void give_one(struct hak_heap *h, unsigned cls, void *p)
+static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_run *run)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     struct hak_span *sp = hak_span_of(p, ci->span_bytes / HAK_SLAB_BYTES);
     if (__atomic_load_n(&sp->owner, __ATOMIC_RELAXED) != h) {
-        give_remote(sp, cls, p);
+        if (run->sp != sp) {
+            remote_push(run, cls);
+            *run = (struct remote_run){.sp = sp, .head = p, .tail = p};
+        } else {
+            *(void **)p = run->head;
+            run->head = p;
+        }
+        run->n++;
         return;
     }
     struct heap_class *hc = &h->cls[cls];
@@ -264,17 +286,21 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p)
 
 void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n)
 {
+    struct remote_run run = {0};
     for (uint32_t i = 0; i < n; i++)
-        give_one(h, cls, blocks[i]);
+        give_one(h, cls, blocks[i], &run);
+    remote_push(&run, cls);
 }
 
 void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n)
 {
+    struct remote_run run = {0};
     for (uint32_t i = 0; i < n && head; i++) {
         void *next = *(void **)head;
-        give_one(h, cls, head);
+        give_one(h, cls, head, &run);
         head = next;
     }
+    remote_push(&run, cls);
     return head;
 }
 
