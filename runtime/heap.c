@@ -113,7 +113,6 @@ static void put_back(struct hak_span *sp, const struct hak_class_info *ci, void 
     *(void **)p = sp->free;
     sp->free = p;
     sp->used--;
-    HAK_STAT(hak_prof_out_add(sp->cls, -1));
 }
 
 /* Move the remote list onto the free list; false when it was empty. */
@@ -122,11 +121,14 @@ static bool drain_remote(struct hak_span *sp, const struct hak_class_info *ci)
     if (__atomic_load_n(&sp->remote, __ATOMIC_RELAXED) == NULL)
         return false;
     void *p = __atomic_exchange_n(&sp->remote, NULL, __ATOMIC_ACQUIRE);
+    int64_t n = 0;
     while (p) {
         void *next = *(void **)p;
         put_back(sp, ci, p);
         p = next;
+        n++;
     }
+    HAK_STAT(hak_prof_out_add(sp->cls, -n));
     return true;
 }
 
@@ -237,6 +239,7 @@ struct remote_run {
     struct hak_span *sp; /* NULL: empty */
     void *head, *tail;   /* linked through their first word, head first */
     uint32_t n;
+    uint32_t local;      /* blocks given back to the heap's own spans (metrics) */
 };
 
 static void remote_push(struct remote_run *run, unsigned cls)
@@ -264,7 +267,7 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
     if (__atomic_load_n(&sp->owner, __ATOMIC_RELAXED) != h) {
         if (run->sp != sp) {
             remote_push(run, cls);
-            *run = (struct remote_run){.sp = sp, .head = p, .tail = p};
+            *run = (struct remote_run){.sp = sp, .head = p, .tail = p, .local = run->local};
         } else {
             *(void **)p = run->head;
             run->head = p;
@@ -274,6 +277,7 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
     }
     struct heap_class *hc = &h->cls[cls];
     put_back(sp, ci, p);
+    run->local++;
     if (sp->used == 0 && (hc->partial != sp || sp->next != NULL)) {
         /* empty, and not the class's only partial span: back to the superslab */
         list_remove(list_head(hc, sp->list), sp);
@@ -290,6 +294,7 @@ void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32
     for (uint32_t i = 0; i < n; i++)
         give_one(h, cls, blocks[i], &run);
     remote_push(&run, cls);
+    HAK_STAT(hak_prof_out_add(cls, -(int64_t)run.local));
 }
 
 void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n)
@@ -301,6 +306,7 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
         head = next;
     }
     remote_push(&run, cls);
+    HAK_STAT(hak_prof_out_add(cls, -(int64_t)run.local));
     return head;
 }
 
