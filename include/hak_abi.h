@@ -28,7 +28,19 @@
 #define HAK_NORETURN __attribute__((noreturn))
 #define HAK_HIDDEN __attribute__((visibility("hidden")))
 #define HAK_EXPORT __attribute__((visibility("default")))
+/*
+ * The thread caches' TLS model (options.tls).  initial-exec: one load of a
+ * GOT slot and an %fs-relative access; the block comes from the static TLS
+ * area, so a library that a program dlopen()s cannot be built this way (glibc
+ * keeps only a small surplus: "cannot allocate memory in static TLS block").
+ * dynamic: global-dynamic with TLS descriptors (the Makefile passes
+ * -mtls-dialect=gnu2): loads anywhere, for an indirect call per access.
+ */
+#if HAK_TLS_DYNAMIC
+#define HAK_TLS __thread __attribute__((tls_model("global-dynamic")))
+#else
 #define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
+#endif
 
 /*
  * One class's per-thread cache.  The ring's slots follow this header in the

@@ -97,7 +97,7 @@ class SpecErrorTest(TempDirTest):
 
     def test_unknown_key_in_options(self):
         self.check(edit(SMALL, "  metrics: false\n", "  metrics: false\n  verbose: true\n"),
-                   "spec.yaml:23: options.verbose: unknown key (known: decay_ms, dispatch, free_check, metrics)")
+                   "spec.yaml:23: options.verbose: unknown key (known: decay_ms, dispatch, free_check, metrics, tls)")
 
     def test_string_for_int(self):
         self.check(edit(SMALL, "{ size: 64, ring: 128", '{ size: 64, ring: "128"'),
