@@ -95,6 +95,37 @@ static void do_double_free_deep(void *slot)
     pthread_join(t, NULL);
 }
 
+/* The first free fills the class's first cache tier; the second, of the same
+ * block, reaches the next tier, which checks the first tier's top as well. */
+static unsigned class_64(void)
+{
+    return hak_size_class[(64 + 15) >> 4];
+}
+
+static bool first_tier_full(unsigned c)
+{
+    const struct hak_class_info *ci = &hak_class_info[c];
+    const struct hak_bin *b = (const struct hak_bin *)((const char *)&hak_tls + ci->bin_offset);
+    return ci->ring_first ? b->ring_s == ci->ring + 1 : b->sll_s == ci->sll + 1;
+}
+
+static void do_double_free_full_ring(void *unused)
+{
+    (void)unused;
+    enum { N = 70000 };
+    static void *blocks[N];
+    unsigned c = class_64();
+    for (int i = 0; i < N; i++)
+        blocks[i] = malloc(64);
+    for (int i = 0; i < N; i++) {
+        free(blocks[i]);
+        if (first_tier_full(c)) {
+            free(blocks[i]);
+            return;
+        }
+    }
+}
+
 START_TEST(free_stack_pointer)
 {
     char local[64] = {0};
@@ -152,17 +183,33 @@ START_TEST(realloc_and_usable_size_foreign)
 {
     char local[32] = {0};
     expect_abort(do_realloc, local, "hakmem: realloc(): invalid pointer", local);
-    char *p = malloc(100);
-    expect_abort(do_realloc, p + 8, "hakmem: realloc(): invalid pointer", p + 8);
     expect_abort(do_usable, local, "hakmem: malloc_usable_size(): invalid pointer", local);
 }
 END_TEST
+
+START_TEST(double_free_full_ring)
+{
+    expect_abort(do_double_free_full_ring, NULL, "hakmem: free(): double free", NULL);
+}
+END_TEST
+
+START_TEST(realloc_interior_pointer)
+{
+    char *p = malloc(100);
+    expect_abort(do_realloc, p + 8, "hakmem: realloc(): invalid pointer", p + 8);
+}
+END_TEST
+
 
 Suite *suite_misuse(void)
 {
     Suite *s = suite_create("misuse");
     TCase *tc = tcase_create("guarded");
     if (HAK_GUARDED) {
+        tcase_add_test(tc, realloc_interior_pointer);
+        const struct hak_class_info *ci = &hak_class_info[class_64()];
+        if ((ci->tiers & HAK_TIER_RING) && (ci->tiers & HAK_TIER_SLL))
+            tcase_add_test(tc, double_free_full_ring);
         tcase_add_test(tc, free_interior_pointer);
         tcase_add_test(tc, free_misaligned_pointer);
         tcase_add_test(tc, double_free_top_of_cache);
