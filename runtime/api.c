@@ -125,8 +125,9 @@ void *hak_api_realloc(void *p, size_t n)
         old = hak_large_usable(p);
         if (old == 0)
             hak_report_invalid("realloc", p);
-        if (n > HAK_MAX_CLASS_SIZE)
-            return hak_large_realloc(p, n);
+        void *q;
+        if (n > HAK_MAX_CLASS_SIZE && (q = hak_large_realloc(p, n)) != NULL)
+            return q; /* else (mremap refused: a range of two mappings) copy below */
     }
     void *q = hak_front_malloc(n);
     if (q == NULL)

@@ -87,36 +87,67 @@ static bool insert(struct span s)
     return true;
 }
 
-/* A cached mapping of at least len bytes and at most twice that, or none. */
-static bool cache_take(size_t len, struct span *out)
+static void cache_remove(unsigned i)
 {
-    int best = -1;
-    for (unsigned i = 0; i < cache_count; i++) {
-        if (cache[i].len >= len && cache[i].len <= 2 * len &&
-            (best < 0 || cache[i].len < cache[best].len))
-            best = (int)i;
-    }
-    if (best < 0)
-        return false;
-    *out = cache[best];
-    cache_bytes -= out->len;
-    memmove(&cache[best], &cache[best + 1], (cache_count - (unsigned)best - 1) * sizeof *cache);
+    cache_bytes -= cache[i].len;
+    memmove(&cache[i], &cache[i + 1], (cache_count - i - 1) * sizeof *cache);
     cache_count--;
+}
+
+/*
+ * Reuse cached pages for a request of len bytes; they are resident, so the
+ * program touches them without page faults.  The smallest cached span of at
+ * least len serves it (what it has beyond twice len stays cached, split off);
+ * failing that, the largest smaller one, to be grown by mremap (*grow): its
+ * pages stay, only the extension is new.  false: nothing cached.
+ */
+static bool cache_take(size_t len, struct span *out, bool *grow)
+{
+    int fit = -1, below = -1;
+    for (unsigned i = 0; i < cache_count; i++) {
+        if (cache[i].len >= len && (fit < 0 || cache[i].len < cache[fit].len))
+            fit = (int)i;
+        if (cache[i].len < len && (below < 0 || cache[i].len > cache[below].len))
+            below = (int)i;
+    }
+    *grow = fit < 0;
+    if (fit < 0 && below < 0)
+        return false;
+    unsigned i = (unsigned)(fit >= 0 ? fit : below);
+    *out = cache[i];
+    if (fit >= 0 && cache[i].len > 2 * len) { /* split: the tail stays cached */
+        out->len = len;
+        cache[i].base += len;
+        cache[i].len -= len;
+        cache_bytes -= len;
+    } else {
+        cache_remove(i);
+    }
     return true;
 }
 
-/* Keep a freed mapping; evicted ones are returned in *evict (count returned). */
+/* Keep a freed mapping, merged with a cached neighbour (address ranges, not
+ * mappings, are what the cache holds, so a split-off tail can rejoin); the
+ * evicted ones are returned in *evict (their count returned). */
 static unsigned cache_put(struct span s, struct span *evict)
 {
     unsigned n = 0;
+    for (unsigned i = 0; i < cache_count;) {
+        if (cache[i].base + cache[i].len == s.base || s.base + s.len == cache[i].base) {
+            s.base = s.base < cache[i].base ? s.base : cache[i].base;
+            s.len += cache[i].len;
+            cache_remove(i);
+            continue;
+        }
+        i++;
+    }
     if (s.len > HAK_LARGE_CACHE_BYTES) {
         evict[n++] = s;
         return n;
     }
     while (cache_count == CACHE_SLOTS || cache_bytes + s.len > HAK_LARGE_CACHE_BYTES) {
         evict[n++] = cache[0];
-        cache_bytes -= cache[0].len;
-        memmove(&cache[0], &cache[1], --cache_count * sizeof *cache);
+        cache_remove(0);
     }
     cache[cache_count++] = s;
     cache_bytes += s.len;
@@ -137,9 +168,20 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     if (len == 0)
         len = HAK_PAGE;
     struct span s;
+    bool grow;
     pthread_mutex_lock(&large_lock);
-    bool reused = cache_take(len, &s);
+    bool reused = cache_take(len, &s, &grow);
     pthread_mutex_unlock(&large_lock);
+    if (reused && grow) {
+        void *moved = hak_os_remap((void *)s.base, s.len, len);
+        if (moved == NULL) {
+            hak_os_unmap((void *)s.base, s.len);
+            reused = false;
+        } else {
+            s.base = (uintptr_t)moved;
+            s.len = len;
+        }
+    }
     if (!reused) {
         s.base = (uintptr_t)hak_os_map(len);
         if (s.base == 0)
@@ -228,8 +270,7 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
     /* oldest first: stop at the first one too young */
     while (cache_count > 0 && (all || now - cache[0].freed_ms >= HAK_DECAY_MS)) {
         evict[n++] = cache[0];
-        cache_bytes -= cache[0].len;
-        memmove(&cache[0], &cache[1], --cache_count * sizeof *cache);
+        cache_remove(0);
     }
     if (cache_count > 0)
         hak_decay_due(next_ms, cache[0].freed_ms);
