@@ -14,6 +14,7 @@ OPTION_DEFAULTS = {"dispatch": "table", "tls": "initial-exec"}
 RING_MAX, SLL_MAX = 4096, 65536
 MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
+SPAN_MIN_BLOCKS = 8        # ... and it holds this many blocks: fewer means spans churn
 
 
 def resolve(spec):
@@ -151,14 +152,16 @@ def spec_hash(resolved):
 
 
 def _span(size, ss):
-    """Smallest power-of-two multiple of slab_bytes whose tail waste is small."""
+    """Smallest power-of-two multiple of slab_bytes holding at least
+    SPAN_MIN_BLOCKS blocks with a small tail waste (at most a quarter
+    superslab; failing both, the least wasteful span that fits)."""
     best = None
     span = ss["slab_bytes"]
     while span <= ss["bytes"] // 4:
         waste = span % size
-        if best is None or waste * best[0] < best[1] * span:
+        if span // size >= 1 and (best is None or waste * best[0] < best[1] * span):
             best = (span, waste)
-        if waste <= span * SPAN_WASTE_LIMIT:
+        if waste <= span * SPAN_WASTE_LIMIT and span // size >= SPAN_MIN_BLOCKS:
             return span
         span *= 2
     return best[0]

@@ -6,7 +6,7 @@
  * block freed by another thread goes onto the span's `remote` list with one
  * compare-and-swap (many producers, one consumer: the owner takes the whole
  * list with an exchange, so there is no ABA), and the freer raises the owner's
- * per-class `remote_pending` hint so that the owner looks at its full spans
+ * per-class `remote` hint so that the owner looks at its full spans
  * again.  No path here waits on another thread, except the rare ones that
  * move a span between heaps (thread exit, adoption) or map one.
  *
@@ -27,12 +27,18 @@ enum { LIST_NONE, LIST_PARTIAL, LIST_FULL, LIST_ABANDONED };
 struct heap_class {
     struct hak_span *partial;
     struct hak_span *full;
-    uint32_t remote_pending; /* atomic hint, set by freers, cleared by the owner's collect */
+};
+
+/* Set by freers, cleared by the owner's collect: a line each, away from the
+ * owner's lists, so that a freer's store steals nothing the owner uses. */
+struct remote_hint {
+    uint32_t pending;
 } __attribute__((aligned(64)));
 
 struct hak_heap {
     struct heap_class cls[HAK_NUM_CLASSES];
     struct hak_heap *next_unused; /* in the pool */
+    struct remote_hint remote[HAK_NUM_CLASSES];
 };
 
 static struct {
@@ -160,11 +166,13 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
 /* ---- where a heap gets a span to take from ---- */
 
 /* Full spans that got remote frees since the last look go back to partial. */
-static void collect(struct heap_class *hc, const struct hak_class_info *ci)
+static void collect(struct hak_heap *h, unsigned cls)
 {
-    if (__atomic_load_n(&hc->remote_pending, __ATOMIC_RELAXED) == 0)
+    struct heap_class *hc = &h->cls[cls];
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    if (__atomic_load_n(&h->remote[cls].pending, __ATOMIC_RELAXED) == 0)
         return;
-    __atomic_store_n(&hc->remote_pending, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->remote[cls].pending, 0, __ATOMIC_SEQ_CST);
     for (struct hak_span *sp = hc->full, *next; sp; sp = next) {
         next = sp->next;
         if (drain_remote(sp, ci))
@@ -214,7 +222,7 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
     while (n < want) {
         struct hak_span *sp = hc->partial;
         if (sp == NULL) {
-            collect(hc, ci);
+            collect(h, cls);
             while (hc->partial == NULL && adopt(h, cls))
                 ;
             if ((sp = hc->partial) == NULL && (sp = new_span(h, cls)) == NULL)
@@ -255,8 +263,8 @@ static void remote_push(struct remote_run *run, unsigned cls)
     HAK_STAT(hak_tls.stats[cls].remote_frees += run->n);
     /* after the push: an owner that clears the hint after this load drains us */
     struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
-    if (owner && __atomic_load_n(&owner->cls[cls].remote_pending, __ATOMIC_SEQ_CST) == 0)
-        __atomic_store_n(&owner->cls[cls].remote_pending, 1, __ATOMIC_SEQ_CST);
+    if (owner && __atomic_load_n(&owner->remote[cls].pending, __ATOMIC_SEQ_CST) == 0)
+        __atomic_store_n(&owner->remote[cls].pending, 1, __ATOMIC_SEQ_CST);
     run->sp = NULL;
 }
 
@@ -362,7 +370,7 @@ void hak_heap_release(struct hak_heap *h)
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         abandon(cls, &h->cls[cls].partial);
         abandon(cls, &h->cls[cls].full);
-        __atomic_store_n(&h->cls[cls].remote_pending, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->remote[cls].pending, 0, __ATOMIC_RELAXED);
     }
     pthread_mutex_lock(&pool_lock);
     h->next_unused = pool;
@@ -408,7 +416,7 @@ void hak_heap_trim(struct hak_heap *h)
 {
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         struct heap_class *hc = &h->cls[cls];
-        collect(hc, &hak_class_info[cls]);
+        collect(h, cls);
         for (struct hak_span *sp = hc->partial, *next; sp; sp = next) {
             next = sp->next;
             drain_remote(sp, &hak_class_info[cls]);

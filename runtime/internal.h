@@ -61,17 +61,19 @@ void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
  * span exclusively) touches anything but `remote`.
  */
 struct hak_span {
+    /* the owner's line */
     void *free;                   /* blocks given back by the owner, linked through their first word */
-    void *remote;                 /* atomic: blocks freed by other threads (MPSC push, owner takes all) */
-    struct hak_heap *owner;       /* atomic: NULL while abandoned */
     uint32_t used;
     uint32_t carved;
     uint16_t cls;                 /* class index */
     uint16_t units;               /* length in units; 0 for a unit that starts no span */
     uint8_t list;                 /* which of its owner's lists it is on (heap.c) */
     struct hak_span *next, *prev; /* that list */
-} __attribute__((aligned(64))); /* one line each: a remote push contends with no neighbour */
-_Static_assert(sizeof(struct hak_span) == 64, "span meta is one cache line");
+    /* the line other threads write: a remote push does not steal the owner's */
+    void *remote __attribute__((aligned(64))); /* atomic: blocks freed by other threads (MPSC) */
+    struct hak_heap *owner;       /* atomic: NULL while abandoned */
+};
+_Static_assert(sizeof(struct hak_span) == 128, "span meta: the owner's line, then the shared one");
 
 struct hak_superslab {
     struct hak_superslab *next;                 /* every superslab (superslab.c's lock) */

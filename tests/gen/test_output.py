@@ -227,7 +227,8 @@ class SizeTableTest(TempDirTest):
 
     def test_model_spans(self):
         """Each class's span: a power-of-two number of slabs, at most a quarter superslab,
-        the first whose tail waste is within SPAN_WASTE_LIMIT (when one is)."""
+        the first whose tail waste is within SPAN_WASTE_LIMIT and that holds
+        SPAN_MIN_BLOCKS blocks (when one does)."""
         r = resolve.resolve(load_spec(DEFAULT_SPEC))
         m = resolve.model(r, "spec/classes.yaml")
         slab, total = r["superslab"]["slab_bytes"], r["superslab"]["bytes"]
@@ -240,5 +241,7 @@ class SizeTableTest(TempDirTest):
             self.assertEqual(c["waste_bytes"], span - c["blocks"] * c["size"])
             smaller = [s for s in (span // 2, span // 4) if s >= slab]
             if c["waste_bytes"] <= span * resolve.SPAN_WASTE_LIMIT:
-                for s in smaller:
-                    self.assertGreater(s % c["size"], s * resolve.SPAN_WASTE_LIMIT, c)
+                self.assertGreaterEqual(c["blocks"], resolve.SPAN_MIN_BLOCKS, c)
+                for s in smaller:  # a smaller span wastes more or holds too few blocks
+                    self.assertTrue(s % c["size"] > s * resolve.SPAN_WASTE_LIMIT
+                                    or s // c["size"] < resolve.SPAN_MIN_BLOCKS, c)

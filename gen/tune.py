@@ -1,0 +1,533 @@
+"""Profile-guided tuning: from one run's profile (HAKMEM_PROFILE) to an overlay.
+
+`gen/hakgen tune PROFILE -o OUT.yaml [--max-classes N] [--base SPEC]` reads the
+JSON profile a metrics build writes at exit (runtime/stats.c, write_profile)
+and writes a commented overlay on the base spec that replaces its class
+tables and caches (documented in spec/README.md, "Profile-guided tuning"):
+
+* Size classes (tiny and mid together) minimize the expected internal
+  fragmentation of the observed requests, sum(class - request), under
+  the class-count bound, by dynamic programming over the profile's 16-byte
+  histogram.  Rules: sizes are multiples of 16, strictly increasing; the
+  first class is at most 32 B and each class at most twice the one before
+  it (so every size, seen or not, gets a block less than twice its size:
+  the spec's own no-gap rule between tiny and mid, applied everywhere); the
+  last class is the base's largest (or the largest request seen, if larger),
+  so every size the base served still maps to a class.  Ties, and sizes no
+  request was seen at, are settled by a log-uniform prior (a small weight
+  on every size, 1/size): spare classes spread geometrically where nothing
+  was seen.  Classes up to the base's last tiny class are tiny, the rest mid.
+* Caches per tiny class from the bursts (runs of allocs or frees of one
+  class by one thread) and the peak number of blocks out: ring = twice the
+  90th percentile burst (weighted by operations), rounded up to a power of
+  two, within 8..256 and at most the peak out; refill = ring / 2, so a burst
+  of that length in either direction from the refill level fits.  The sll
+  tier is kept only where bursts longer than half the ring carry at least
+  10% of the class's operations (HAKMEM: a layer that rarely hits costs more
+  than it saves); then sll = the 99th percentile burst, a power of two.  The
+  mid classes share one ring (8..64: their blocks are large), sized the same
+  way from all their bursts together.
+* The profile's per-class numbers belong to the profiled spec's classes; a
+  tuned class takes them from the profiled classes its requests fell into,
+  in proportion to the requests (from the histogram).
+
+Output is deterministic: the same profile and base give the same bytes.
+"""
+import json
+import math
+import os
+import re
+import tempfile
+
+import overlay
+import resolve
+from specload import SpecError
+
+FORMAT, VERSION = "hakmem-profile", 1
+FIRST_MAX = 32            # the first class serves 1.. bytes: at most 32 B
+RING_MIN, RING_MAX = 8, 256
+MID_RING_MIN, MID_RING_MAX = 8, 64
+SLL_MIN, SLL_MAX = 16, 4096
+SLL_KEEP_SHARE = 0.10     # keep the sll when bursts spilling the ring carry >= this share
+BURST_PCT, SLL_PCT = 0.90, 0.99
+PRIOR_SHIFT = 40          # cost = primary << PRIOR_SHIFT + prior; the prior stays below 2^40
+PRIOR_SCALE = 1 << 18     # prior weight of the bucket of size 16p: PRIOR_SCALE // p
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # schema.Name
+
+
+class ProfileError(SpecError):
+    """A problem with a profile or the tune command line: FILE[:LINE]: message."""
+
+    def __init__(self, file, message, line=None):
+        Exception.__init__(self, f"{file}:{line}: {message}" if line else f"{file}: {message}")
+        self.file, self.line, self.field, self.message = file, line or 0, "", message
+
+
+# ---------------------------------------------------------------- the profile
+
+def load_profile(path):
+    """Read and check a profile; return it as plain data (sizes as ints)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ProfileError(path, "no such file")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(path, f"cannot read: {e}")
+    if not text.strip():
+        raise ProfileError(path, "empty profile (was the program run with HAKMEM_PROFILE "
+                                 "under a metrics build, and did it exit normally?)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(path, f"malformed JSON: {e.msg} (column {e.colno})", e.lineno)
+    except RecursionError:
+        raise ProfileError(path, "malformed JSON: nested too deeply")
+    return check_profile(data, path)
+
+
+def _int(value, path, field, lo=0):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileError(path, f"{field}: {json.dumps(value)[:40]} is not an integer")
+    if value < lo:
+        raise ProfileError(path, f"{field}: {value} is below {lo}")
+    return value
+
+
+def _pairs(value, path, field, key_ok, key_what):
+    """A list of [key, count] pairs, keys strictly increasing."""
+    if not isinstance(value, list):
+        raise ProfileError(path, f"{field}: not a list")
+    out, prev = [], None
+    for i, pair in enumerate(value):
+        where = f"{field}[{i}]"
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise ProfileError(path, f"{where}: not a [{key_what}, count] pair")
+        key, count = _int(pair[0], path, where), _int(pair[1], path, f"{where} count")
+        if not key_ok(key):
+            raise ProfileError(path, f"{where}: {key} is not {key_what}")
+        if prev is not None and key <= prev:
+            raise ProfileError(path, f"{where}: {key} does not follow {prev} (keys must increase)")
+        prev = key
+        out.append((key, count))
+    return out
+
+
+def check_profile(data, path):
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        what = data.get("format") if isinstance(data, dict) else None
+        got = f"format {json.dumps(what)}" if what is not None else "no \"format\" field"
+        raise ProfileError(path, f"not a hakmem profile ({got}; expected \"{FORMAT}\")")
+    if data.get("version") != VERSION:
+        raise ProfileError(path, f"profile version {json.dumps(data.get('version'))} is not "
+                                 f"supported (this hakgen reads version {VERSION})")
+    for key in ("spec", "threads", "cross_thread_free_share", "size_histogram",
+                "large_histogram", "classes"):
+        if key not in data:
+            raise ProfileError(path, f"{key}: missing")
+    spec = data["spec"]
+    if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
+            and isinstance(spec.get("hash"), str)):
+        raise ProfileError(path, "spec: not {\"name\": ..., \"hash\": ...}")
+    share = data["cross_thread_free_share"]
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ProfileError(path, f"cross_thread_free_share: {json.dumps(share)[:40]} is not "
+                                 f"a number in 0..1")
+    hist = _pairs(data["size_histogram"], path, "size_histogram",
+                  lambda s: s % 16 == 0, "a multiple of 16")
+    large = _pairs(data["large_histogram"], path, "large_histogram", lambda s: s > 0, "positive")
+    if not isinstance(data["classes"], list):
+        raise ProfileError(path, "classes: not a list")
+    classes, prev = [], 0
+    for i, c in enumerate(data["classes"]):
+        where = f"classes[{i}]"
+        if not isinstance(c, dict):
+            raise ProfileError(path, f"{where}: not an object")
+        for key in ("size", "allocs", "frees", "peak_out", "remote_frees",
+                    "alloc_bursts", "free_bursts"):
+            if key not in c:
+                raise ProfileError(path, f"{where}.{key}: missing")
+        size = _int(c["size"], path, f"{where}.size", 16)
+        if size % 16 or size <= prev:
+            raise ProfileError(path, f"{where}.size: {size} is not a multiple of 16 above "
+                                     f"the class before it ({prev})")
+        prev = size
+        pow2 = lambda n: n > 0 and n & (n - 1) == 0  # noqa: E731
+        classes.append({
+            "size": size,
+            "allocs": _int(c["allocs"], path, f"{where}.allocs"),
+            "frees": _int(c["frees"], path, f"{where}.frees"),
+            "peak_out": max(0, _int(c["peak_out"], path, f"{where}.peak_out", lo=-(1 << 62))),
+            "remote_frees": _int(c["remote_frees"], path, f"{where}.remote_frees"),
+            "bursts": (_pairs(c["alloc_bursts"], path, f"{where}.alloc_bursts", pow2,
+                              "a power of two")
+                       + _pairs(c["free_bursts"], path, f"{where}.free_bursts", pow2,
+                                "a power of two")),
+        })
+    if hist and classes and hist[-1][0] > classes[-1]["size"]:
+        raise ProfileError(path, f"size_histogram: size {hist[-1][0]} is above the profiled "
+                                 f"spec's largest class {classes[-1]['size']}")
+    if not any(n for _, n in hist):
+        raise ProfileError(path, "no malloc requests up to the largest class: nothing to tune")
+    return {"spec": spec, "threads": _int(data["threads"], path, "threads"),
+            "cross_thread_free_share": float(share), "hist": dict(hist),
+            "large": large, "classes": classes}
+
+
+# ---------------------------------------------------------------- size classes
+
+def min_classes(last_pos):
+    """Fewest classes from <= FIRST_MAX to position last_pos (size 16 * pos), steps <= 2x."""
+    n, pos = 1, last_pos
+    while pos * 16 > FIRST_MAX:
+        pos = (pos + 1) // 2
+        n += 1
+    return n
+
+
+def choose_classes(counts, last_pos, max_classes, prior=True):
+    """Optimal class positions (size = 16 * position) for a histogram.
+
+    counts: {position: requests of ceil(n / 16) == position}, every position <= last_pos.
+    Minimizes sum(count * (class - size)) over classes p_1 < ... < p_k = last_pos,
+    k <= max_classes, 16 * p_1 <= FIRST_MAX, p_{t+1} <= 2 p_t; ties go to the log-uniform
+    prior (when `prior`), then to the leftmost position.  Returns (positions, cost), cost
+    in bytes for the observed requests only.  Raises ValueError when max_classes is too
+    small for the rules.
+
+    f_k[j] = min over i of f_{k-1}[i] + cost(i, j) is computed layer by layer with the
+    divide-and-conquer optimization: cost(i, j) = 16 j (C[j] - C[i]) - (W[j] - W[i])
+    (prefix sums of counts and bytes) is Monge, and so stays with the ratio rule written
+    as a penalty P * max(0, ceil(j / 2) - i) (convex in ceil(j / 2) - i), so the leftmost
+    best i grows with j: O(k * n log n) evaluations, exact."""
+    n = last_pos
+    if max_classes < min_classes(n):
+        raise ValueError(min_classes(n))
+    a = [0] * (n + 1)
+    for p, c in counts.items():
+        a[p] += c << PRIOR_SHIFT if prior else c
+    if prior:
+        for p in range(1, n + 1):
+            a[p] += PRIOR_SCALE // p
+    csum, wsum = [0] * (n + 1), [0] * (n + 1)
+    run_c = run_w = 0
+    for p in range(n + 1):
+        run_c += a[p]
+        run_w += a[p] * 16 * p
+        csum[p], wsum[p] = run_c, run_w
+    big = 16 * n * (run_c + 1) + 1            # above any feasible total cost
+    penalty, inf = big, big * (4 * n + 4)     # per position short of the ratio rule; unreachable
+    first = [inf] * (n + 1)
+    for j in range(1, min(n, FIRST_MAX // 16) + 1):
+        first[j] = 16 * j * csum[j] - wsum[j]
+    layers, args = [first], [None]
+    k_max = min(max_classes, n)
+    for _ in range(2, k_max + 1):
+        prev = layers[-1]
+        cur, arg = [inf] * (n + 1), [0] * (n + 1)
+        stack = [(2, n, 1, n - 1)]
+        while stack:
+            lo, hi, opt_lo, opt_hi = stack.pop()
+            if lo > hi:
+                continue
+            mid = (lo + hi) // 2
+            # value(i) = prev[i] + cost(i, mid) + the ratio penalty; cost(i, mid) =
+            # 16 mid (C[mid] - C[i]) - (W[mid] - W[i]), the constant part taken out
+            x, half = 16 * mid, (mid + 1) // 2
+            best_v, best_i = None, opt_lo
+            for i in range(opt_lo, min(opt_hi, mid - 1) + 1):
+                v = prev[i] - x * csum[i] + wsum[i]
+                if i < half:
+                    v += penalty * (half - i)
+                if best_v is None or v < best_v:
+                    best_v, best_i = v, i
+            cur[mid] = min(best_v + x * csum[mid] - wsum[mid], inf)
+            arg[mid] = best_i
+            stack.append((lo, mid - 1, opt_lo, best_i))
+            stack.append((mid + 1, hi, best_i, opt_hi))
+        layers.append(cur)
+        args.append(arg)
+    best_k = min(range(len(layers)), key=lambda k: (layers[k][n], k))
+    if layers[best_k][n] >= big:
+        raise ValueError(min_classes(n))
+    positions, j = [n], n
+    for k in range(best_k, 0, -1):
+        j = args[k][j]
+        positions.append(j)
+    positions.reverse()
+    cost = sum(c * (16 * next(q for q in positions if q >= p) - 16 * p) for p, c in counts.items())
+    return positions, cost
+
+
+def waste(counts, sizes):
+    """sum(count * (class - size)) of a histogram {size: count} under class sizes."""
+    total = 0
+    for s, c in counts.items():
+        total += c * (next(x for x in sizes if x >= s) - s)
+    return total
+
+
+# ---------------------------------------------------------------- caches
+
+def _pow2_ceil(x):
+    return 1 << max(0, math.ceil(x) - 1).bit_length()
+
+
+def _clamp(x, lo, hi):
+    return max(lo, min(hi, x))
+
+
+def _mean_len(lo):
+    """Mean length of a burst in the log2 bucket [lo, 2 lo), lengths taken as uniform."""
+    return (3 * lo - 1) / 2
+
+
+def percentile_burst(bursts, pct):
+    """Burst length at the ops-weighted percentile: the upper end (2 lo - 1) of the first
+    log2 bucket [lo, 2 lo) by which `pct` of the operations in bursts are reached."""
+    ops = [(lo, n * _mean_len(lo)) for lo, n in sorted(bursts.items()) if n > 0]
+    total = sum(w for _, w in ops)
+    if total <= 0:
+        return 0
+    acc = 0.0
+    for lo, w in ops:
+        acc += w
+        if acc >= pct * total - 1e-9 * total:
+            return 2 * lo - 1
+    return 2 * ops[-1][0] - 1
+
+
+def spill_share(bursts, capacity):
+    """Share of the operations done beyond `capacity` blocks into a burst (a log2 bucket
+    [lo, 2 lo) taken at its mean length)."""
+    total = spill = 0.0
+    for lo, n in sorted(bursts.items()):
+        length = _mean_len(lo)
+        total += n * length
+        spill += n * max(0.0, length - capacity)
+    return spill / total if total else 0.0
+
+
+def cache_plan(bursts, peak_out, ring_lo, ring_hi, allow_sll):
+    """ring, refill, sll (0: no sll tier) and the numbers behind them."""
+    p90 = percentile_burst(bursts, BURST_PCT)
+    ring = _clamp(_pow2_ceil(2 * p90), ring_lo, ring_hi)
+    if peak_out > 0:
+        ring = max(ring_lo, min(ring, _pow2_ceil(peak_out)))
+    spill = spill_share(bursts, ring // 2)
+    sll = 0
+    if allow_sll and spill >= SLL_KEEP_SHARE:
+        sll = _clamp(_pow2_ceil(percentile_burst(bursts, SLL_PCT)), SLL_MIN, SLL_MAX)
+    return {"ring": ring, "refill": max(1, ring // 2), "sll": sll, "p90": p90, "spill": spill}
+
+
+# ---------------------------------------------------------------- the tuned spec
+
+def _ranges(sizes):
+    prev = 0
+    for s in sizes:
+        yield prev, s
+        prev = s
+
+
+def attribute(profile, sizes):
+    """Per tuned class: requests, and bursts and peak out taken from the profiled classes
+    in proportion to the requests their sizes share."""
+    hist, pclasses = profile["hist"], profile["classes"]
+    top = max([sizes[-1], pclasses[-1]["size"] if pclasses else 0] + list(hist)) // 16
+    prefix, run = [0] * (top + 1), 0
+    for p in range(top + 1):
+        run += hist.get(16 * p, 0)
+        prefix[p] = run
+
+    def requests(lo, hi):  # sizes in (lo, hi]; the range from 0 also holds malloc(0)
+        return prefix[hi // 16] - (prefix[lo // 16] if lo else 0)
+
+    pranges = list(_ranges([c["size"] for c in pclasses]))
+    out = []
+    for lo, hi in _ranges(sizes):
+        bursts, peak, remote, frees = {}, 0.0, 0.0, 0.0
+        for pc, (plo, phi) in zip(pclasses, pranges):
+            if phi <= lo or plo >= hi:
+                continue
+            total = requests(plo, phi)
+            shared = requests(max(lo, plo), min(hi, phi))
+            if shared == 0:
+                continue
+            w = shared / total
+            for length, n in pc["bursts"]:
+                bursts[length] = bursts.get(length, 0.0) + w * n
+            peak += w * pc["peak_out"]
+            remote += w * pc["remote_frees"]
+            frees += w * pc["frees"]
+        out.append({"size": hi, "lo": lo, "requests": requests(lo, hi), "bursts": bursts,
+                    "peak_out": peak, "remote_share": remote / frees if frees else 0.0})
+    return out
+
+
+def _pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def _num(x):
+    return f"{round(x):,}"
+
+
+def tune(profile, profile_name, base_path, out_path, max_classes=None):
+    """Return the overlay text (and a summary line) for `profile` on the spec at base_path."""
+    base = resolve.resolve(overlay.load_spec(base_path))
+    tiny_base, mid_base = base["tiny"]["classes"], base["mid"]
+    base_sizes = [c["size"] for c in tiny_base] + list(mid_base["classes"])
+    tiny_limit = tiny_base[-1]["size"]
+    hist = profile["hist"]
+    last = max(base_sizes[-1], max(s for s, n in hist.items() if n) if hist else 0)
+    limit = base["superslab"]["bytes"] // 4
+    if last > limit:
+        raise ProfileError(profile_name, f"requests up to {last} B were profiled, but the "
+                                         f"base's classes end at {base_sizes[-1]} B and a mid "
+                                         f"class is at most {limit} B")
+    if max_classes is None:
+        max_classes = len(base_sizes)
+    if not 1 <= max_classes <= resolve.MAX_CLASSES:
+        raise ProfileError("--max-classes", f"{max_classes} is out of range "
+                                            f"1..{resolve.MAX_CLASSES}")
+    counts = {s // 16: n for s, n in hist.items() if n}
+    try:
+        positions, cost = choose_classes(counts, last // 16, max_classes)
+    except ValueError as e:
+        raise ProfileError("--max-classes", f"{max_classes} is too few: {e.args[0]} classes "
+                                            f"are needed to cover 16..{last} B with each "
+                                            f"class at most twice the one before it")
+    sizes = [16 * p for p in positions]
+    if sizes[0] > tiny_limit:  # cannot happen while FIRST_MAX <= the last tiny class
+        tiny_limit = sizes[0]
+    rows = attribute(profile, sizes)
+    requests = sum(hist.values())
+    req_bytes = sum(s * n for s, n in hist.items())
+    base_cost = waste(hist, base_sizes)
+
+    tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
+    mid_rows = [r for r in rows if r["size"] > tiny_limit]
+    for r in tiny_rows:
+        if r["requests"]:
+            r["plan"] = cache_plan(r["bursts"], r["peak_out"], RING_MIN, RING_MAX, True)
+        else:
+            r["plan"] = {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0,
+                         "spill": 0.0}
+    mid_bursts, mid_peak, mid_reqs = {}, 0.0, 0
+    for r in mid_rows:
+        mid_reqs += r["requests"]
+        mid_peak = max(mid_peak, r["peak_out"])
+        for length, n in r["bursts"].items():
+            mid_bursts[length] = mid_bursts.get(length, 0.0) + n
+    mid_plan = (cache_plan(mid_bursts, mid_peak, MID_RING_MIN, MID_RING_MAX, False) if mid_reqs
+                else {"ring": MID_RING_MIN, "refill": MID_RING_MIN // 2, "sll": 0, "p90": 0})
+
+    base_rel = os.path.relpath(os.path.abspath(base_path),
+                               os.path.dirname(os.path.abspath(out_path)))
+    large = sum(n for _, n in profile["large"])
+    n_tiny, n_mid = len(tiny_rows), len(mid_rows)
+    lines = [
+        f"# Tuned by `gen/hakgen tune` from the profile {os.path.basename(profile_name)}",
+        f"# (spec {profile['spec']['name']} {profile['spec']['hash']}, "
+        f"{profile['threads']} thread{'s' if profile['threads'] != 1 else ''}, "
+        f"{_num(requests)} requests up to {sizes[-1]} B, {_num(large)} larger, "
+        f"{_pct(profile['cross_thread_free_share'])} of frees cross-thread).",
+        f"# Classes: {n_tiny + n_mid} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
+        f"chosen by dynamic programming over",
+        "# the 16-byte request histogram to minimize sum(class - request), each class at most",
+        "# twice the one before it (the first at most 32 B), the base's largest class kept.",
+        f"# Internal fragmentation of the profiled requests: {_pct(cost / max(1, req_bytes))} of "
+        f"the bytes asked",
+        f"# ({_num(cost / max(1, requests))} B per request); under the base's classes "
+        f"{_pct(base_cost / max(1, req_bytes))} ({_num(base_cost / max(1, requests))} B).",
+        "# Caches: ring = 2 x the 90th percentile burst (by operations), a power of two in",
+        f"# {RING_MIN}..{RING_MAX}, at most the peak blocks out; refill = ring / 2; the sll "
+        f"tier only where",
+        f"# bursts beyond half the ring carry >= {SLL_KEEP_SHARE:.0%} of the operations "
+        f"(sll = the 99th percentile burst).",
+        "# Regenerate rather than edit: gen/hakgen tune PROFILE -o THIS_FILE",
+        "base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
+                    else json.dumps(base_rel)),
+        "tiny:",
+        "  classes:",
+    ]
+    width = max(len(_class_entry(r)) for r in tiny_rows)
+    for r in tiny_rows:
+        lines.append(f"    - {_class_entry(r):<{width}}  # {_class_note(r, requests)}")
+    lines += [
+        "mid:",
+        f"  ring: {mid_plan['ring']}" + " " * (4 - len(str(mid_plan['ring'])))
+        + "# shared by the mid classes: "
+        + (f"p90 burst {mid_plan['p90']}, {_pct(mid_reqs / max(1, requests))} of requests"
+           if mid_reqs else "no mid requests seen"),
+        f"  refill: {mid_plan['refill']}",
+        "  classes:" if mid_rows else "  classes: []",
+    ]
+    width = max((len(str(r["size"])) for r in mid_rows), default=0)
+    for r in mid_rows:
+        lines.append(f"    - {r['size']:<{width}}  # {_class_note(r, requests, mid=True)}")
+    text = "\n".join(lines) + "\n"
+    summary = (f"{n_tiny + n_mid} classes ({n_tiny} tiny, {n_mid} mid), internal "
+               f"fragmentation {_pct(cost / max(1, req_bytes))} of requested bytes "
+               f"(base {_pct(base_cost / max(1, req_bytes))})")
+    return text, summary
+
+
+def _class_entry(r):
+    p = r["plan"]
+    fields = [f"size: {r['size']}", f"ring: {p['ring']}"]
+    if p["sll"]:
+        fields.append(f"sll: {p['sll']}")
+    fields.append(f"refill: {p['refill']}")
+    fields.append("tiers: [ring, sll, slab]" if p["sll"] else "tiers: [ring, slab]")
+    return "{ " + ", ".join(fields) + " }"
+
+
+def _class_note(r, requests, mid=False):
+    span = f"{r['lo'] + 1}..{r['size']} B" if r["lo"] + 1 < r["size"] else f"{r['size']} B"
+    if not r["requests"]:
+        return f"{span}: no requests seen"
+    note = f"{span}: {_pct(r['requests'] / requests)} of requests"
+    if mid:
+        return note + f", peak {_num(r['peak_out'])} out"
+    p = r["plan"]
+    note += f", p90 burst {p['p90']}, peak {_num(r['peak_out'])} out"
+    if p["sll"]:
+        note += f"; {_pct(p['spill'])} of ops beyond ring/2"
+    if r["remote_share"] >= 0.01:
+        note += f"; {_pct(r['remote_share'])} remote frees"
+    return note
+
+
+def write_tuned(profile_path, out_path, base_path, max_classes=None):
+    """The `hakgen tune` command: write the overlay once it validates; return a summary."""
+    stem = os.path.splitext(os.path.basename(out_path))[0]
+    if not out_path.endswith(".yaml") or not NAME_RE.fullmatch(stem):
+        raise ProfileError(out_path, "the output must be NAME.yaml, NAME (the variant's name) "
+                                     "made of letters, digits, '_', '-', '.'")
+    profile = load_profile(profile_path)
+    text, summary = tune(profile, profile_path, base_path, out_path, max_classes)
+    # Validate before anything is replaced: the same text in a scratch directory, its
+    # base made absolute; then write next to the target and rename over it.
+    with tempfile.TemporaryDirectory(prefix="hakgen-tune-") as scratch:
+        check = os.path.join(scratch, os.path.basename(out_path))
+        with open(check, "w", encoding="utf-8") as f:
+            f.write(re.sub(r"(?m)^base: .*$", "base: " + json.dumps(os.path.abspath(base_path)),
+                           text, count=1))
+        resolved = resolve.resolve(overlay.load_spec(check, out_path))
+    try:  # like `generate`: an unchanged file is not rewritten (make rebuilds nothing)
+        with open(out_path, encoding="utf-8", newline="") as f:
+            unchanged = f.read() == text
+    except (OSError, UnicodeDecodeError):
+        unchanged = False
+    if not unchanged:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+            with open(out_path + ".tmp", "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+            os.replace(out_path + ".tmp", out_path)
+        except OSError as e:
+            raise ProfileError(out_path, f"cannot write: {e.strerror or e}")
+    return (f"hakgen: {'unchanged' if unchanged else 'wrote'} {out_path}: {summary}; "
+            f"spec {resolved['name']} {resolve.spec_hash(resolved)}")

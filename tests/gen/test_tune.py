@@ -1,0 +1,288 @@
+"""gen/hakgen tune: size classes by dynamic programming over a profile's histogram,
+caches from its bursts, a commented overlay that validates; errors in a profile."""
+import itertools
+import json
+import os
+import random
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from genutil import DEFAULT_SPEC, TempDirTest, run_hakgen  # noqa: E402
+
+import resolve  # noqa: E402
+import tune  # noqa: E402
+from overlay import load_spec  # noqa: E402
+
+BASE_SIZES = ([16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512,
+               640, 768, 896, 1024]
+              + [1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
+                 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768])
+
+
+def profile(hist, bursts=None, peak=None, large=(), threads=1):
+    """A version 1 profile of the default spec's classes: `hist` {size (a multiple of 16):
+    requests}; `bursts` {class size: ([[len_lo, n], ...] allocs, [...] frees)}."""
+    bursts, peak = bursts or {}, peak or {}
+    classes, prev = [], 0
+    for size in BASE_SIZES:
+        reqs = sum(n for s, n in hist.items() if prev < s <= size or (s == 0 and prev == 0))
+        default = ([[1, reqs]], [[1, reqs]]) if reqs else ([], [])
+        a, f = bursts.get(size, default)
+        classes.append({"size": size, "allocs": reqs, "frees": reqs,
+                        "peak_out": peak.get(size, min(reqs, 64)), "remote_frees": 0,
+                        "alloc_bursts": a, "free_bursts": f})
+        prev = size
+    return {"format": "hakmem-profile", "version": 1,
+            "spec": {"name": "metrics", "hash": "0123456789abcdef"}, "threads": threads,
+            "cross_thread_free_share": 0.0,
+            "size_histogram": [[s, n] for s, n in sorted(hist.items())],
+            "large_histogram": [list(p) for p in large], "classes": classes}
+
+
+def cost(counts, positions):
+    return sum(c * (16 * next(q for q in positions if q >= p) - 16 * p)
+               for p, c in counts.items())
+
+
+def brute_force(counts, n, k_max):
+    """The least cost over every class set the rules allow (positions 1..n, n last)."""
+    best = None
+    for k in range(1, k_max + 1):
+        for head in itertools.combinations(range(1, n), k - 1):
+            pos = list(head) + [n]
+            if 16 * pos[0] > tune.FIRST_MAX or any(b > 2 * a for a, b in zip(pos, pos[1:])):
+                continue
+            c = cost(counts, pos)
+            best = c if best is None else min(best, c)
+    return best
+
+
+def tuned_sizes(path):
+    r = resolve.resolve(load_spec(path))
+    return [c["size"] for c in r["tiny"]["classes"]] + r["mid"]["classes"], r
+
+
+class DynamicProgramTest(unittest.TestCase):
+    def test_optimal_against_brute_force(self):
+        rng = random.Random(7)
+        for _ in range(250):
+            n = rng.randint(2, 13)
+            k = rng.randint(tune.min_classes(n), min(n, 7))
+            counts = {p: rng.choice([1, 3, 50, rng.randint(1, 1000)])
+                      for p in range(n + 1) if rng.random() < 0.6}
+            for prior in (False, True):
+                pos, c = tune.choose_classes(counts, n, k, prior=prior)
+                with self.subTest(n=n, k=k, counts=counts, prior=prior):
+                    self.assertEqual(c, brute_force(counts, n, k))
+                    self.assertEqual(c, cost(counts, pos))
+                    self.assertLessEqual(len(pos), k)
+                    self.assertEqual(pos, sorted(set(pos)))
+                    self.assertEqual(pos[-1], n)
+                    self.assertLessEqual(16 * pos[0], tune.FIRST_MAX)
+                    self.assertTrue(all(b <= 2 * a for a, b in zip(pos, pos[1:])))
+
+    def test_single_size_gets_one_exact_class(self):
+        for size in (16, 24 + 8, 208, 528, 1040, 4112, 20000 // 16 * 16):
+            pos, c = tune.choose_classes({size // 16: 1000}, 2048, 40)
+            self.assertIn(size // 16, pos)
+            self.assertEqual(c, 0)
+
+    def test_class_count_bound(self):
+        rng = random.Random(3)
+        counts = {p: rng.randint(1, 100) for p in rng.sample(range(1, 2049), 300)}
+        previous = None
+        for k in (11, 12, 16, 24, 40, 64, 128):
+            pos, c = tune.choose_classes(counts, 2048, k)
+            self.assertLessEqual(len(pos), k)
+            if previous is not None:  # more classes never cost more
+                self.assertLessEqual(c, previous)
+            previous = c
+        with self.assertRaises(ValueError):
+            tune.choose_classes(counts, 2048, 10)  # 32 B .. 32 KiB by doubling: 11
+
+    def test_prior_spreads_spare_classes(self):
+        # all requests at 64 B: the other classes go where nothing was seen, in steps <= 2x
+        pos, c = tune.choose_classes({4: 10}, 2048, 40)
+        self.assertEqual(c, 0)
+        self.assertEqual(len(pos), 40)
+
+
+class CachePlanTest(unittest.TestCase):
+    def test_ring_follows_bursts(self):
+        short = tune.cache_plan({1: 1000.0, 2: 100.0}, 10_000, 8, 256, True)
+        self.assertEqual((short["ring"], short["refill"], short["sll"]), (8, 4, 0))
+        long = tune.cache_plan({64: 1000.0}, 10_000, 8, 256, True)  # 64..127 per burst
+        self.assertEqual((long["ring"], long["refill"], long["sll"]), (256, 128, 0))
+
+    def test_ring_capped_by_peak_out(self):
+        plan = tune.cache_plan({64: 1000.0}, 20, 8, 256, True)
+        self.assertEqual(plan["ring"], 32)
+
+    def test_sll_kept_only_for_bursts_beyond_the_ring(self):
+        plan = tune.cache_plan({1: 100.0, 1024: 50.0}, 100_000, 8, 256, True)
+        self.assertEqual(plan["ring"], 256)
+        self.assertGreater(plan["sll"], 0)
+        self.assertGreaterEqual(plan["spill"], tune.SLL_KEEP_SHARE)
+        mid = tune.cache_plan({1: 100.0, 1024: 50.0}, 100_000, 8, 64, False)
+        self.assertEqual((mid["ring"], mid["sll"]), (64, 0))
+
+
+class TuneCommandTest(TempDirTest):
+    def write_profile(self, data, name="p.json"):
+        return self.write(name, json.dumps(data, indent=1))
+
+    def tune(self, *args):
+        return self.hakgen("tune", *args, "--base", DEFAULT_SPEC)
+
+    def test_output_validates_and_is_deterministic(self):
+        rng = random.Random(11)
+        hist = {16 * rng.randint(0, 2048): rng.randint(1, 10_000) for _ in range(200)}
+        bursts = {64: ([[1, 10], [64, 40]], [[2, 30], [128, 20]])}
+        p = self.write_profile(profile(hist, bursts, large=[(65535, 3)]))
+        first = self.assertOk(self.tune("p.json", "-o", "variants/tuned.yaml"))
+        self.assertRegex(first, r"^hakgen: wrote variants/tuned\.yaml: \d+ classes")
+        out = os.path.join(self.tmp, "variants", "tuned.yaml")
+        with open(out, "rb") as f:
+            text = f.read()
+        self.assertIn(b"base: " + os.path.relpath(DEFAULT_SPEC, os.path.dirname(out)).encode(),
+                      text)
+        valid = run_hakgen("validate", out)
+        self.assertEqual(valid.returncode, 0, valid.stderr)
+        self.assertRegex(valid.stdout, r": ok: tuned [0-9a-f]{16}\n$")
+        # again, elsewhere, with another hash seed: the same bytes; unchanged is not rewritten
+        self.write_profile(profile(hist, bursts, large=[(65535, 3)]), "q/p.json")
+        again = run_hakgen("tune", os.path.join(self.tmp, "q/p.json"), "-o", out,
+                           "--base", DEFAULT_SPEC, env={"PYTHONHASHSEED": "12345"})
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("hakgen: unchanged ", again.stdout)
+        other = os.path.join(self.tmp, "variants", "tuned2.yaml")
+        self.assertOk(self.tune(p, "-o", other))
+        with open(other, "rb") as f:
+            self.assertEqual(f.read(), text)
+
+    def test_every_class_commented_and_sizes_observed(self):
+        hist = {32: 500, 48: 300, 144: 200, 208: 100, 528: 80, 1040: 20, 4112: 5}
+        self.write_profile(profile(hist))
+        self.assertOk(self.tune("p.json", "-o", "t.yaml", "--max-classes", "20"))
+        path = os.path.join(self.tmp, "t.yaml")
+        sizes, r = tuned_sizes(path)
+        self.assertLessEqual(len(sizes), 20)
+        for s in hist:
+            self.assertIn(s, sizes)  # every size seen gets its exact class here
+        self.assertEqual(sizes[-1], 32768)
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        entries = [ln for ln in lines if ln.lstrip().startswith("- ")]
+        self.assertEqual(len(entries), len(sizes))
+        for ln in entries:
+            self.assertRegex(ln, r"  # \d+(\.\.\d+)? B: ")
+        self.assertTrue(any("32 B: " in ln and "% of requests" in ln for ln in entries))
+
+    def test_max_classes_bound_and_too_few(self):
+        rng = random.Random(5)
+        hist = {16 * rng.randint(1, 2048): rng.randint(1, 100) for _ in range(500)}
+        self.write_profile(profile(hist))
+        for k in ("11", "25", "40", "64"):
+            self.assertOk(self.tune("p.json", "-o", f"k{k}.yaml", "--max-classes", k))
+            sizes, _ = tuned_sizes(os.path.join(self.tmp, f"k{k}.yaml"))
+            self.assertLessEqual(len(sizes), int(k))
+        proc = self.tune("p.json", "-o", "few.yaml", "--max-classes", "10")
+        self.assertSpecError(proc, "--max-classes: 10 is too few: 11 classes are needed to "
+                                   "cover 16..32768 B with each class at most twice the one "
+                                   "before it")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "few.yaml")))
+
+    def test_single_size_profile(self):
+        self.write_profile(profile({208: 12345}))
+        self.assertOk(self.tune("p.json", "-o", "one.yaml"))
+        sizes, r = tuned_sizes(os.path.join(self.tmp, "one.yaml"))
+        self.assertIn(208, sizes)  # every request gets a block of exactly its size
+        with open(os.path.join(self.tmp, "one.yaml"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("# Internal fragmentation of the profiled requests: 0.0% of the bytes "
+                      "asked\n# (0 B per request)", text)
+        self.assertRegex(text, r"size: 208, .*# \d+\.\.208 B: 100\.0% of requests")
+
+    def assertProfileError(self, proc, message):
+        self.assertSpecError(proc, message)
+
+    def test_errors(self):
+        good = profile({64: 10})
+        cases = [
+            ("", "p.json: empty profile (was the program run with HAKMEM_PROFILE under a "
+                 "metrics build, and did it exit normally?)"),
+            ("{\n  \"format\": \"hakmem-profile\",\n  \"version\": 1\n  \"threads\": 1\n}\n",
+             "p.json:4: malformed JSON: Expecting ',' delimiter (column 3)"),
+            ("{\"format\": \"hakmem-profile\", \"version\": 1, \"size_histo",
+             "p.json:1: malformed JSON: Unterminated string starting at (column 44)"),
+            ("[1, 2, 3]", "p.json: not a hakmem profile (no \"format\" field; expected "
+                          "\"hakmem-profile\")"),
+            (json.dumps(dict(good, format="callgrind")),
+             "p.json: not a hakmem profile (format \"callgrind\"; expected \"hakmem-profile\")"),
+            (json.dumps(dict(good, version=2)),
+             "p.json: profile version 2 is not supported (this hakgen reads version 1)"),
+            (json.dumps(dict(good, version="1")),
+             "p.json: profile version \"1\" is not supported (this hakgen reads version 1)"),
+            (json.dumps({k: v for k, v in good.items() if k != "classes"}),
+             "p.json: classes: missing"),
+            (json.dumps(dict(good, size_histogram=[[64, 10], [24, 3]])),
+             "p.json: size_histogram[1]: 24 is not a multiple of 16"),
+            (json.dumps(dict(good, size_histogram=[[64, 10], [48, 3]])),
+             "p.json: size_histogram[1]: 48 does not follow 64 (keys must increase)"),
+            (json.dumps(dict(good, size_histogram=[[64, -1]])),
+             "p.json: size_histogram[0] count: -1 is below 0"),
+            (json.dumps(dict(good, size_histogram=[[64, "x"]])),
+             "p.json: size_histogram[0] count: \"x\" is not an integer"),
+            (json.dumps(dict(good, size_histogram=[])),
+             "p.json: no malloc requests up to the largest class: nothing to tune"),
+            (json.dumps(dict(good, size_histogram=[[0, 0], [64, 0]])),
+             "p.json: no malloc requests up to the largest class: nothing to tune"),
+            (json.dumps(dict(good, cross_thread_free_share=1.5)),
+             "p.json: cross_thread_free_share: 1.5 is not a number in 0..1"),
+            (json.dumps(dict(good, classes=[dict(good["classes"][0], alloc_bursts=[[3, 1]])])),
+             "p.json: classes[0].alloc_bursts[0]: 3 is not a power of two"),
+            (json.dumps(dict(good, classes=[{"size": 16}])),
+             "p.json: classes[0].allocs: missing"),
+            (json.dumps(dict(good, classes=good["classes"][:3])),
+             "p.json: size_histogram: size 64 is above the profiled spec's largest class 48"),
+        ]
+        for text, message in cases:
+            with self.subTest(message=message):
+                self.write("p.json", text)
+                self.assertProfileError(self.tune("p.json", "-o", "t.yaml"), message)
+                self.assertFalse(os.path.exists(os.path.join(self.tmp, "t.yaml")))
+
+    def test_file_and_output_errors(self):
+        self.assertProfileError(self.tune("nope.json", "-o", "t.yaml"),
+                                "nope.json: no such file")
+        self.write("p.json", json.dumps(profile({64: 10})))
+        self.assertProfileError(self.tune("p.json", "-o", "t.json"),
+                                "t.json: the output must be NAME.yaml, NAME (the variant's "
+                                "name) made of letters, digits, '_', '-', '.'")
+        proc = self.hakgen("tune", "p.json", "-o", "t.yaml", "--base", "missing.yaml")
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertEqual(proc.returncode, 2)
+        self.assertRegex(proc.stderr, r"^missing\.yaml:0: \(file\): no such file\n$")
+        proc = self.hakgen("tune", "p.json")  # argparse: -o is required
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("-o", proc.stderr)
+
+    def test_tiny_mid_split_and_caches(self):
+        hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
+        bursts = {32: ([[64, 100]], [[64, 100]]),          # long bursts: a big ring
+                  640: ([[1, 4000]], [[1, 4000]])}          # 528 B comes from 640: short
+        self.write_profile(profile(hist, bursts, peak={32: 5000, 640: 3000}))
+        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        tiny = {c["size"]: c for c in r["tiny"]["classes"]}
+        self.assertEqual(max(tiny), 1024 if 1024 in tiny else max(tiny))
+        self.assertTrue(all(s <= 1024 for s in tiny))
+        self.assertTrue(all(s > max(tiny) for s in r["mid"]["classes"]))
+        self.assertEqual((tiny[32]["ring"], tiny[32]["refill"]), (256, 128))
+        self.assertEqual(tiny[32]["tiers"], ["ring", "slab"])
+        self.assertEqual((tiny[528]["ring"], tiny[528]["refill"]), (8, 4))
+
+
+if __name__ == "__main__":
+    unittest.main()
