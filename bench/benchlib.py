@@ -129,6 +129,7 @@ def workloads():
     ws.append(Workload("larson4", "larson", "larson 4T", (4, 2_000_000), (4, 250_000)))
     ws.append(Workload("phases", "phases", "phases", (1_000_000,), (200_000,)))
     ws.append(Workload("large", "large", "large", (500,), (50,)))
+    ws.append(Workload("appmix", "appmix", "appmix", (300_000, 100_000), (50_000, 100_000)))
     return ws
 
 
