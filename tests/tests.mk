@@ -8,6 +8,7 @@
 #   make test-build        rebuild dependencies, variants, make install + pkg-config
 #   make test-tsan         the multi-threaded paths under ThreadSanitizer (runtime compiled in)
 #   make test-metrics      exact counts of a metrics build; no counters in the default
+#   make test-variants     every shipped variant builds and passes test-unit; make ab A/A
 
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(BUILD)/tests/unit
@@ -21,6 +22,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-metrics
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-build
+	@$(MAKE) --no-print-directory test-variants
 
 test-gen: deps
 	$(PYTHON) -m unittest discover -s tests/gen -t . -q
@@ -59,3 +61,6 @@ test-tsan: deps $(TSAN_BIN)
 
 test-metrics: deps
 	bash tests/metrics/run.sh
+
+test-variants: deps
+	bash tests/variants/run.sh
