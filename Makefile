@@ -80,7 +80,6 @@ include tests/tests.mk
 include bench/bench.mk
 -include bench/ab.mk
 -include bench/tune.mk
--include bench/tune.mk
 
 # ---- install
 install: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
