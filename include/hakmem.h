@@ -28,6 +28,7 @@ int hak_posix_memalign(void **out, size_t align, size_t n);
 void *hak_aligned_alloc(size_t align, size_t n);
 size_t hak_usable_size(void *p);
 int hak_trim(void); /* malloc_trim(0): give back all free memory now; 1 if any was */
+void hak_free_sized(void *p, size_t n); /* free(p); n is the size it was allocated with */
 
 /* The spec this library was generated from: its name and resolved-spec hash. */
 const char *hak_spec_name(void);
@@ -47,8 +48,25 @@ HAK_INLINE void *hak_malloc_inline(size_t n)
     return hak_front_malloc(n);
 }
 
+/* free of a block whose size the caller knows (C23's free_sized): with a
+ * constant size it compiles to that class's push, after one check that the
+ * region map agrees (anything else takes the general path, which reports
+ * misuse as free() does). */
+HAK_INLINE void hak_free_sized_inline(void *p, size_t n)
+{
+    if (__builtin_constant_p(n) && n <= HAK_MAX_CLASS_SIZE) {
+        unsigned code = hak_class_of_size(n) + 1;
+        if (HAK_LIKELY(hak_region_code((uintptr_t)p) == code)) {
+            hak_front_free_class(code, p);
+            return;
+        }
+    }
+    hak_front_free(p);
+}
+
 #define hak_malloc(n) hak_malloc_inline(n)
 #define hak_free(p) hak_front_free(p)
+#define hak_free_sized(p, n) hak_free_sized_inline((p), (n))
 #endif /* HAKMEM_STATIC */
 
 #endif /* HAKMEM_H */

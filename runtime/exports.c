@@ -14,6 +14,12 @@ HAK_EXPORT void hak_free(void *p)
     hak_front_free(p);
 }
 
+HAK_EXPORT void hak_free_sized(void *p, size_t n)
+{
+    (void)n; /* the region map knows the class; the size is a hint for inline callers */
+    hak_front_free(p);
+}
+
 HAK_EXPORT void *hak_calloc(size_t n, size_t size)
 {
     return hak_api_calloc(n, size);

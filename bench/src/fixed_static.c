@@ -1,6 +1,6 @@
 /* fixed_static ITER WORKSET: the fixed loop, statically specialized.
  *
- * Same ring as fixed.c, but calling hak_malloc/hak_free from hakmem.h with
+ * Same ring as fixed.c, but calling hak_malloc/hak_free_sized from hakmem.h with
  * BENCH_SIZE a compile-time constant, linked against libhakmem.a: the size
  * class is resolved at compile time and the fast path is inlined, which no
  * LD_PRELOADed allocator can do. One binary per size (-DBENCH_SIZE=64).
@@ -21,7 +21,7 @@ static uint64_t run(void **ring, long ws, long iter)
     for (long i = 0; i < iter; i++) {
         void *old = ring[slot];
         sum += *(uint64_t *)old;
-        hak_free(old);
+        hak_free_sized(old, BENCH_SIZE);
         void *p = hak_malloc(BENCH_SIZE);
         *(uint64_t *)p = (uint64_t)i;
         ring[slot] = p;

@@ -6,6 +6,7 @@ Suite *suite_classes(void);
 Suite *suite_slabs(void);
 Suite *suite_api(void);
 Suite *suite_misuse(void);
+Suite *suite_static(void);
 
 int main(void)
 {
@@ -13,6 +14,7 @@ int main(void)
     srunner_add_suite(sr, suite_slabs());
     srunner_add_suite(sr, suite_api());
     srunner_add_suite(sr, suite_misuse());
+    srunner_add_suite(sr, suite_static());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
