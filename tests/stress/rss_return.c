@@ -1,0 +1,60 @@
+/* rss_return: memory goes back to the OS without further calls.
+ *
+ * Allocates about 128 MiB in blocks of 16..8192 B from two threads, frees it
+ * all, then makes no allocator call and sleeps 2.5 s (past hakmem's default
+ * decay_ms of 1000).  RSS must be back within 24 MiB of where it started: the
+ * background purge returned the freed spans and SuperSlabs.  Then
+ * malloc_trim(0) must not raise it.  (glibc and the three peers keep most of
+ * it; run it against hakmem.) */
+#include <pthread.h>
+
+#include "common.h"
+
+enum { PER_THREAD = 150000 };
+
+static void *churn(void *arg)
+{
+    void **blocks = arg;
+    uint64_t rng = (uintptr_t)arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        size_t n = 16 + (size_t)((rng >> 33) % 8176);
+        blocks[i] = malloc(n);
+        if (blocks[i] == NULL)
+            die("malloc(%zu) failed", n);
+        memset(blocks[i], 0x5A, n < 64 ? n : 64);
+        for (size_t off = 4096; off < n; off += 4096)
+            ((char *)blocks[i])[off] = 1;
+    }
+    for (int i = 0; i < PER_THREAD; i++)
+        free(blocks[i]);
+    return NULL;
+}
+
+int main(void)
+{
+    g_prog = "rss_return";
+    long start = (long)(rss_bytes() / 1024);
+    static void *blocks[2][PER_THREAD];
+    memset(blocks, 0, sizeof blocks); /* touched now, so it counts in start */
+    start = (long)(rss_bytes() / 1024);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, churn, blocks[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    long after_free = (long)(rss_bytes() / 1024);
+    struct timespec nap = {2, 500000000};
+    nanosleep(&nap, NULL);
+    long later = (long)(rss_bytes() / 1024);
+    malloc_trim(0);
+    long trimmed = (long)(rss_bytes() / 1024);
+    printf("rss_return: start %ld KiB, after free %ld, 2.5 s later %ld, after malloc_trim %ld\n",
+           start, after_free, later, trimmed);
+    if (later > start + 24 * 1024)
+        die("RSS %ld KiB 2.5 s after freeing everything; started at %ld", later, start);
+    if (trimmed > later + 1024)
+        die("malloc_trim raised RSS from %ld to %ld KiB", later, trimmed);
+    printf("rss_return: ok\n");
+    return 0;
+}
