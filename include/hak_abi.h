@@ -58,6 +58,12 @@ struct hak_bin {
     uint32_t sll_s;   /* L1: length of the list + 1 */
     void *sll_head;   /* L1: blocks linked through their first word */
 };
+/* The ring's slots follow the header, so the word before slot 0 is sll_head:
+ * a guarded free compares p with "the top of the ring" without testing for
+ * an empty ring first; when it is empty that word is the list's head (or
+ * NULL), and p there is a double free too. */
+_Static_assert(offsetof(struct hak_bin, sll_head) + sizeof(void *) == sizeof(struct hak_bin),
+               "sll_head is the last word before the ring");
 
 /*
  * Per-class counters of a metrics build (options.metrics: true), one set per
