@@ -84,7 +84,7 @@ class DynamicProgramTest(unittest.TestCase):
 
     def test_single_size_gets_one_exact_class(self):
         for size in (16, 24 + 8, 208, 528, 1040, 4112, 20000 // 16 * 16):
-            pos, c = tune.choose_classes({size // 16: 1000}, 2048, 40)
+            pos, c = tune.choose_classes({size // 16: 1000}, 2048, 12)
             self.assertIn(size // 16, pos)
             self.assertEqual(c, 0)
 
@@ -92,7 +92,7 @@ class DynamicProgramTest(unittest.TestCase):
         rng = random.Random(3)
         counts = {p: rng.randint(1, 100) for p in rng.sample(range(1, 2049), 300)}
         previous = None
-        for k in (11, 12, 16, 24, 40, 64, 128):
+        for k in (11, 12, 16, 24, 40):
             pos, c = tune.choose_classes(counts, 2048, k)
             self.assertLessEqual(len(pos), k)
             if previous is not None:  # more classes never cost more
@@ -183,7 +183,7 @@ class TuneCommandTest(TempDirTest):
         rng = random.Random(5)
         hist = {16 * rng.randint(1, 2048): rng.randint(1, 100) for _ in range(500)}
         self.write_profile(profile(hist))
-        for k in ("11", "25", "40", "64"):
+        for k in ("11", "25", "40"):
             self.assertOk(self.tune("p.json", "-o", f"k{k}.yaml", "--max-classes", k))
             sizes, _ = tuned_sizes(os.path.join(self.tmp, f"k{k}.yaml"))
             self.assertLessEqual(len(sizes), int(k))
