@@ -1,0 +1,472 @@
+/*
+ * limits.c - the allocator at the edges of memory, run under LD_PRELOAD.
+ *
+ *   rlimit-*      in a child whose address space is limited (RLIMIT_AS set
+ *                 after start-up to the current VmSize + 64 MiB): allocate
+ *                 until failure in several size classes and large; every
+ *                 failure is NULL with errno ENOMEM, nothing crashes; at the
+ *                 limit calloc, realloc (the old block kept), posix_memalign,
+ *                 aligned_alloc, memalign, valloc fail cleanly, and a thread
+ *                 started before the limit allocates or fails cleanly; after
+ *                 one size's blocks are freed, the next size gets that room
+ *                 at once (at least 40% of the headroom each).  Then two
+ *                 threads run into the limit at once.
+ *   tiny-huge     malloc(1); impossible sizes (> PTRDIFF_MAX) give ENOMEM;
+ *                 malloc, calloc, realloc and posix_memalign of 64 GiB either
+ *                 fail with ENOMEM (the old block kept) or succeed without
+ *                 touching the memory (RSS does not grow), and are freed.
+ *
+ * Each test runs in a child process (a crash is a failure of that test).
+ * Prints PASS/FAIL lines and "N passed, M failed"; exit status 1 on failure.
+ * LIMITS_ANY_MALLOC=1 runs without hakmem (a sanity run on glibc).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB ((size_t)1 << 20)
+#define GiB ((size_t)1 << 30)
+#define HEADROOM (64 * MiB)
+
+/* ---- reporting without malloc (used while memory is exhausted) ---- */
+
+static char msgbuf[512];
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msgbuf, sizeof msgbuf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof msgbuf - 2)
+        n = sizeof msgbuf - 2;
+    msgbuf[n++] = '\n';
+    ssize_t w = write(2, msgbuf, (size_t)n);
+    (void)w;
+}
+
+static int child_failed;
+
+#define CHECK(cond, ...)                                     \
+    do {                                                     \
+        if (!(cond)) {                                       \
+            say("  %s:%d: " #cond, __func__, __LINE__);     \
+            say("  " __VA_ARGS__);                           \
+            child_failed = 1;                                \
+        }                                                    \
+    } while (0)
+
+/* VmSize or VmRSS from /proc/self/status, in bytes (no stdio: no malloc). */
+static size_t status_kb(const char *key)
+{
+    static char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strstr(buf, key);
+    if (p == NULL)
+        return 0;
+    return strtoull(p + strlen(key), NULL, 10) * 1024;
+}
+
+/* ---- a thread started before the limit, allocating on command ---- */
+
+static int cmd_pipe[2], ack_pipe[2];
+static size_t helper_sizes[3] = {16, 5000, 4 * MiB};
+static int helper_bad;
+
+static void *helper(void *arg)
+{
+    (void)arg;
+    char c;
+    void *held[3];
+    while (read(cmd_pipe[0], &c, 1) == 1 && c != 'q') {
+        for (int i = 0; i < 3; i++) {
+            errno = 0;
+            held[i] = malloc(helper_sizes[i]);
+            if (held[i] != NULL) {
+                memset(held[i], 0x5a, helper_sizes[i]);
+            } else if (errno != ENOMEM) {
+                say("  helper thread: malloc(%zu) = NULL with errno %d", helper_sizes[i], errno);
+                helper_bad = 1;
+            } else if (c == 'f' && i < 2) {
+                /* after everything was freed, small requests must succeed */
+                say("  helper thread: malloc(%zu) = NULL after the main thread freed everything",
+                    helper_sizes[i]);
+                helper_bad = 1;
+            }
+        }
+        for (int i = 0; i < 3; i++)
+            free(held[i]);
+        if (write(ack_pipe[1], &c, 1) != 1)
+            break;
+    }
+    return NULL;
+}
+
+static void helper_run(char c)
+{
+    if (write(cmd_pipe[1], &c, 1) != 1 || read(ack_pipe[0], &c, 1) != 1)
+        say("  helper thread: pipe failed");
+}
+
+/* ---- the RLIMIT_AS child ---- */
+
+#define MAXBLOCKS (8u << 20)
+static void **blocks; /* mapped before the limit */
+
+static void fill_pattern(unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(i * 7 + 3);
+}
+
+static int check_pattern(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(i * 7 + 3))
+            return 0;
+    return 1;
+}
+
+/* Allocate blocks of size n until malloc fails; returns how many it gave. */
+static size_t exhaust(size_t n)
+{
+    size_t k = 0;
+    for (;;) {
+        if (k == MAXBLOCKS) {
+            say("  malloc(%zu) never failed: %zu blocks", n, k);
+            child_failed = 1;
+            return k;
+        }
+        errno = 0;
+        unsigned char *p = malloc(n);
+        if (p == NULL) {
+            CHECK(errno == ENOMEM, "malloc(%zu) after %zu blocks: NULL with errno %d, not ENOMEM", n, k, errno);
+            return k;
+        }
+        if (((uintptr_t)p & 15) != 0) {
+            say("  malloc(%zu) = %p: not 16-byte aligned", n, (void *)p);
+            child_failed = 1;
+        }
+        p[0] = 0xa1;
+        p[n - 1] = 0xb2;
+        blocks[k++] = p;
+    }
+}
+
+static void release(size_t k, size_t n)
+{
+    for (size_t i = 0; i < k; i++) {
+        unsigned char *p = blocks[i];
+        if (p[0] != 0xa1 || p[n - 1] != 0xb2) {
+            say("  block %zu of %zu bytes (%p) was overwritten", i, n, (void *)p);
+            child_failed = 1;
+        }
+        free(p);
+    }
+}
+
+/* Requests larger than the blocks that just exhausted the address space,
+ * made while nothing has been freed: each must fail cleanly. */
+static unsigned char *at_the_limit(unsigned char *keep, size_t keep_n)
+{
+    void *p;
+    int rc;
+    errno = 0;
+    p = calloc(1, 8 * MiB);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: calloc(1, 8 MiB) = %p errno %d", p, errno);
+    errno = 0;
+    p = calloc(4096, 4096);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: calloc(4096, 4096) = %p errno %d", p, errno);
+    errno = 0;
+    p = realloc(keep, 8 * MiB);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: realloc(keep, 8 MiB) = %p errno %d", p, errno);
+    if (p != NULL)
+        keep = p;
+    CHECK(check_pattern(keep, keep_n), "at the limit: the block kept across a failed realloc changed");
+    void *q = (void *)0x1234;
+    rc = posix_memalign(&q, 4096, 8 * MiB);
+    CHECK(rc == ENOMEM && q == (void *)0x1234, "at the limit: posix_memalign(4096, 8 MiB) = %d, p %p", rc, q);
+    errno = 0;
+    p = aligned_alloc(64, 8 * MiB);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: aligned_alloc(64, 8 MiB) = %p errno %d", p, errno);
+    errno = 0;
+    p = memalign(MiB, 8 * MiB);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: memalign(1 MiB, 8 MiB) = %p errno %d", p, errno);
+    errno = 0;
+    p = valloc(8 * MiB);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: valloc(8 MiB) = %p errno %d", p, errno);
+    errno = 0;
+    p = malloc(GiB);
+    CHECK(p == NULL && errno == ENOMEM, "at the limit: malloc(1 GiB) = %p errno %d", p, errno);
+    helper_run('e');
+    return keep;
+}
+
+static const size_t sizes[] = {4 * MiB, 300000, 40000, 32768, 20000, 3000, 1024, 100, 16};
+#define NSIZES (sizeof sizes / sizeof *sizes)
+
+static int child_rlimit(void)
+{
+    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (blocks == MAP_FAILED) {
+        say("  mmap of the block array failed");
+        return 1;
+    }
+    /* warm up every size once: caches, thread state, the stdio buffer */
+    for (size_t i = 0; i < NSIZES; i++)
+        free(malloc(sizes[i]));
+    size_t keep_n = 100;
+    unsigned char *keep = malloc(keep_n);
+    fill_pattern(keep, keep_n);
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    if (pipe(cmd_pipe) != 0 || pipe(ack_pipe) != 0 || pthread_create(&th, &attr, helper, NULL) != 0) {
+        say("  helper thread not started");
+        return 1;
+    }
+    helper_run('w'); /* its first allocations, before the limit */
+
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+
+    /* Each size in turn, largest first, each started after the previous
+     * one's blocks were all freed: the room they held must serve the next
+     * size at once.  40% of the headroom is asked for: the rest is slack for
+     * per-block overhead and for what other sizes keep cached. */
+    size_t got[NSIZES];
+    for (size_t i = 0; i < NSIZES; i++) {
+        got[i] = exhaust(sizes[i]);
+        if (i == 0)
+            keep = at_the_limit(keep, keep_n);
+        else if (i == NSIZES - 1)
+            helper_run('e');
+        release(got[i], sizes[i]);
+    }
+    for (size_t i = 0; i < NSIZES; i++)
+        say("  malloc(%zu) until NULL: %zu blocks (%zu MiB)", sizes[i], got[i], got[i] * sizes[i] / MiB);
+    for (size_t i = 0; i < NSIZES; i++) {
+        if (got[i] * sizes[i] * 10 >= HEADROOM * 4)
+            continue;
+        say("  FAIL: malloc(%zu) gave only %zu MiB of the %zu MiB headroom after the blocks of "
+            "malloc(%zu) were freed", sizes[i], got[i] * sizes[i] / MiB, HEADROOM / MiB, sizes[i ? i - 1 : 0]);
+        child_failed = 1;
+        /* does it come back later, once memory decays? (for the report) */
+        struct timespec ts = {2, 500000000};
+        nanosleep(&ts, NULL);
+        size_t k = exhaust(sizes[i]);
+        release(k, sizes[i]);
+        say("  (after 2.5 s idle: %zu blocks, %zu MiB)", k, k * sizes[i] / MiB);
+    }
+    helper_run('f');
+
+    /* the kept block grows now that there is room */
+    unsigned char *k2 = realloc(keep, MiB);
+    CHECK(k2 != NULL, "realloc(keep, 1 MiB) = NULL after freeing everything");
+    if (k2 != NULL) {
+        CHECK(check_pattern(k2, keep_n), "realloc(keep, 1 MiB) lost the contents");
+        free(k2);
+    }
+    char q = 'q';
+    if (write(cmd_pipe[1], &q, 1) == 1)
+        pthread_join(th, NULL);
+    if (helper_bad)
+        child_failed = 1;
+    return child_failed;
+}
+
+/* Two threads allocate mixed sizes into the limit at once, then free. */
+static void *racer(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg;
+    enum { N = 200000 };
+    void **mine = mmap(NULL, N * sizeof *mine, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t k = 0, fails = 0;
+    uint64_t r = 88172645463325252ull + id;
+    while (k < N && fails < 2000) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        size_t n = (r % 4 == 0) ? 1 + r % 200000 : 1 + r % 2048;
+        errno = 0;
+        void *p = malloc(n);
+        if (p == NULL) {
+            if (errno != ENOMEM) {
+                say("  thread %d: malloc(%zu) = NULL errno %d", (int)id, n, errno);
+                child_failed = 1;
+            }
+            fails++;
+            continue;
+        }
+        memset(p, (int)id, n < 64 ? n : 64);
+        mine[k++] = p;
+    }
+    for (size_t i = 0; i < k; i++)
+        free(mine[i]);
+    return (void *)k;
+}
+
+static int child_rlimit_threads(void)
+{
+    free(malloc(16));
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + 2 * 8 * MiB + HEADROOM, vm + 2 * 8 * MiB + HEADROOM}; /* two 8 MiB stacks */
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0)
+        return 1;
+    pthread_t t[2];
+    for (uintptr_t i = 0; i < 2; i++)
+        if (pthread_create(&t[i], NULL, racer, (void *)(i + 1)) != 0) {
+            say("  pthread_create failed");
+            return 1;
+        }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    void *p = malloc(100000);
+    CHECK(p != NULL, "malloc(100000) = NULL after both threads freed everything");
+    free(p);
+    return child_failed;
+}
+
+/* ---- 1 B and 64 GiB ---- */
+
+static int child_tiny_huge(void)
+{
+    unsigned char *p = malloc(1);
+    CHECK(p != NULL && ((uintptr_t)p & 15) == 0, "malloc(1) = %p", (void *)p);
+    if (p != NULL) {
+        size_t u = malloc_usable_size(p);
+        CHECK(u >= 1, "malloc_usable_size(malloc(1)) = %zu", u);
+        memset(p, 0xee, u);
+        free(p);
+    }
+    static const size_t impossible[] = {SIZE_MAX, SIZE_MAX - 4095, (size_t)PTRDIFF_MAX + 1};
+    for (size_t i = 0; i < 3; i++) {
+        errno = 0;
+        void *q = malloc(impossible[i]);
+        CHECK(q == NULL && errno == ENOMEM, "malloc(%zu) = %p errno %d", impossible[i], q, errno);
+        errno = 0;
+        q = calloc(1, impossible[i]);
+        CHECK(q == NULL && errno == ENOMEM, "calloc(1, %zu) = %p errno %d", impossible[i], q, errno);
+    }
+
+    const size_t big = 64 * GiB;
+    size_t rss0 = status_kb("VmRSS:");
+    for (int kind = 0; kind < 4; kind++) {
+        static const char *names[] = {"malloc", "calloc", "realloc", "posix_memalign"};
+        unsigned char *old = NULL;
+        void *q = NULL;
+        int rc = 0;
+        errno = 0;
+        switch (kind) {
+        case 0: q = malloc(big); break;
+        case 1: q = calloc(1, big); break;
+        case 2:
+            old = malloc(1000);
+            fill_pattern(old, 1000);
+            q = realloc(old, big);
+            break;
+        default:
+            rc = posix_memalign(&q, MiB, big);
+            if (rc != 0)
+                q = NULL;
+            break;
+        }
+        if (q == NULL) {
+            if (kind == 3)
+                CHECK(rc == ENOMEM, "posix_memalign(1 MiB, 64 GiB) = %d", rc);
+            else
+                CHECK(errno == ENOMEM, "%s(64 GiB) = NULL with errno %d", names[kind], errno);
+            if (old != NULL) {
+                CHECK(check_pattern(old, 1000), "realloc(p, 64 GiB) failed and p changed");
+                free(old);
+            }
+            say("  %s(64 GiB): NULL, ENOMEM", names[kind]);
+            continue;
+        }
+        unsigned char *b = q;
+        size_t rss1 = status_kb("VmRSS:");
+        CHECK(rss1 < rss0 + 64 * MiB, "%s(64 GiB) touched its memory: RSS %zu MiB -> %zu MiB", names[kind],
+              rss0 / MiB, rss1 / MiB);
+        CHECK(malloc_usable_size(b) >= big, "%s(64 GiB): usable size %zu", names[kind], malloc_usable_size(b));
+        if (kind == 1)
+            CHECK(b[0] == 0 && b[big / 2] == 0 && b[big - 1] == 0, "calloc(1, 64 GiB) is not zero");
+        if (kind == 2)
+            CHECK(check_pattern(b, 1000), "realloc(p, 64 GiB) lost the contents");
+        if (kind == 3)
+            CHECK(((uintptr_t)b & (MiB - 1)) == 0, "posix_memalign(1 MiB, 64 GiB) = %p", (void *)b);
+        b[0] = 1;
+        b[big - 1] = 2;
+        free(b);
+        say("  %s(64 GiB): succeeded, untouched, freed", names[kind]);
+    }
+    return child_failed;
+}
+
+/* ---- driver ---- */
+
+static int passed, failed;
+
+static void run(const char *name, int (*fn)(void))
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(120);
+        _exit(fn() ? 1 : 0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        printf("PASS %s\n", name);
+        passed++;
+    } else if (WIFEXITED(st)) {
+        printf("FAIL %s (status %d: see the lines above)\n", name, WEXITSTATUS(st));
+        failed++;
+    } else {
+        printf("FAIL %s (killed by signal %d: %s)\n", name, WTERMSIG(st), strsignal(WTERMSIG(st)));
+        failed++;
+    }
+    fflush(stdout);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *any = getenv("LIMITS_ANY_MALLOC");
+    if (!(any && *any == '1') && dlsym(RTLD_DEFAULT, "hak_spec_name") == NULL) {
+        printf("FAIL preloaded (hakmem is not loaded: run with LD_PRELOAD=.../libhakmem.so)\n");
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    run("rlimit-exhaust-and-recover", child_rlimit);
+    run("rlimit-two-threads", child_rlimit_threads);
+    run("tiny-huge", child_tiny_huge);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
