@@ -1,0 +1,237 @@
+/*
+ * loading.c - the programs of loading.sh, one per role (-DROLE_...):
+ *
+ *   ROLE_PROBE   run preloaded or linked with -lhakmem: malloc must be
+ *                hakmem's (malloc_usable_size(malloc(100)) is the spec's class
+ *                size, dladdr(malloc) and /proc/self/maps name libhakmem)
+ *   ROLE_USER    libuser.so, linked against libhakmem.so: user_work() calls
+ *                hak_malloc/hak_free/hak_realloc/hak_usable_size
+ *   ROLE_DLOPEN  a plain program (no hakmem) that dlopen()s libuser.so, calls
+ *                user_work() in the main thread and in a new one; with
+ *                --dlclose then dlclose()s it, waits past decay_ms and starts
+ *                one more thread
+ *   ROLE_VG      a mix of allocations for valgrind memcheck, linked with -lhakmem
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(ROLE_PROBE)
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: probe EXPECTED_USABLE_SIZE_OF_100\n");
+        return 2;
+    }
+    size_t expected = strtoul(argv[1], NULL, 10);
+    int bad = 0;
+    void *volatile p = malloc(100);
+    size_t u = malloc_usable_size(p);
+    printf("malloc_usable_size(malloc(100)) = %zu (hakmem's class: %zu)\n", u, expected);
+    if (u != expected)
+        bad = 1;
+    free(p);
+    Dl_info info;
+    void *(*volatile m)(size_t) = malloc;
+    const char *from = dladdr((void *)m, &info) && info.dli_fname ? info.dli_fname : "?";
+    printf("malloc is defined in %s\n", from);
+    if (strstr(from, "libhakmem") == NULL)
+        bad = 1;
+    char line[4096];
+    int mapped = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strstr(line, "libhakmem") != NULL)
+            mapped = 1;
+    if (f != NULL)
+        fclose(f);
+    printf("/proc/self/maps lists libhakmem: %s\n", mapped ? "yes" : "no");
+    if (!mapped)
+        bad = 1;
+    return bad;
+}
+
+#elif defined(ROLE_USER)
+
+#include "hakmem.h"
+
+/* Allocation work through hakmem's own names; returns the number of errors. */
+__attribute__((visibility("default"))) int user_work(void)
+{
+    enum { N = 2000 };
+    unsigned char *blocks[N];
+    int errors = 0;
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < N; i++) {
+            size_t n = 1 + (size_t)(i * 7919 + round * 131) % (i % 50 == 0 ? 200000 : 2000);
+            unsigned char *p = hak_malloc(n);
+            if (p == NULL || hak_usable_size(p) < n) {
+                errors++;
+                continue;
+            }
+            memset(p, i & 0xff, n);
+            if (i % 3 == 0) {
+                unsigned char *q = hak_realloc(p, n * 2);
+                if (q == NULL || q[n - 1] != (unsigned char)(i & 0xff))
+                    errors++;
+                else
+                    p = q;
+            }
+            blocks[i] = p;
+        }
+        for (int i = 0; i < N; i++) {
+            if (blocks[i] && blocks[i][0] != (unsigned char)(i & 0xff))
+                errors++;
+            hak_free(blocks[i]);
+            blocks[i] = NULL;
+        }
+    }
+    return errors;
+}
+
+#elif defined(ROLE_DLOPEN)
+
+static int (*work)(void);
+
+static void *in_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)work();
+}
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--dlclose") != 0)) {
+        fprintf(stderr, "usage: dlopen_main PATH/libuser.so [--dlclose]\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        printf("dlopen failed: %s\n", dlerror());
+        return 3;
+    }
+    work = (int (*)(void))dlsym(h, "user_work");
+    if (work == NULL) {
+        printf("dlsym(user_work) failed: %s\n", dlerror());
+        return 3;
+    }
+    int errors = work();
+    pthread_t t;
+    void *res = NULL;
+    if (pthread_create(&t, NULL, in_thread, NULL) != 0 || pthread_join(t, &res) != 0) {
+        printf("thread failed\n");
+        return 3;
+    }
+    errors += (int)(intptr_t)res;
+    printf("user_work: %d errors (main thread and a second thread)\n", errors);
+    if (argc == 2)
+        return errors != 0;
+    if (dlclose(h) != 0) {
+        printf("dlclose failed: %s\n", dlerror());
+        return 3;
+    }
+    /* the library may be gone now (or kept: -z nodelete); either way no
+     * thread of it may run, and no destructor of it may be called */
+    usleep(1500 * 1000);
+    if (pthread_create(&t, NULL, nothing, NULL) != 0 || pthread_join(t, NULL) != 0) {
+        printf("thread after dlclose failed\n");
+        return 3;
+    }
+    printf("after dlclose: a thread started and exited\n");
+    return errors != 0;
+}
+
+#elif defined(ROLE_VG)
+
+/* A mix of allocations, two threads, blocks handed from one to the other. */
+enum { SLOTS = 512, OPS = 40000 };
+
+static void *worker(void *arg)
+{
+    uintptr_t seed = (uintptr_t)arg;
+    void **slots = calloc(SLOTS, sizeof *slots);
+    size_t *lens = calloc(SLOTS, sizeof *lens);
+    unsigned long sum = 0;
+    uint64_t r = 0x9E3779B97F4A7C15ull * (seed + 1);
+    for (int i = 0; i < OPS; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        unsigned s = (unsigned)(r % SLOTS);
+        size_t n = (r >> 20) % 16 == 0 ? 1 + (r >> 24) % 300000 : 1 + (r >> 24) % 1500;
+        unsigned char *p = slots[s];
+        if (p != NULL) {
+            for (size_t k = 0; k < lens[s]; k += 97)
+                sum += p[k];
+        }
+        switch ((r >> 8) % 6) {
+        case 0: case 1:
+            free(p);
+            p = malloc(n);
+            memset(p, (int)i, n);
+            break;
+        case 2:
+            free(p);
+            p = calloc(1, n);
+            break;
+        case 3:
+            p = realloc(p, n);
+            if (p != NULL && n > lens[s])
+                memset(p + lens[s], 1, n - lens[s]);
+            break;
+        case 4:
+            free(p);
+            if (posix_memalign((void **)&p, (size_t)64 << ((r >> 40) % 6), n) != 0)
+                p = NULL;
+            else
+                memset(p, 2, n);
+            break;
+        default:
+            free(p);
+            p = NULL;
+            n = 0;
+            break;
+        }
+        slots[s] = p;
+        lens[s] = p ? n : 0;
+    }
+    for (unsigned s = 0; s < SLOTS; s++)
+        free(slots[s]);
+    free(lens);
+    free(slots);
+    return (void *)sum;
+}
+
+int main(void)
+{
+    void *volatile p = malloc(100);
+    printf("malloc_usable_size(malloc(100)) = %zu\n", malloc_usable_size(p));
+    free(p);
+    pthread_t t[2];
+    for (uintptr_t i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, worker, (void *)i);
+    unsigned long total = 0;
+    for (int i = 0; i < 2; i++) {
+        void *res;
+        pthread_join(t[i], &res);
+        total += (unsigned long)(uintptr_t)res;
+    }
+    total += (unsigned long)(uintptr_t)worker((void *)7);
+    printf("checksum %lu\n", total);
+    return 0;
+}
+
+#else
+#error "define one ROLE_"
+#endif

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# How hakmem can be loaded (README.md): preloaded, linked in, as the
+# dependency of a dlopen()ed shared object, and linked in under valgrind.
+#
+# Usage: tests/reliability/loading.sh BUILD_DIR GEN_DIR [BUILD_DIR GEN_DIR]...
+#   e.g. loading.sh build/default generated/default build/dlopen generated/dlopen
+# Every build is tested; its name (the directory's) prefixes its lines.
+# Prints PASS/FAIL/SKIP lines and `N passed, M failed`; exit 1 on a failure.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+[ $# -ge 2 ] && [ $(($# % 2)) -eq 0 ] || { echo "usage: $0 BUILD_DIR GEN_DIR..." >&2; exit 2; }
+CC=${CC:-gcc}
+PY=$(command -v python3 || echo /usr/bin/python3)
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-load.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+PASSED=0 FAILED=0 SKIPPED=0
+pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL $1 ($2)"; FAILED=$((FAILED + 1)); }
+skip() { echo "SKIP $1 ($2)"; SKIPPED=$((SKIPPED + 1)); }
+oneline() { tr '\n' ' ' <"$1" | cut -c1-400; }
+
+CFLAGS=(-std=gnu11 -O1 -g -Wall -Wextra -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc)
+
+while [ $# -ge 2 ]; do
+    B=$(cd "$1" && pwd) GEN=$(cd "$2" && pwd)
+    shift 2
+    V=$(basename "$B")
+    W=$T/$V
+    mkdir -p "$W"
+    LIB=$B/libhakmem.so
+    if [ ! -f "$LIB" ]; then fail "$V: build" "$LIB not found"; continue; fi
+    # hakmem's class for a 100-byte request, from the resolved spec
+    EXPECT=$("$PY" -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+sizes = [c["size"] for c in s["tiny"]["classes"]] + list(s["mid"]["classes"])
+print(min(x for x in sizes if x >= 100))' "$GEN/spec.json")
+
+    # (a) preloaded
+    "$CC" "${CFLAGS[@]}" -DROLE_PROBE -o "$W/probe" "$HERE/loading.c" -ldl 2>"$W/build.log" ||
+        { fail "$V: build probe" "$(oneline "$W/build.log")"; continue; }
+    if LD_PRELOAD=$LIB "$W/probe" "$EXPECT" >"$W/out" 2>&1 &&
+        HAKMEM_SHOW_SPEC=1 LD_PRELOAD=$LIB /bin/true 2>"$W/spec" && grep -q "^hakmem: spec $V " "$W/spec"; then
+        pass "$V: preloaded"
+    else
+        fail "$V: preloaded" "$(oneline "$W/out") $(oneline "$W/spec")"
+    fi
+
+    # (b) linked in (-lhakmem, rpath)
+    if ! "$CC" "${CFLAGS[@]}" -DROLE_PROBE -o "$W/probe_linked" "$HERE/loading.c" \
+            -L"$B" -lhakmem -Wl,-rpath,"$B" -ldl 2>"$W/build.log"; then
+        fail "$V: linked" "link failed: $(oneline "$W/build.log")"
+    elif "$W/probe_linked" "$EXPECT" >"$W/out" 2>&1; then
+        pass "$V: linked"
+    else
+        fail "$V: linked" "$(oneline "$W/out")"
+    fi
+
+    # (c) libuser.so depends on libhakmem.so; a plain program dlopen()s it
+    if ! "$CC" "${CFLAGS[@]}" -fPIC -shared -DROLE_USER -I"$ROOT/include" -o "$W/libuser.so" "$HERE/loading.c" \
+            -L"$B" -lhakmem -Wl,-rpath,"$B" 2>"$W/build.log" ||
+        ! "$CC" "${CFLAGS[@]}" -DROLE_DLOPEN -o "$W/dlopen_main" "$HERE/loading.c" -ldl -lpthread 2>>"$W/build.log"; then
+        fail "$V: dlopen" "build failed: $(oneline "$W/build.log")"
+    else
+        for mode in dlopen dlclose; do
+            args=("$W/libuser.so")
+            [ $mode = dlclose ] && args+=(--dlclose)
+            # (the subshell, not this shell, reports a crash: to /dev/null)
+            (timeout 60 "$W/dlopen_main" "${args[@]}" >"$W/out" 2>&1; echo $? >"$W/rc") 2>/dev/null
+            rc=$(cat "$W/rc")
+            label="$V: dlopen"
+            [ $mode = dlclose ] && label="$V: dlopen, dlclose, idle 1.5 s"
+            if [ "$rc" -eq 0 ]; then
+                pass "$label"
+            else
+                why="status $rc"
+                [ "$rc" -gt 128 ] && why="killed by SIG$(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"
+                fail "$label" "$why: $(oneline "$W/out")"
+            fi
+        done
+    fi
+
+    # (d) valgrind memcheck on a program linked with libhakmem.  By default
+    # valgrind replaces malloc in every shared object, libhakmem.so included;
+    # somalloc=nouserintercepts limits that to libc, so hakmem itself runs.
+    if ! command -v valgrind >/dev/null; then
+        skip "$V: valgrind" "valgrind not installed"
+    elif ! "$CC" "${CFLAGS[@]}" -DROLE_VG -o "$W/vg" "$HERE/loading.c" -L"$B" -lhakmem -Wl,-rpath,"$B" \
+            -lpthread 2>"$W/build.log"; then
+        fail "$V: valgrind" "link failed: $(oneline "$W/build.log")"
+    else
+        "$W/vg" >"$W/vg.native" 2>&1
+        rc=0
+        timeout 300 valgrind --soname-synonyms=somalloc=nouserintercepts \
+            --error-exitcode=1 --leak-check=no -q "$W/vg" >"$W/vg.out" 2>"$W/vg.err" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            fail "$V: valgrind" "status $rc: $(grep -m 12 '==' "$W/vg.err" | sed 's/^==[0-9]*== //' | tr '\n' '|' | cut -c1-700)"
+            sed 's/^/# /' "$W/vg.err" | head -n 80 >&2
+        elif ! grep -q "^malloc_usable_size(malloc(100)) = $EXPECT\$" "$W/vg.out"; then
+            fail "$V: valgrind" "malloc was not hakmem's under valgrind: $(oneline "$W/vg.out")"
+        elif ! cmp -s "$W/vg.native" "$W/vg.out"; then
+            fail "$V: valgrind" "output differs from the run without valgrind: $(oneline "$W/vg.out")"
+        else
+            pass "$V: valgrind"
+        fi
+    fi
+done
+
+if [ "$SKIPPED" -gt 0 ]; then
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+    echo "$PASSED passed, $FAILED failed"
+fi
+[ "$FAILED" -eq 0 ]
