@@ -101,16 +101,20 @@ static uint64_t *live_bits(struct hak_span *sp)
     return ss->live[sp - ss->span];
 }
 
-static uint32_t block_index(const struct hak_span *sp, const void *p, uint32_t size)
+/* p's index in its span: the offset times the class's inverse (hak_fast),
+ * exact because the offset is a multiple of the size; no division. */
+static uint32_t block_index(const struct hak_span *sp, const void *p)
 {
-    return (uint32_t)(((uintptr_t)p - (uintptr_t)hak_span_base(sp)) / size);
+    const struct hak_fast_class *f = &hak_fast[sp->cls];
+    uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)hak_span_base(sp));
+    return hak_rotr32(off * f->div_inv, f->div_shift);
 }
 
 /* Back onto the span's free list; a block whose live bit is already clear was
  * freed twice. */
-static void put_back(struct hak_span *sp, const struct hak_class_info *ci, void *p)
+static void put_back(struct hak_span *sp, void *p)
 {
-    uint32_t i = block_index(sp, p, ci->size);
+    uint32_t i = block_index(sp, p);
     uint64_t *word = &live_bits(sp)[i / 64];
     uint64_t bit = UINT64_C(1) << (i % 64);
     if (HAK_UNLIKELY(!(*word & bit)))
@@ -122,7 +126,7 @@ static void put_back(struct hak_span *sp, const struct hak_class_info *ci, void 
 }
 
 /* Move the remote list onto the free list; false when it was empty. */
-static bool drain_remote(struct hak_span *sp, const struct hak_class_info *ci)
+static bool drain_remote(struct hak_span *sp)
 {
     if (__atomic_load_n(&sp->remote, __ATOMIC_RELAXED) == NULL)
         return false;
@@ -130,7 +134,7 @@ static bool drain_remote(struct hak_span *sp, const struct hak_class_info *ci)
     int64_t n = 0;
     while (p) {
         void *next = *(void **)p;
-        put_back(sp, ci, p);
+        put_back(sp, p);
         p = next;
         n++;
     }
@@ -148,7 +152,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
         while (n < want && sp->free) {
             void *p = sp->free;
             sp->free = *(void **)p;
-            uint32_t i = block_index(sp, p, ci->size);
+            uint32_t i = block_index(sp, p);
             live[i / 64] |= UINT64_C(1) << (i % 64);
             out[n++] = p;
         }
@@ -157,7 +161,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
             live[i / 64] |= UINT64_C(1) << (i % 64);
             out[n++] = base + (size_t)i * ci->size;
         }
-    } while (n < want && drain_remote(sp, ci));
+    } while (n < want && drain_remote(sp));
     sp->used += n;
     HAK_STAT(hak_prof_out_add(sp->cls, (int64_t)n));
     return n;
@@ -169,13 +173,12 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
 static void collect(struct hak_heap *h, unsigned cls)
 {
     struct heap_class *hc = &h->cls[cls];
-    const struct hak_class_info *ci = &hak_class_info[cls];
     if (__atomic_load_n(&h->remote[cls].pending, __ATOMIC_RELAXED) == 0)
         return;
     __atomic_store_n(&h->remote[cls].pending, 0, __ATOMIC_SEQ_CST);
     for (struct hak_span *sp = hc->full, *next; sp; sp = next) {
         next = sp->next;
-        if (drain_remote(sp, ci))
+        if (drain_remote(sp))
             move_to(hc, sp, LIST_PARTIAL);
     }
 }
@@ -197,7 +200,7 @@ static bool adopt(struct hak_heap *h, unsigned cls)
     sp->list = LIST_NONE;
     /* owner first, then drain: a freer that pushes after our drain sees us */
     __atomic_store_n(&sp->owner, h, __ATOMIC_SEQ_CST);
-    drain_remote(sp, &hak_class_info[cls]);
+    drain_remote(sp);
     bool has = sp->free || sp->carved < hak_class_info[cls].blocks;
     move_to(&h->cls[cls], sp, has ? LIST_PARTIAL : LIST_FULL);
     return true;
@@ -284,7 +287,7 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
         return;
     }
     struct heap_class *hc = &h->cls[cls];
-    put_back(sp, ci, p);
+    put_back(sp, p);
     run->local++;
     if (sp->used == 0 && (hc->partial != sp || sp->next != NULL)) {
         /* empty, and not the class's only partial span: back to the superslab */
@@ -346,11 +349,10 @@ struct hak_heap *hak_heap_acquire(void)
 
 static void abandon(unsigned cls, struct hak_span **head)
 {
-    const struct hak_class_info *ci = &hak_class_info[cls];
     while (*head) {
         struct hak_span *sp = *head;
         list_remove(head, sp);
-        drain_remote(sp, ci);
+        drain_remote(sp);
         if (sp->used == 0) {
             hak_ss_span_free(sp);
             continue;
@@ -399,7 +401,7 @@ void hak_heap_trim_abandoned(void)
         struct hak_span **pp = &abandoned[cls].head;
         while (*pp) {
             struct hak_span *sp = *pp;
-            drain_remote(sp, &hak_class_info[cls]);
+            drain_remote(sp);
             if (sp->used == 0) {
                 *pp = sp->next;
                 __atomic_store_n(&abandoned[cls].count, abandoned[cls].count - 1, __ATOMIC_RELAXED);
@@ -419,7 +421,7 @@ void hak_heap_trim(struct hak_heap *h)
         collect(h, cls);
         for (struct hak_span *sp = hc->partial, *next; sp; sp = next) {
             next = sp->next;
-            drain_remote(sp, &hak_class_info[cls]);
+            drain_remote(sp);
             if (sp->used == 0) {
                 list_remove(&hc->partial, sp);
                 hak_ss_span_free(sp);
