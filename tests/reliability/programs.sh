@@ -236,6 +236,15 @@ case_redis() {
     done
     local cli=(X redis-cli -h 127.0.0.1 -p "$port")
     "${cli[@]}" ping
+    # the server really runs on the preloaded library (or, base side, does not)
+    local srv mapped=no
+    srv=$(pgrep -P "$pid" -x redis-server || pgrep -P "$pid" | head -n 1)
+    grep -q "${CUR:-libhakmem}" "/proc/$srv/maps" && mapped=yes
+    if [ "$mapped" = "$([ -n "$CUR" ] && echo yes || echo no)" ]; then
+        echo "server allocator as expected"
+    else
+        echo "server allocator: preload ${CUR:-none}, library mapped: $mapped"
+    fi
     X redis-benchmark -h 127.0.0.1 -p "$port" -n 20000 -c 20 -q -r 10000 \
         -t set,get,incr,lpush,rpop,sadd,hset,spop,zadd,lrange_100,mset -d 200 >bench.txt 2>&1
     # each test reports its throughput; the numbers themselves are not compared
@@ -245,7 +254,8 @@ case_redis() {
         head -c "$i" "$IN/xz.bin" >v
         "${cli[@]}" -x set "val:$i" <v >/dev/null
         "${cli[@]}" --raw strlen "val:$i"
-        "${cli[@]}" --raw get "val:$i" | head -c "$i" | cmp - v && echo "value $i read back"
+        "${cli[@]}" --raw get "val:$i" >got   # the value and a newline
+        if cmp -s -n "$i" got v && [ "$(stat -c %s got)" -eq $((i + 1)) ]; then echo "value $i read back"; fi
     done
     for i in $(seq 200); do echo "SET k:$i $((i * i))"; echo "RPUSH l:$((i % 7)) item$i"; done |
         "${cli[@]}" >/dev/null
