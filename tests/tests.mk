@@ -23,6 +23,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-build
 	@$(MAKE) --no-print-directory test-variants
+	@$(MAKE) --no-print-directory test-reliability
 
 test-gen: deps
 	$(PYTHON) -m unittest discover -s tests/gen -t . -q
@@ -64,3 +65,4 @@ test-metrics: deps
 
 test-variants: deps
 	bash tests/variants/run.sh
+include tests/reliability.mk
