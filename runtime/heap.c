@@ -1,18 +1,21 @@
 /*
  * heap.c - per-thread heaps: the spans a thread owns, and frees from others.
  *
- * Every live span has one owner heap.  The owner takes blocks from it and
- * gives its own blocks back without a lock or an atomic read-modify-write.  A
- * block freed by another thread goes onto the span's `remote` list with one
- * compare-and-swap (many producers, one consumer: the owner takes the whole
- * list with an exchange, so there is no ABA), and the freer raises the owner's
- * per-class `remote` hint so that the owner looks at its full spans
- * again.  No path here waits on another thread, except the rare ones that
- * move a span between heaps (thread exit, adoption) or map one.
+ * Every live span has one owner heap, which alone takes blocks from it and
+ * moves it between lists.  A span's free blocks are the clear bits of its
+ * live bitmap below `carved`: taking a block sets its bit, giving it back
+ * clears it (an atomic AND, from any thread, which also catches a double
+ * free), and no block's memory is ever read or written here, so handing
+ * out a block another core freed costs no miss on that block.  `used` (an
+ * atomic count on the span's shared line) says how many bits are set.  A
+ * thread giving back blocks of another heap's spans raises that heap's
+ * per-class `remote` hint once per run, so that its owner looks at its full
+ * spans again.  No path here waits on another thread, except the rare ones
+ * that move a span between heaps (thread exit, adoption) or map one.
  *
  * A heap's spans of one class are on two lists: partial (something to hand
- * out: a freed, remote or uncarved block) and full (nothing until a block
- * comes back).  When a thread exits, its heap is released: spans still
+ * out: a free or uncarved block) and full (nothing until a block comes
+ * back).  When a thread exits, its heap is released: spans still
  * holding blocks lose their owner and wait on a global per-class abandoned
  * list, where the next thread short of that class adopts them.  Heaps
  * themselves are never unmapped (a late freer may still raise a hint in one);
@@ -93,7 +96,7 @@ static void move_to(struct heap_class *hc, struct hak_span *sp, uint8_t which)
     list_push(list_head(hc, which), sp, which);
 }
 
-/* ---- blocks of a span (its owner, or whoever holds it exclusively) ---- */
+/* ---- blocks of a span ---- */
 
 static uint64_t *live_bits(struct hak_span *sp)
 {
@@ -103,68 +106,66 @@ static uint64_t *live_bits(struct hak_span *sp)
 
 /* p's index in its span: the offset times the class's inverse (hak_fast),
  * exact because the offset is a multiple of the size; no division. */
-static uint32_t block_index(const struct hak_span *sp, const void *p)
+static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void *p)
 {
-    const struct hak_fast_class *f = &hak_fast[sp->cls];
+    const struct hak_fast_class *f = &hak_fast[cls];
     uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)hak_span_base(sp));
     return hak_rotr32(off * f->div_inv, f->div_shift);
 }
 
-/* Back onto the span's free list; a block whose live bit is already clear was
- * freed twice. */
-static void put_back(struct hak_span *sp, void *p)
+/* Any thread: clear p's live bit (a bit already clear means p was freed
+ * twice) and count it back.  Returns the span's new `used`.  The caller must
+ * not touch the span afterwards unless it owns it: with used at 0 the owner
+ * may return the span at once. */
+static uint32_t release_block(struct hak_span *sp, unsigned cls, void *p)
 {
-    uint32_t i = block_index(sp, p);
-    uint64_t *word = &live_bits(sp)[i / 64];
+    uint32_t i = block_index(sp, cls, p); /* cls passed: sp->cls is on the owner's line */
     uint64_t bit = UINT64_C(1) << (i % 64);
-    if (HAK_UNLIKELY(!(*word & bit)))
+    uint64_t old = __atomic_fetch_and(&live_bits(sp)[i / 64], ~bit, __ATOMIC_RELEASE);
+    if (HAK_UNLIKELY(!(old & bit)))
         hak_report_double_free("free", p);
-    *word &= ~bit;
-    *(void **)p = sp->free;
-    sp->free = p;
-    sp->used--;
+    return __atomic_sub_fetch(&sp->used, 1, __ATOMIC_RELEASE);
 }
 
-/* Move the remote list onto the free list; false when it was empty. */
-static bool drain_remote(struct hak_span *sp)
-{
-    if (__atomic_load_n(&sp->remote, __ATOMIC_RELAXED) == NULL)
-        return false;
-    void *p = __atomic_exchange_n(&sp->remote, NULL, __ATOMIC_ACQUIRE);
-    int64_t n = 0;
-    while (p) {
-        void *next = *(void **)p;
-        put_back(sp, p);
-        p = next;
-        n++;
-    }
-    HAK_STAT(hak_prof_out_add(sp->cls, -n));
-    return true;
-}
-
+/* The owner: up to want free blocks, found in the live bitmap (no block's
+ * memory is read), then carved ones. */
 static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, void **out,
                           uint32_t want)
 {
     uint64_t *live = live_bits(sp);
     char *base = hak_span_base(sp);
-    uint32_t n = 0;
-    do {
-        while (n < want && sp->free) {
-            void *p = sp->free;
-            sp->free = *(void **)p;
-            uint32_t i = block_index(sp, p);
-            live[i / 64] |= UINT64_C(1) << (i % 64);
-            out[n++] = p;
+    uint32_t n = 0, words = (sp->carved + 63) / 64;
+    if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) < sp->carved) {
+        for (uint32_t k = 0; k < words && n < want; k++) {
+            uint32_t w = sp->scan;
+            uint64_t valid = (w + 1) * 64 <= sp->carved ? ~UINT64_C(0)
+                                                        : (UINT64_C(1) << (sp->carved % 64)) - 1;
+            uint64_t free = ~__atomic_load_n(&live[w], __ATOMIC_ACQUIRE) & valid, taken = 0;
+            while (free && n < want) {
+                uint64_t bit = free & -free;
+                free ^= bit;
+                taken |= bit;
+                out[n++] = base + (size_t)(w * 64 + (uint32_t)__builtin_ctzll(bit)) * ci->size;
+            }
+            if (taken)
+                __atomic_fetch_or(&live[w], taken, __ATOMIC_RELAXED);
+            if (free == 0)
+                sp->scan = w + 1 < words ? w + 1 : 0;
         }
-        while (n < want && sp->carved < ci->blocks) {
-            uint32_t i = sp->carved++;
-            live[i / 64] |= UINT64_C(1) << (i % 64);
-            out[n++] = base + (size_t)i * ci->size;
-        }
-    } while (n < want && drain_remote(sp));
-    sp->used += n;
+    }
+    while (n < want && sp->carved < ci->blocks) {
+        uint32_t i = sp->carved++;
+        __atomic_fetch_or(&live[i / 64], UINT64_C(1) << (i % 64), __ATOMIC_RELAXED);
+        out[n++] = base + (size_t)i * ci->size;
+    }
+    __atomic_add_fetch(&sp->used, n, __ATOMIC_RELAXED);
     HAK_STAT(hak_prof_out_add(sp->cls, (int64_t)n));
     return n;
+}
+
+static bool has_free(const struct hak_span *sp, const struct hak_class_info *ci)
+{
+    return sp->carved < ci->blocks || __atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) < sp->carved;
 }
 
 /* ---- where a heap gets a span to take from ---- */
@@ -178,7 +179,7 @@ static void collect(struct hak_heap *h, unsigned cls)
     __atomic_store_n(&h->remote[cls].pending, 0, __ATOMIC_SEQ_CST);
     for (struct hak_span *sp = hc->full, *next; sp; sp = next) {
         next = sp->next;
-        if (drain_remote(sp))
+        if (has_free(sp, &hak_class_info[cls]))
             move_to(hc, sp, LIST_PARTIAL);
     }
 }
@@ -198,11 +199,8 @@ static bool adopt(struct hak_heap *h, unsigned cls)
     if (sp == NULL)
         return false;
     sp->list = LIST_NONE;
-    /* owner first, then drain: a freer that pushes after our drain sees us */
     __atomic_store_n(&sp->owner, h, __ATOMIC_SEQ_CST);
-    drain_remote(sp);
-    bool has = sp->free || sp->carved < hak_class_info[cls].blocks;
-    move_to(&h->cls[cls], sp, has ? LIST_PARTIAL : LIST_FULL);
+    move_to(&h->cls[cls], sp, has_free(sp, &hak_class_info[cls]) ? LIST_PARTIAL : LIST_FULL);
     return true;
 }
 
@@ -211,7 +209,7 @@ static struct hak_span *new_span(struct hak_heap *h, unsigned cls)
     struct hak_span *sp = hak_ss_span_alloc(cls);
     if (sp == NULL)
         return NULL;
-    __atomic_store_n(&sp->owner, h, __ATOMIC_RELAXED);
+    __atomic_store_n(&sp->owner, h, __ATOMIC_RELEASE);
     list_push(&h->cls[cls].partial, sp, LIST_PARTIAL);
     HAK_STAT(hak_tls.stats[cls].spans_mapped++);
     return sp;
@@ -232,8 +230,7 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
                 break; /* out of memory: hand out what we have */
         }
         n += take_from(sp, ci, out + n, want - n);
-        if (sp->free == NULL && sp->carved == ci->blocks &&
-            __atomic_load_n(&sp->remote, __ATOMIC_RELAXED) == NULL)
+        if (!has_free(sp, ci))
             move_to(hc, sp, LIST_FULL);
     }
     return n;
@@ -241,55 +238,40 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 
 /* ---- giving blocks back ---- */
 
-/*
- * Blocks of one span of another heap, collected during a flush and pushed
- * with one compare-and-swap: a thread freeing what another allocated tends
- * to free runs of blocks of the same span.
- */
+/* A run of frees into spans of one other heap: its hint is raised once. */
 struct remote_run {
-    struct hak_span *sp; /* NULL: empty */
-    void *head, *tail;   /* linked through their first word, head first */
+    struct hak_heap *owner; /* NULL: none yet, or the spans are abandoned */
     uint32_t n;
-    uint32_t local;      /* blocks given back to the heap's own spans (metrics) */
 };
 
-static void remote_push(struct remote_run *run, unsigned cls)
+static void remote_hint(struct remote_run *run, unsigned cls)
 {
-    struct hak_span *sp = run->sp;
-    if (sp == NULL)
-        return;
-    void *old = __atomic_load_n(&sp->remote, __ATOMIC_RELAXED);
-    do {
-        *(void **)run->tail = old;
-    } while (!__atomic_compare_exchange_n(&sp->remote, &old, run->head, true, __ATOMIC_SEQ_CST,
-                                          __ATOMIC_RELAXED));
-    HAK_STAT(hak_tls.stats[cls].remote_frees += run->n);
-    /* after the push: an owner that clears the hint after this load drains us */
-    struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
+    /* after the releases: an owner that clears the hint after this load
+     * sees them in its collect */
+    struct hak_heap *owner = run->owner;
     if (owner && __atomic_load_n(&owner->remote[cls].pending, __ATOMIC_SEQ_CST) == 0)
         __atomic_store_n(&owner->remote[cls].pending, 1, __ATOMIC_SEQ_CST);
-    run->sp = NULL;
+    HAK_STAT(hak_tls.stats[cls].remote_frees += run->n);
+    run->owner = NULL;
+    run->n = 0;
 }
 
 static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_run *run)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     struct hak_span *sp = hak_span_of(p, ci->span_bytes / HAK_SLAB_BYTES);
-    if (__atomic_load_n(&sp->owner, __ATOMIC_RELAXED) != h) {
-        if (run->sp != sp) {
-            remote_push(run, cls);
-            *run = (struct remote_run){.sp = sp, .head = p, .tail = p, .local = run->local};
-        } else {
-            *(void **)p = run->head;
-            run->head = p;
-        }
+    /* read before the release: afterwards the span may be gone */
+    struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_ACQUIRE);
+    if (owner != h) {
+        if (owner != run->owner)
+            remote_hint(run, cls);
+        run->owner = owner;
         run->n++;
+        release_block(sp, cls, p);
         return;
     }
     struct heap_class *hc = &h->cls[cls];
-    put_back(sp, p);
-    run->local++;
-    if (sp->used == 0 && (hc->partial != sp || sp->next != NULL)) {
+    if (release_block(sp, cls, p) == 0 && (hc->partial != sp || sp->next != NULL)) {
         /* empty, and not the class's only partial span: back to the superslab */
         list_remove(list_head(hc, sp->list), sp);
         hak_ss_span_free(sp);
@@ -304,20 +286,21 @@ void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32
     struct remote_run run = {0};
     for (uint32_t i = 0; i < n; i++)
         give_one(h, cls, blocks[i], &run);
-    remote_push(&run, cls);
-    HAK_STAT(hak_prof_out_add(cls, -(int64_t)run.local));
+    remote_hint(&run, cls);
+    HAK_STAT(hak_prof_out_add(cls, -(int64_t)n));
 }
 
 void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n)
 {
     struct remote_run run = {0};
-    for (uint32_t i = 0; i < n && head; i++) {
+    uint32_t given = 0;
+    for (; given < n && head; given++) {
         void *next = *(void **)head;
         give_one(h, cls, head, &run);
         head = next;
     }
-    remote_push(&run, cls);
-    HAK_STAT(hak_prof_out_add(cls, -(int64_t)run.local));
+    remote_hint(&run, cls);
+    HAK_STAT(hak_prof_out_add(cls, -(int64_t)given));
     return head;
 }
 
@@ -352,8 +335,7 @@ static void abandon(unsigned cls, struct hak_span **head)
     while (*head) {
         struct hak_span *sp = *head;
         list_remove(head, sp);
-        drain_remote(sp);
-        if (sp->used == 0) {
+        if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) == 0) {
             hak_ss_span_free(sp);
             continue;
         }
@@ -401,8 +383,7 @@ void hak_heap_trim_abandoned(void)
         struct hak_span **pp = &abandoned[cls].head;
         while (*pp) {
             struct hak_span *sp = *pp;
-            drain_remote(sp);
-            if (sp->used == 0) {
+            if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) == 0) {
                 *pp = sp->next;
                 __atomic_store_n(&abandoned[cls].count, abandoned[cls].count - 1, __ATOMIC_RELAXED);
                 hak_ss_span_free(sp);
@@ -421,8 +402,7 @@ void hak_heap_trim(struct hak_heap *h)
         collect(h, cls);
         for (struct hak_span *sp = hc->partial, *next; sp; sp = next) {
             next = sp->next;
-            drain_remote(sp);
-            if (sp->used == 0) {
+            if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) == 0) {
                 list_remove(&hc->partial, sp);
                 hak_ss_span_free(sp);
             }

@@ -50,27 +50,27 @@ void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
 /*
  * A span: 2^k consecutive units of one superslab, aligned to its own length,
  * carved into blocks of one class and owned by one heap (heap.c).  Its meta
- * lives in the superslab header at the index of its first unit.  While the
- * span is live:
+ * lives in the superslab header at the index of its first unit; its live
+ * bitmap (struct hak_superslab.live) has a bit per block.  While the span is
+ * live:
  *
- *     used + length(free) + (blocks - carved) == blocks
+ *     used == set live bits,    free blocks == carved - used
  *
- * used counts blocks in thread caches, with the program, or waiting on the
- * remote list; free holds blocks given back by the owner; blocks at index >=
- * carved were never handed out.  Only the owner (or whoever holds an ownerless
- * span exclusively) touches anything but `remote`.
+ * used counts blocks in thread caches or with the program; blocks at index
+ * >= carved were never handed out (their bits are clear).  Only the owner
+ * (or whoever holds an ownerless span exclusively) takes blocks, carves and
+ * moves the span between lists; any thread gives blocks back.
  */
 struct hak_span {
     /* the owner's line */
-    void *free;                   /* blocks given back by the owner, linked through their first word */
-    uint32_t used;
     uint32_t carved;
+    uint32_t scan;                /* bitmap word where the last search for a free block stopped */
     uint16_t cls;                 /* class index */
     uint16_t units;               /* length in units; 0 for a unit that starts no span */
     uint8_t list;                 /* which of its owner's lists it is on (heap.c) */
     struct hak_span *next, *prev; /* that list */
-    /* the line other threads write: a remote push does not steal the owner's */
-    void *remote __attribute__((aligned(64))); /* atomic: blocks freed by other threads (MPSC) */
+    /* the line other threads write */
+    uint32_t used __attribute__((aligned(64))); /* atomic */
     struct hak_heap *owner;       /* atomic: NULL while abandoned */
 };
 _Static_assert(sizeof(struct hak_span) == 128, "span meta: the owner's line, then the shared one");
@@ -84,7 +84,7 @@ struct hak_superslab {
     uint64_t unit_free[(HAK_SS_UNITS + 63) / 64];  /* bit i: unit i is in no span */
     uint64_t unit_dirty[(HAK_SS_UNITS + 63) / 64]; /* bit i: free, and maybe resident */
     struct hak_span span[HAK_SS_UNITS];
-    /* One bit per block handed out (refill) and not yet given back (flush):
+    /* One bit per block handed out (take) and not yet given back (give):
      * the span at unit i uses live[i .. i + units - 1] as one bitmap. */
     uint64_t live[HAK_SS_UNITS][HAK_UNIT_BLOCKS_MAX / 64];
 };

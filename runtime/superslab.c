@@ -10,7 +10,7 @@
  * drives them): units of freed spans stay "dirty" (resident, fast to reuse)
  * until the purge madvises them away; a superslab with no span left is
  * unmapped.  A unit reused before the purge costs no page fault.  Dirty units
- * are also capped (DIRTY_MIN_UNITS, or an eighth of the units in spans): a
+ * are also capped (DIRTY_MIN_UNITS, 16 MiB, or an eighth of the units in spans): a
  * program that frees most of its memory at once gets it back at once, not
  * after the decay, and keeps what it reuses soon.
  */
@@ -24,7 +24,7 @@ static struct hak_superslab *ss_list; /* every mapped superslab */
 static size_t units_in_spans;         /* over all superslabs */
 static size_t units_dirty;            /* over all superslabs: the sum of their dirty_units */
 
-#define DIRTY_MIN_UNITS ((4u << 20) / HAK_SLAB_BYTES) /* 4 MiB of dirty units are always fine */
+#define DIRTY_MIN_UNITS ((16u << 20) / HAK_SLAB_BYTES) /* 16 MiB of dirty units are always fine */
 
 static bool bit_get(const uint64_t *bits, unsigned i)
 {

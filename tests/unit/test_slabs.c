@@ -34,7 +34,8 @@ START_TEST(carve_in_order)
 }
 END_TEST
 
-/* Given-back blocks are reused (last given, first taken) before carving goes on. */
+/* Given-back blocks are reused (found in the live bitmap, lowest first)
+ * before carving goes on. */
 START_TEST(reuse_before_carving)
 {
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
@@ -45,8 +46,8 @@ START_TEST(reuse_before_carving)
     hak_heap_give(h, QUIET_CLASS, &out[0], 1);
     hak_heap_give(h, QUIET_CLASS, &out[2], 1);
     ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, again, 3), 3);
-    ck_assert_ptr_eq(again[0], out[2]);
-    ck_assert_ptr_eq(again[1], out[0]);
+    ck_assert_ptr_eq(again[0], out[0]);
+    ck_assert_ptr_eq(again[1], out[2]);
     ck_assert_ptr_eq(again[2], (char *)out[0] + 3 * ci->size);
 }
 END_TEST
