@@ -354,7 +354,7 @@ static void op_misc(unsigned s, unsigned what)
     case 1:
         cur_op = "hak_calloc(overflow)";
         errno = 0;
-        p = hak_calloc(h / 2 + 1, 2 + what % 5);
+        p = hak_calloc(SIZE_MAX / (2 + what % 5) + 1, 2 + what % 5); /* the product overflows */
         if (p != NULL || errno != ENOMEM)
             die("hak_calloc overflow = %p, errno %d: expected NULL/ENOMEM", p, errno);
         break;
