@@ -21,6 +21,7 @@ PYTHON = $(or $(shell for p in python3 /usr/bin/python3; do \
 
 CC ?= gcc
 CFLAGS ?= -O2 -g
+# -z nodelete: a dlclose() must not unmap the purger thread's code.
 # -mtls-dialect=gnu2: TLS descriptors, used when a variant asks for options.tls: dynamic
 HAK_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -fvisibility=hidden -mtls-dialect=gnu2 \
 	-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
@@ -49,7 +50,7 @@ $(BUILD)/obj/hak_tables.o: $(GEN)/hak_tables.c | $(GEN)/.stamp
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(HAK_CFLAGS) -MMD -MP -c -o $@ $<
 $(BUILD)/libhakmem.so: $(OBJS)
-	$(CC) $(CFLAGS) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -o $@ $(OBJS) -lpthread
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libhakmem.so -Wl,-z,now -Wl,-z,nodelete -o $@ $(OBJS) -lpthread
 $(BUILD)/libhakmem.a: $(OBJS)
 	rm -f $@
 	ar rcs $@ $(OBJS)
@@ -64,8 +65,12 @@ deps:
 	for p in python3 /usr/bin/python3; do \
 		$$p -c 'import jinja2, yaml' 2>/dev/null && { found=1; break; }; done; \
 	[ -n "$$found" ] || missing="$$missing python3 python3-jinja2 python3-yaml"; \
-	for t in sqlite3 perl xz git valgrind; do \
+	for t in sqlite3 perl xz git valgrind redis-server clang-14; do \
 		command -v $$t >/dev/null || missing="$$missing $$(echo $$t | sed 's/^xz$$/xz-utils/')"; done; \
+	[ -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ] || \
+		ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
+		missing="$$missing libclang-rt-14-dev"; \
+	/usr/bin/python3 -c 'import test.test_dict' 2>/dev/null || missing="$$missing libpython3.11-testsuite"; \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing$$missing"; \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \

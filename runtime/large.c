@@ -184,6 +184,8 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     }
     if (!reused) {
         s.base = (uintptr_t)hak_os_map(len);
+        if (s.base == 0 && hak_decay_purge_all() > 0) /* give back what is cached, try again */
+            s.base = (uintptr_t)hak_os_map(len);
         if (s.base == 0)
             return NULL;
         s.len = len;
@@ -192,6 +194,11 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     pthread_mutex_lock(&large_lock);
     bool ok = insert(s);
     pthread_mutex_unlock(&large_lock);
+    if (!ok && hak_decay_purge_all() > 0) { /* the table could not grow: make room, retry */
+        pthread_mutex_lock(&large_lock);
+        ok = insert(s);
+        pthread_mutex_unlock(&large_lock);
+    }
     if (!ok) {
         hak_os_unmap((void *)s.base, s.len);
         errno = ENOMEM;

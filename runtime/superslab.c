@@ -93,6 +93,14 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     if (ss == NULL) {
         ss = ss_map();
         if (ss == NULL) {
+            /* out of address space or memory: give back every free page and
+             * empty superslab now (not decay_ms later) and try once more */
+            pthread_mutex_unlock(&ss_lock);
+            hak_decay_purge_all();
+            pthread_mutex_lock(&ss_lock);
+            ss = ss_map();
+        }
+        if (ss == NULL) {
             pthread_mutex_unlock(&ss_lock);
             return NULL;
         }
