@@ -31,47 +31,10 @@ cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "# kept $T" >&2; else rm -rf "$T"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Deterministic environment shared by both sides of every case.
-export LC_ALL=C TZ=UTC
-export PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1
-export PERL_HASH_SEED=0 PERL_PERTURB_KEYS=0
-export HOME="$T/home"
-mkdir -p "$HOME"
-unset LD_PRELOAD MALLOC_CONF MIMALLOC_OPTIONS GLIBC_TUNABLES PYTHONMALLOC 2>/dev/null || true
-
+# Deterministic environment and the run-both-sides helpers: tests/lib.
 TIMEOUT=${TIMEOUT:-120}
-CUR=""   # library preloaded for the side being run ("" = none)
-
-# X CMD ARGS...: run one program of a case, under a timeout, preloaded with
-# $CUR on the preload side.  Only the program itself gets LD_PRELOAD (not the
-# shell running the case, not timeout).
-X() {
-    if [ -n "$CUR" ]; then
-        timeout -k 5 "$TIMEOUT" env LD_PRELOAD="$CUR" "$@"
-    else
-        timeout -k 5 "$TIMEOUT" "$@"
-    fi
-}
-
-PASSED=0 FAILED=0 SKIPPED=0
-
-pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL $1 ($2)"; FAILED=$((FAILED + 1)); }
-skip() { echo "SKIP $1 ($2)"; SKIPPED=$((SKIPPED + 1)); }
-
-wanted() {
-    [ ${#ONLY[@]} -eq 0 ] && return 0
-    local c
-    for c in "${ONLY[@]}"; do [ "$c" = "$1" ] && return 0; done
-    return 1
-}
-
-describe_status() {
-    local rc=$1
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "timeout"
-    elif [ "$rc" -gt 128 ]; then echo "status $rc, $(kill -l $((rc - 128)) 2>/dev/null || echo signal)"
-    else echo "status $rc"; fi
-}
+# shellcheck source=../lib/preload_harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/preload_harness.sh"
 
 # first_diff A B: a short description of where two files first differ.
 first_diff() {
