@@ -151,8 +151,9 @@ struct hak_fast_class {
     uint32_t div_shift;
     uint32_t blocks;
     uint32_t size;
-    uint32_t unused;
+    uint32_t pad;        /* 32 bytes: a row never straddles two cache lines */
 };
+_Static_assert(sizeof(struct hak_fast_class) == 32, "hak_fast rows are 32 bytes");
 
 static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)
 {
