@@ -287,9 +287,4 @@ else
     wanted git && skip git "git not installed"
 fi
 
-if [ "$SKIPPED" -gt 0 ]; then
-    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-else
-    echo "$PASSED passed, $FAILED failed"
-fi
-[ "$FAILED" -eq 0 ]
+summary

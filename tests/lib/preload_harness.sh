@@ -42,3 +42,13 @@ describe_status() {
     elif [ "$rc" -gt 128 ]; then echo "status $rc, $(kill -l $((rc - 128)) 2>/dev/null || echo signal)"
     else echo "status $rc"; fi
 }
+
+# The closing line (`N passed, M failed[, K skipped]`); status 0 when nothing failed.
+summary() {
+    if [ "$SKIPPED" -gt 0 ]; then
+        echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+    else
+        echo "$PASSED passed, $FAILED failed"
+    fi
+    [ "$FAILED" -eq 0 ]
+}

@@ -316,9 +316,4 @@ else
     fi
 fi
 
-if [ "$SKIPPED" -gt 0 ]; then
-    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-else
-    echo "$PASSED passed, $FAILED failed"
-fi
-[ "$FAILED" -eq 0 ]
+summary
