@@ -113,17 +113,22 @@ static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void 
     return hak_rotr32(off * f->div_inv, f->div_shift);
 }
 
-/* Any thread: clear p's live bit (a bit already clear means p was freed
- * twice) and count it back.  Returns the span's new `used`.  The caller must
- * not touch the span afterwards unless it owns it: with used at 0 the owner
- * may return the span at once. */
-static uint32_t release_block(struct hak_span *sp, unsigned cls, void *p)
+/* Any thread: clear p's live bit; a bit already clear means p was freed twice. */
+static void clear_live_bit(struct hak_span *sp, unsigned cls, void *p)
 {
     uint32_t i = block_index(sp, cls, p); /* cls passed: sp->cls is on the owner's line */
     uint64_t bit = UINT64_C(1) << (i % 64);
     uint64_t old = __atomic_fetch_and(&live_bits(sp)[i / 64], ~bit, __ATOMIC_RELEASE);
     if (HAK_UNLIKELY(!(old & bit)))
         hak_report_double_free("free", p);
+}
+
+/* Any thread: give p back and count it.  Returns the span's new `used`; the
+ * caller must not touch the span afterwards unless it owns it: with used at
+ * 0 the owner may return the span at once. */
+static uint32_t release_block(struct hak_span *sp, unsigned cls, void *p)
+{
+    clear_live_bit(sp, cls, p);
     return __atomic_sub_fetch(&sp->used, 1, __ATOMIC_RELEASE);
 }
 
@@ -238,14 +243,30 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 
 /* ---- giving blocks back ---- */
 
-/* A run of frees into spans of one other heap: its hint is raised once. */
+/*
+ * A run of frees into spans of other heaps.  Bits are cleared one by one;
+ * the span's `used` is paid once per run of blocks of that span (the span
+ * cannot go while it is owed), and the owner's hint is raised once per run
+ * of blocks of that owner, after the payments.
+ */
 struct remote_run {
     struct hak_heap *owner; /* NULL: none yet, or the spans are abandoned */
+    struct hak_span *sp;    /* the span that is owed */
+    uint32_t owed;          /* blocks released into sp but not yet taken off its used */
     uint32_t n;
 };
 
+static void remote_settle(struct remote_run *run)
+{
+    if (run->owed != 0)
+        __atomic_sub_fetch(&run->sp->used, run->owed, __ATOMIC_RELEASE);
+    run->sp = NULL;
+    run->owed = 0;
+}
+
 static void remote_hint(struct remote_run *run, unsigned cls)
 {
+    remote_settle(run);
     /* after the releases: an owner that clears the hint after this load
      * sees them in its collect */
     struct hak_heap *owner = run->owner;
@@ -265,9 +286,13 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
     if (owner != h) {
         if (owner != run->owner)
             remote_hint(run, cls);
+        else if (sp != run->sp)
+            remote_settle(run);
         run->owner = owner;
         run->n++;
-        release_block(sp, cls, p);
+        clear_live_bit(sp, cls, p);
+        run->sp = sp;
+        run->owed++;
         return;
     }
     struct heap_class *hc = &h->cls[cls];
