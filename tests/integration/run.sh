@@ -59,24 +59,14 @@ first_line_diff() {
 # side.  Compared: exit status, stdout, stderr, every file FUNC writes under
 # its output dir.
 run_case() {
-    local name=$1 fn=$2 side d rc t0 t1
+    local name=$1 fn=$2 s
     local -A st=() secs=()
     wanted "$name" || return 0
-    for side in base pre; do
-        d=$T/case/$name/$side
-        mkdir -p "$d/out" "$d/work"
-        if [ "$side" = pre ]; then CUR=$LIB; else CUR=""; fi
-        t0=$(date +%s.%N)
-        set +e
-        (cd "$d/work" && set -euo pipefail && "$fn" "$d/out") >"$d/stdout" 2>"$d/stderr" </dev/null
-        rc=$?
-        set -e
-        t1=$(date +%s.%N)
-        st[$side]=$rc
-        secs[$side]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-        rm -rf "$d/work"
+    for s in base pre; do
+        side "$T/case/$name/$s" "$fn" "$([ $s = pre ] && echo "$LIB")"
+        st[$s]=$RC
+        secs[$s]=$SECS
     done
-    CUR=""
     echo "# $name: base ${secs[base]}s, preload ${secs[pre]}s" >&2
     local b=$T/case/$name/base p=$T/case/$name/pre
     if [ "${st[base]}" -ne 0 ]; then

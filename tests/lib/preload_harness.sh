@@ -43,6 +43,23 @@ describe_status() {
     else echo "status $rc"; fi
 }
 
+# side DIR FUNC LIB: run FUNC once in DIR/work with output dir DIR/out,
+# preloaded with LIB ("" = none); sets RC and SECS.
+side() {
+    local d=$1 fn=$2 t0 t1
+    mkdir -p "$d/out" "$d/work"
+    CUR=$3
+    t0=$(date +%s.%N)
+    set +e
+    (cd "$d/work" && set -euo pipefail && "$fn" "$d/out") >"$d/stdout" 2>"$d/stderr" </dev/null
+    RC=$?
+    set -e
+    t1=$(date +%s.%N)
+    CUR=""
+    SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    rm -rf "$d/work"
+}
+
 # The closing line (`N passed, M failed[, K skipped]`); status 0 when nothing failed.
 summary() {
     if [ "$SKIPPED" -gt 0 ]; then

@@ -66,23 +66,6 @@ first_line_diff() {
     echo "${out% }"
 }
 
-# side DIR FUNC LIB: run FUNC once in DIR/work with output dir DIR/out,
-# preloaded with LIB ("" = none); sets RC and SECS.
-side() {
-    local d=$1 fn=$2 t0 t1
-    mkdir -p "$d/out" "$d/work"
-    CUR=$3
-    t0=$(date +%s.%N)
-    set +e
-    (cd "$d/work" && set -euo pipefail && "$fn" "$d/out") >"$d/stdout" 2>"$d/stderr" </dev/null
-    RC=$?
-    set -e
-    t1=$(date +%s.%N)
-    CUR=""
-    SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-    rm -rf "$d/work"
-}
-
 # compare LABEL BASE PRE: the PASS/FAIL line of one preloaded side.
 compare() {
     local label=$1 b=$2 p=$3 f bad=""

@@ -130,14 +130,20 @@ static void *alloc_and_leave(void *arg)
     return NULL; /* the blocks stay live: the span is abandoned */
 }
 
-/* Blocks a thread leaves behind stay valid; given back by another heap they
- * go to the abandoned spans' remote lists, and trimming returns the spans. */
-START_TEST(abandoned_span_freed_remotely_then_trimmed)
+/* Run alloc_and_leave in a thread and wait for it to exit. */
+static void leave_blocks_in_exited_thread(void **blocks)
 {
-    void *blocks[THREAD_BLOCKS];
     pthread_t t;
     pthread_create(&t, NULL, alloc_and_leave, blocks);
     pthread_join(t, NULL);
+}
+
+/* Blocks a thread leaves behind stay valid; given back by another heap they
+ * clear their bits in the abandoned spans, and trimming returns the spans. */
+START_TEST(abandoned_span_freed_remotely_then_trimmed)
+{
+    void *blocks[THREAD_BLOCKS];
+    leave_blocks_in_exited_thread(blocks);
     struct hak_heap *h = hak_heap_acquire();
     for (int i = 0; i < THREAD_BLOCKS; i++) {
         ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), QUIET_CLASS + 1);
@@ -155,9 +161,7 @@ END_TEST
 START_TEST(abandoned_span_adopted)
 {
     void *blocks[THREAD_BLOCKS];
-    pthread_t t;
-    pthread_create(&t, NULL, alloc_and_leave, blocks);
-    pthread_join(t, NULL);
+    leave_blocks_in_exited_thread(blocks);
     struct hak_heap *h = hak_heap_acquire();
     void *got;
     ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, &got, 1), 1);
