@@ -22,8 +22,7 @@ PYTHON = $(or $(shell for p in python3 /usr/bin/python3; do \
 CC ?= gcc
 CFLAGS ?= -O2 -g
 # -z nodelete: a dlclose() must not unmap the purger thread's code.
-# -mtls-dialect=gnu2: TLS descriptors, used when a variant asks for options.tls: dynamic
-HAK_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -fvisibility=hidden -mtls-dialect=gnu2 \
+HAK_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -fPIC -fvisibility=hidden \
 	-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
 	-Iinclude -I$(GEN) -Iruntime
 RUNTIME_SRCS := $(wildcard runtime/*.c)

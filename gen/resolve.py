@@ -10,7 +10,7 @@ import hashlib
 import json
 
 CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0}
-OPTION_DEFAULTS = {"dispatch": "table", "tls": "initial-exec"}
+OPTION_DEFAULTS = {"dispatch": "table", "tls": "pointer"}
 RING_MAX, SLL_MAX = 4096, 65536
 MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this

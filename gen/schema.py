@@ -188,7 +188,7 @@ SPEC = Map({
     "large": Map({"cache_bytes": Bytes(0, 1 << 40)}, required=("cache_bytes",)),
     "options": Map({"metrics": Bool(), "free_check": Enum("guarded", "trusted"),
                     "dispatch": Enum("table", "switch"),
-                    "tls": Enum("initial-exec", "dynamic"),
+                    "tls": Enum("pointer", "static"),
                     "decay_ms": Int(0, 3_600_000)},
                    required=("metrics", "free_check", "decay_ms")),
 }, required=("schema", "name", "superslab", "tiny", "mid", "large", "options"))

@@ -29,22 +29,17 @@
 #define HAK_HIDDEN __attribute__((visibility("hidden")))
 #define HAK_EXPORT __attribute__((visibility("default")))
 /*
- * The thread caches' TLS model (options.tls).  initial-exec: one load of a
- * GOT slot and an %fs-relative access; the block comes from the static TLS
- * area, so a library that a program dlopen()s cannot be built this way (glibc
- * keeps only a small surplus: "cannot allocate memory in static TLS block").
- * dynamic: global-dynamic with TLS descriptors (the Makefile passes
- * -mtls-dialect=gnu2): loads anywhere, for an indirect call per access.
+ * The TLS model of everything thread-local: initial-exec, one GOT load and an
+ * %fs-relative access.  Its storage is the static TLS area, of which glibc
+ * keeps only a small surplus for libraries loaded later by dlopen(): the
+ * default options.tls (pointer) keeps a few words there, options.tls: static
+ * the whole cache block (see hak_spec.h and spec/README.md).
  */
-#if HAK_TLS_DYNAMIC
-#define HAK_TLS __thread __attribute__((tls_model("global-dynamic")))
-#else
 #define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
-#endif
 
 /*
  * One class's per-thread cache.  The ring's slots follow this header in the
- * generated struct hak_tls (one struct per class, so every capacity is a
+ * generated struct hak_thread_block (one struct per class, so every capacity is a
  * literal).  Counters are biased by one:
  *
  *     ring count = ring_s - 1,   list length = sll_s - 1,   0 = not set up.
@@ -67,7 +62,7 @@ _Static_assert(offsetof(struct hak_bin, sll_head) + sizeof(void *) == sizeof(str
 
 /*
  * Per-class counters of a metrics build (options.metrics: true), one set per
- * thread in struct hak_tls, summed by runtime/stats.c.  In any other build the
+ * thread in struct hak_thread_block, summed by runtime/stats.c.  In any other build the
  * struct is not used and no counter exists in the binary.  Cache tiers are
  * counted by their position in the class's tier list (0: tried first).
  */
@@ -87,7 +82,7 @@ struct hak_class_stats {
 
 /*
  * The profile of a metrics build (HAKMEM_PROFILE=path.json, runtime/stats.c),
- * one per thread in struct hak_tls: what `gen/hakgen tune` derives a spec from.
+ * one per thread in struct hak_thread_block: what `gen/hakgen tune` derives a spec from.
  * A burst is a run of consecutive allocations (or frees) of one class by one
  * thread; its length is counted in log2 buckets: bucket k holds [2^k, 2^(k+1)).
  */
@@ -107,8 +102,14 @@ struct hak_prof {
 #else
 #define HAK_STAT(expr) ((void)0)
 #endif
+/* A count into the calling thread's own hak_tls.stats or .prof.  A thread that
+ * has no caches (not started yet, or exited) has the shared empty block as its
+ * hak_tls, which nothing may write: its counts are dropped (an exited thread's
+ * totals have already been added up by then). */
+#define HAK_THREAD_STAT(expr) \
+    HAK_STAT(HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) ? (void)(expr) : (void)0)
 
-/* Thread states, in struct hak_tls.state. */
+/* Thread states, in struct hak_thread_block.state. */
 enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
 
 /*
@@ -144,7 +145,7 @@ static inline unsigned hak_region_code(uintptr_t a)
  * stays empty, so they always take the per-class path (hak_*_tiers).
  */
 struct hak_fast_class {
-    uint32_t bin_offset; /* offsetof(struct hak_tls, cN), or of the empty bin */
+    uint32_t bin_offset; /* offsetof(struct hak_thread_block, cN), or of the empty bin */
     uint32_t ring_cap;
     uint32_t span_mask;  /* span_bytes - 1 */
     uint32_t div_inv;    /* block start  <=>  rotr32(off * div_inv, div_shift) < blocks */
@@ -167,6 +168,9 @@ void *hak_alloc_slow(unsigned cls) HAK_HIDDEN HAK_NOINLINE;
 void hak_free_slow(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
 void *hak_large_malloc(size_t n) HAK_HIDDEN HAK_NOINLINE;
 void hak_free_other(void *p) HAK_HIDDEN HAK_NOINLINE;
+/* Give the calling thread its caches if it has none yet: nonzero when it has
+ * them (metrics builds call it before counting an operation). */
+int hak_thread_setup(void) HAK_HIDDEN HAK_NOINLINE;
 
 /* Misuse found by a guarded front: print "hakmem: free(): ..." and abort. */
 HAK_NORETURN void hak_report_invalid(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;

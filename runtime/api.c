@@ -39,7 +39,7 @@ void hak_report_double_free(const char *fn, const void *p)
 
 void *hak_large_malloc(size_t n)
 {
-    HAK_STAT(hak_tls.prof.large_hist[64 - __builtin_clzl(n)]++);
+    HAK_THREAD_STAT(hak_tls.prof.large_hist[64 - __builtin_clzl(n)]++);
     return hak_large_alloc(n, 16, NULL);
 }
 

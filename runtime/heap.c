@@ -216,7 +216,7 @@ static struct hak_span *new_span(struct hak_heap *h, unsigned cls)
         return NULL;
     __atomic_store_n(&sp->owner, h, __ATOMIC_RELEASE);
     list_push(&h->cls[cls].partial, sp, LIST_PARTIAL);
-    HAK_STAT(hak_tls.stats[cls].spans_mapped++);
+    HAK_THREAD_STAT(hak_tls.stats[cls].spans_mapped++);
     return sp;
 }
 
@@ -272,7 +272,7 @@ static void remote_hint(struct remote_run *run, unsigned cls)
     struct hak_heap *owner = run->owner;
     if (owner && __atomic_load_n(&owner->remote[cls].pending, __ATOMIC_SEQ_CST) == 0)
         __atomic_store_n(&owner->remote[cls].pending, 1, __ATOMIC_SEQ_CST);
-    HAK_STAT(hak_tls.stats[cls].remote_frees += run->n);
+    HAK_THREAD_STAT(hak_tls.stats[cls].remote_frees += run->n);
     run->owner = NULL;
     run->n = 0;
 }
@@ -300,7 +300,7 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
         /* empty, and not the class's only partial span: back to the superslab */
         list_remove(list_head(hc, sp->list), sp);
         hak_ss_span_free(sp);
-        HAK_STAT(hak_tls.stats[cls].spans_returned++);
+        HAK_THREAD_STAT(hak_tls.stats[cls].spans_returned++);
     } else {
         move_to(hc, sp, LIST_PARTIAL);
     }

@@ -1,7 +1,7 @@
 /*
  * stats.c - the counters of a metrics build (options.metrics: true).
  *
- * Each thread counts into its own struct hak_tls.stats (no atomics on the
+ * Each thread counts into its own struct hak_thread_block.stats (no atomics on the
  * fast path); a thread's counts are added to the totals when it exits, and at
  * process exit the totals plus every live thread's counts are reported:
  *   HAKMEM_STATS=1         a table on stderr

@@ -9,6 +9,11 @@
  * block back and releases the heap at thread exit.  After that the thread is
  * HAK_THREAD_DEAD: its counters are zero again, so any later call (another
  * destructor freeing memory) misses and is served by the shared heap.
+ *
+ * With options.tls: pointer (hak_spec.h) "zeroed" is a shared block: every
+ * thread's hak_tls_block starts at new_block; thread_start gives the thread
+ * a block of its own from a pool, thread_exit returns it and points the thread
+ * at dead_block.  Nothing writes the shared blocks.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,9 +22,7 @@
 
 #include "internal.h"
 
-HAK_TLS struct hak_tls hak_tls;
-
-static HAK_TLS struct hak_heap *thread_heap; /* set while HAK_THREAD_LIVE */
+#define thread_heap (hak_tls.heap)
 static pthread_key_t thread_key;
 static int global_state; /* 0: not started, 1: starting, 2: ready */
 static HAK_TLS bool in_global_init;
@@ -33,6 +36,58 @@ static void **ring_of(struct hak_bin *b)
 {
     return (void **)(b + 1);
 }
+
+/* ---- the thread's block (options.tls) ---- */
+
+#if HAK_TLS_STATIC
+HAK_TLS struct hak_thread_block hak_tls;
+
+static bool block_acquire(void) { return true; }
+static void block_release(void) {}
+static void block_lock(void) {}
+static void block_unlock(void) {}
+#else
+static struct hak_thread_block new_block;                                /* HAK_THREAD_NEW */
+static struct hak_thread_block dead_block = {.state = HAK_THREAD_DEAD}; /* HAK_THREAD_DEAD */
+HAK_TLS struct hak_thread_block *hak_tls_block = &new_block;
+
+/* Blocks of exited threads, linked through their first word, for the next
+ * thread to start: a program that creates many threads maps only as many
+ * blocks as it ever has threads at once. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *pool;
+#define BLOCK_BYTES ((sizeof(struct hak_thread_block) + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1))
+
+/* Point the thread at a zeroed block of its own; false when none can be mapped. */
+static bool block_acquire(void)
+{
+    pthread_mutex_lock(&pool_lock);
+    struct hak_thread_block *b = pool;
+    if (b != NULL)
+        pool = *(void **)b;
+    pthread_mutex_unlock(&pool_lock);
+    if (b != NULL)
+        memset(b, 0, sizeof *b);
+    else if ((b = hak_os_map(BLOCK_BYTES)) == NULL) /* zeroed by the OS */
+        return false;
+    hak_tls_block = b;
+    return true;
+}
+
+/* The thread has exited: its block goes to the pool, the thread to dead_block. */
+static void block_release(void)
+{
+    struct hak_thread_block *b = hak_tls_block;
+    hak_tls_block = &dead_block;
+    pthread_mutex_lock(&pool_lock);
+    *(void **)b = pool;
+    pool = b;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static void block_lock(void) { pthread_mutex_lock(&pool_lock); }
+static void block_unlock(void) { pthread_mutex_unlock(&pool_lock); }
+#endif
 
 /* ---- refill and flush ---- */
 
@@ -137,6 +192,7 @@ static void thread_exit(void *unused)
     HAK_STAT(hak_stats_thread_exit());
     hak_heap_release(thread_heap);
     thread_heap = NULL;
+    block_release();
 }
 
 /* Set up this thread's caches; false when it cannot have any (it has exited,
@@ -145,8 +201,14 @@ static bool thread_start(void)
 {
     if (hak_tls.state == HAK_THREAD_DEAD || !hak_global_init())
         return false;
-    if ((thread_heap = hak_heap_acquire()) == NULL)
+    struct hak_heap *heap = hak_heap_acquire();
+    if (heap == NULL)
         return false;
+    if (!block_acquire()) {
+        hak_heap_release(heap);
+        return false;
+    }
+    thread_heap = heap;
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         struct hak_bin *b = bin_of(cls);
         b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
@@ -161,6 +223,11 @@ static bool thread_start(void)
 }
 
 /* ---- the slow paths the generated fronts call ---- */
+
+int hak_thread_setup(void)
+{
+    return hak_tls.state == HAK_THREAD_LIVE || thread_start();
+}
 
 /* The table dispatch missed the ring: the class's whole per-class path. */
 void *hak_alloc_tiers(unsigned cls)
@@ -177,8 +244,8 @@ void *hak_alloc_slow(unsigned cls)
 {
     void *p;
     hak_decay_poll();
-    HAK_STAT(hak_tls.stats[cls].alloc_slow++);
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
+        HAK_STAT(hak_tls.stats[cls].alloc_slow++);
         struct hak_bin *b = bin_of(cls);
         if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
             return hak_front_alloc_class(cls);
@@ -197,7 +264,6 @@ void *hak_alloc_slow(unsigned cls)
 void hak_free_slow(unsigned cls, void *p)
 {
     hak_decay_poll();
-    HAK_STAT(hak_tls.stats[cls].free_slow++);
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE)) {
         flush(cls, bin_of(cls));
     } else if (!thread_start()) {
@@ -205,6 +271,7 @@ void hak_free_slow(unsigned cls, void *p)
         hak_heap_shared_unlock();
         return;
     }
+    HAK_STAT(hak_tls.stats[cls].free_slow++);
     hak_front_free_class(cls + 1, p); /* there is room now */
 }
 
@@ -227,6 +294,7 @@ void hak_thread_trim(void)
 
 static void fork_prepare(void)
 {
+    block_lock();
     hak_decay_lock();
     hak_heap_lock_all();
     hak_ss_lock_all();
@@ -239,6 +307,7 @@ static void fork_parent(void)
     hak_ss_unlock_all();
     hak_heap_unlock_all();
     hak_decay_unlock();
+    block_unlock();
 }
 
 static void fork_child(void)
@@ -247,6 +316,7 @@ static void fork_child(void)
     hak_ss_unlock_all();
     hak_heap_unlock_all();
     hak_decay_after_fork_child();
+    block_unlock();
 }
 
 static void show_spec(void)

@@ -156,8 +156,8 @@ class OneFieldEditTest(TempDirTest):
             (row, row.replace("    128   256", "     64   256")),
             ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,",
              "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 64,"),
-            ("{ .bin_offset = offsetof(struct hak_tls, c3), .ring_cap = 128,",
-             "{ .bin_offset = offsetof(struct hak_tls, c3), .ring_cap = 64,"),
+            ("{ .bin_offset = offsetof(struct hak_thread_block, c3), .ring_cap = 128,",
+             "{ .bin_offset = offsetof(struct hak_thread_block, c3), .ring_cap = 64,"),
             (cstr(a["spec.json"]), cstr(b["spec.json"]))))
 
         name = "spec.json"

@@ -7,7 +7,8 @@
  *   ROLE_USER    libuser.so, linked against libhakmem.so: user_work() calls
  *                hak_malloc/hak_free/hak_realloc/hak_usable_size
  *   ROLE_DLOPEN  a plain program (no hakmem) that dlopen()s libuser.so, calls
- *                user_work() in the main thread and in a new one; with
+ *                user_work() in the main thread, in a thread that existed
+ *                before the dlopen() and in a new one; with
  *                --dlclose then dlclose()s it, waits past decay_ms and starts
  *                one more thread
  *   ROLE_VG      a mix of allocations for valgrind memcheck, linked with -lhakmem
@@ -111,6 +112,18 @@ static void *nothing(void *arg)
     return arg;
 }
 
+/* A thread that exists before the dlopen() and works after it: its copy of
+ * hakmem's thread-locals is made by the dlopen() itself. */
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+
+static void *early_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&gate);
+    pthread_mutex_unlock(&gate);
+    return (void *)(intptr_t)work();
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "--dlclose") != 0)) {
@@ -118,6 +131,12 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    pthread_t early;
+    pthread_mutex_lock(&gate);
+    if (pthread_create(&early, NULL, early_thread, NULL) != 0) {
+        printf("thread failed\n");
+        return 3;
+    }
     void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
         printf("dlopen failed: %s\n", dlerror());
@@ -130,13 +149,15 @@ int main(int argc, char **argv)
     }
     int errors = work();
     pthread_t t;
-    void *res = NULL;
-    if (pthread_create(&t, NULL, in_thread, NULL) != 0 || pthread_join(t, &res) != 0) {
+    void *res = NULL, *early_res = NULL;
+    pthread_mutex_unlock(&gate);
+    if (pthread_create(&t, NULL, in_thread, NULL) != 0 || pthread_join(t, &res) != 0 ||
+        pthread_join(early, &early_res) != 0) {
         printf("thread failed\n");
         return 3;
     }
-    errors += (int)(intptr_t)res;
-    printf("user_work: %d errors (main thread and a second thread)\n", errors);
+    errors += (int)(intptr_t)res + (int)(intptr_t)early_res;
+    printf("user_work: %d errors (main thread, a thread started before dlopen, one after)\n", errors);
     if (argc == 2)
         return errors != 0;
     if (dlclose(h) != 0) {
