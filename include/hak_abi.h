@@ -163,7 +163,7 @@ static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)
 
 /* Slow paths: one call from a generated fast path when its caches miss. */
 void *hak_alloc_tiers(unsigned cls) HAK_HIDDEN HAK_NOINLINE;          /* table miss */
-void hak_free_tiers(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;   /* table miss */
+void hak_free_tiers(unsigned code, void *p) HAK_HIDDEN HAK_NOINLINE;  /* table miss; code = cls + 1 */
 void *hak_alloc_slow(unsigned cls) HAK_HIDDEN HAK_NOINLINE;
 void hak_free_slow(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
 void *hak_large_malloc(size_t n) HAK_HIDDEN HAK_NOINLINE;
@@ -175,5 +175,11 @@ int hak_thread_setup(void) HAK_HIDDEN HAK_NOINLINE;
 /* Misuse found by a guarded front: print "hakmem: free(): ..." and abort. */
 HAK_NORETURN void hak_report_invalid(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;
 HAK_NORETURN void hak_report_double_free(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;
+/* The same for free()'s generated front.  They never return either, but are
+ * not declared noreturn: a front reaches them with a jump instead of a call,
+ * so that free needs no stack frame (a call site keeps the stack aligned, two
+ * instructions on every free).  The front returns right after them. */
+void hak_front_invalid(const void *p) HAK_HIDDEN HAK_NOINLINE;
+void hak_front_double_free(const void *p) HAK_HIDDEN HAK_NOINLINE;
 
 #endif /* HAK_ABI_H */

@@ -35,6 +35,16 @@ void hak_report_double_free(const char *fn, const void *p)
     report(fn, "double free", p);
 }
 
+void hak_front_invalid(const void *p)
+{
+    report("free", "invalid pointer", p);
+}
+
+void hak_front_double_free(const void *p)
+{
+    report("free", "double free", p);
+}
+
 /* ---- what the generated front hands over ---- */
 
 void *hak_large_malloc(size_t n)

@@ -235,9 +235,9 @@ void *hak_alloc_tiers(unsigned cls)
     return hak_front_alloc_class(cls);
 }
 
-void hak_free_tiers(unsigned cls, void *p)
+void hak_free_tiers(unsigned code, void *p)
 {
-    hak_front_free_class(cls + 1, p);
+    hak_front_free_class(code, p);
 }
 
 void *hak_alloc_slow(unsigned cls)
