@@ -175,7 +175,15 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     if (reused && grow) {
         void *moved = hak_os_remap((void *)s.base, s.len, len);
         if (moved == NULL) {
-            hak_os_unmap((void *)s.base, s.len);
+            /* A cached range merged from neighbouring mappings may span two
+             * of the kernel's areas, which mremap refuses (EFAULT): keep its
+             * resident pages cached for a later request and map afresh. */
+            struct span evict[CACHE_SLOTS + 1];
+            pthread_mutex_lock(&large_lock);
+            unsigned n_evict = cache_put(s, evict);
+            pthread_mutex_unlock(&large_lock);
+            for (unsigned i = 0; i < n_evict; i++)
+                hak_os_unmap((void *)evict[i].base, evict[i].len);
             reused = false;
         } else {
             s.base = (uintptr_t)moved;
