@@ -116,13 +116,16 @@ enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
  * The region map: one byte per slab (HAK_SLAB_BYTES) of address space, saying
  * which class's span covers it (code = class index + 1), or 0 when the slab is
  * not a live span of ours.  Two levels so that an unused part of the 47-bit
- * address space costs nothing: a top array in .bss, leaves mmap'd on demand.
- * Reading it never touches the pointed-to memory.
+ * address space costs nothing: a small top array, leaves mmap'd on demand.
+ * A top entry without a leaf of its own points at hak_region_none, a leaf of
+ * zeros in .bss that is never written (nor, unread, resident): the lookup
+ * needs no NULL test.  Reading it never touches the pointed-to memory.
  */
-#define HAK_MAP_LEAF_BITS 18
-#define HAK_MAP_TOP_BITS (47 - HAK_SLAB_SHIFT - HAK_MAP_LEAF_BITS)
+#define HAK_MAP_TOP_BITS 11
+#define HAK_MAP_LEAF_BITS (47 - HAK_SLAB_SHIFT - HAK_MAP_TOP_BITS)
 #define HAK_MAP_LEAF_MASK ((1u << HAK_MAP_LEAF_BITS) - 1)
 extern uint8_t *hak_region_top[1u << HAK_MAP_TOP_BITS] HAK_HIDDEN;
+extern uint8_t hak_region_none[1u << HAK_MAP_LEAF_BITS] HAK_HIDDEN;
 
 /* The class code of the slab holding address a; 0 when not ours.  NULL needs
  * no test of its own: no span is ever at address 0, so its code is 0. */
@@ -133,8 +136,6 @@ static inline unsigned hak_region_code(uintptr_t a)
         return 0;
     /* relaxed atomic loads: plain moves, but written concurrently (region.c) */
     const uint8_t *leaf = __atomic_load_n(&hak_region_top[top], __ATOMIC_RELAXED);
-    if (HAK_UNLIKELY(leaf == NULL))
-        return 0;
     return __atomic_load_n(&leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK], __ATOMIC_RELAXED);
 }
 
