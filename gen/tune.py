@@ -5,10 +5,14 @@ JSON profile a metrics build writes at exit (runtime/stats.c, write_profile)
 and writes a commented overlay on the base spec that replaces its class
 tables and caches (documented in spec/README.md, "Profile-guided tuning"):
 
-* Size classes (tiny and mid together) minimize the expected internal
-  fragmentation of the observed requests, sum(class - request), under
-  the class-count bound, by dynamic programming over the profile's 16-byte
-  histogram.  Rules: sizes are multiples of 16, strictly increasing; the
+* Size classes (tiny and mid together) minimize the internal fragmentation
+  of the blocks out at the peak, sum(class - size) over them, under the
+  class-count bound, by dynamic programming over the profile's 16-byte
+  histogram.  The profile counts peak blocks per profiled class, not per
+  size: a class's peak is shared among its sizes in proportion to their
+  requests (peak_blocks).  Weighing by requests instead counted a size
+  asked for often but freed at once as much as one that fills the heap.
+  Rules: sizes are multiples of 16, strictly increasing; the
   first class is at most 32 B and each class at most twice the one before
   it (so every size, seen or not, gets a block less than twice its size:
   the spec's own no-gap rule between tiny and mid, applied everywhere); the
@@ -52,6 +56,7 @@ SLL_KEEP_SHARE = 0.10     # keep the sll when bursts spilling the ring carry >= 
 BURST_PCT, SLL_PCT = 0.90, 0.99
 PRIOR_SHIFT = 40          # cost = primary << PRIOR_SHIFT + prior; the prior stays below 2^40
 PRIOR_SCALE = 1 << 18     # prior weight of the bucket of size 16p: PRIOR_SCALE // p
+LIVE_SCALE = 64           # DP weights: peak blocks out, in 1/64ths of a block
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # schema.Name
 
 
@@ -267,6 +272,27 @@ def waste(counts, sizes):
     return total
 
 
+def peak_blocks(profile):
+    """{size: blocks of that size out at the peak}, estimated: each profiled class's peak
+    blocks out shared among its sizes in proportion to their requests.  This, not the
+    request count, is what a class's rounding costs in memory: a size asked for often but
+    freed at once holds few blocks, one that fills the heap holds many."""
+    hist, out, prev = profile["hist"], {}, 0
+    for pc in profile["classes"]:
+        sizes = [s for s in hist if hist[s] and (prev < s <= pc["size"] or (s == 0 == prev))]
+        requests = sum(hist[s] for s in sizes)
+        for s in sizes:
+            out[s] = pc["peak_out"] * hist[s] / requests
+        prev = pc["size"]
+    return out
+
+
+def dp_weights(profile):
+    """Integer weights of the class DP, per 16-byte position: peak blocks in 1/LIVE_SCALE
+    units; a size that was requested never weighs nothing."""
+    return {s // 16: max(1, round(LIVE_SCALE * n)) for s, n in peak_blocks(profile).items()}
+
+
 # ---------------------------------------------------------------- caches
 
 def _pow2_ceil(x):
@@ -373,12 +399,16 @@ def _num(x):
     return f"{round(x):,}"
 
 
+def _mib(x):
+    """Bytes for a comment: MiB, or KiB below one MiB."""
+    return f"{x / (1 << 20):.1f} MiB" if x >= 1 << 20 else f"{x / 1024:.1f} KiB"
+
+
 def tune(profile, profile_name, base_path, out_path, max_classes=None):
     """Return the overlay text (and a summary line) for `profile` on the spec at base_path."""
     base = resolve.resolve(overlay.load_spec(base_path))
     tiny_base, mid_base = base["tiny"]["classes"], base["mid"]
     base_sizes = [c["size"] for c in tiny_base] + list(mid_base["classes"])
-    tiny_limit = tiny_base[-1]["size"]
     hist = profile["hist"]
     last = max(base_sizes[-1], max(s for s, n in hist.items() if n) if hist else 0)
     limit = base["superslab"]["bytes"] // 4
@@ -391,67 +421,104 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None):
     if not 1 <= max_classes <= resolve.MAX_CLASSES:
         raise ProfileError("--max-classes", f"{max_classes} is out of range "
                                             f"1..{resolve.MAX_CLASSES}")
-    counts = {s // 16: n for s, n in hist.items() if n}
+    sizes = _choose_sizes(profile, last, max_classes)
+    tiny_limit = max(tiny_base[-1]["size"], sizes[0])  # sizes[0] <= FIRST_MAX: the first
+    rows = attribute(profile, sizes)
+    tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
+    mid_rows = [r for r in rows if r["size"] > tiny_limit]
+    for r in tiny_rows:
+        r["plan"] = _tiny_plan(r)
+    mid_plan = _mid_plan(mid_rows)
+    fit = _fit_numbers(profile, sizes, base_sizes)
+
+    base_rel = os.path.relpath(os.path.abspath(base_path),
+                               os.path.dirname(os.path.abspath(out_path)))
+    lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit)
+    lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
+                             else json.dumps(base_rel)))
+    lines += _class_lines(tiny_rows, mid_rows, mid_plan, fit["requests"])
+    text = "\n".join(lines) + "\n"
+    summary = (f"{len(sizes)} classes ({len(tiny_rows)} tiny, {len(mid_rows)} mid), internal "
+               f"fragmentation at the peak {_pct(fit['live_waste'] / max(1, fit['live_bytes']))}"
+               f" of the bytes live (base {_pct(fit['base_live_waste'] / max(1, fit['live_bytes']))})")
+    return text, summary
+
+
+def _choose_sizes(profile, last, max_classes):
+    """The class sizes: the DP over the peak blocks of each 16-byte size."""
     try:
-        positions, cost = choose_classes(counts, last // 16, max_classes)
+        positions, _ = choose_classes(dp_weights(profile), last // 16, max_classes)
     except ValueError as e:
         raise ProfileError("--max-classes", f"{max_classes} is too few: {e.args[0]} classes "
                                             f"are needed to cover 16..{last} B with each "
                                             f"class at most twice the one before it")
-    sizes = [16 * p for p in positions]
-    if sizes[0] > tiny_limit:  # cannot happen while FIRST_MAX <= the last tiny class
-        tiny_limit = sizes[0]
-    rows = attribute(profile, sizes)
-    requests = sum(hist.values())
-    req_bytes = sum(s * n for s, n in hist.items())
-    base_cost = waste(hist, base_sizes)
+    return [16 * p for p in positions]
 
-    tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
-    mid_rows = [r for r in rows if r["size"] > tiny_limit]
-    for r in tiny_rows:
-        if r["requests"]:
-            r["plan"] = cache_plan(r["bursts"], r["peak_out"], RING_MIN, RING_MAX, True)
-        else:
-            r["plan"] = {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0,
-                         "spill": 0.0}
-    mid_bursts, mid_peak, mid_reqs = {}, 0.0, 0
+
+def _fit_numbers(profile, sizes, base_sizes):
+    """How well the tuned and the base's classes fit: rounding bytes over the requests
+    and over the blocks live at the peak (estimated)."""
+    hist, live = profile["hist"], peak_blocks(profile)
+    return {"requests": sum(hist.values()), "req_bytes": sum(s * n for s, n in hist.items()),
+            "req_waste": waste(hist, sizes), "base_req_waste": waste(hist, base_sizes),
+            "live_bytes": sum(s * n for s, n in live.items()),
+            "live_waste": waste(live, sizes), "base_live_waste": waste(live, base_sizes)}
+
+
+def _tiny_plan(row):
+    if row["requests"]:
+        return cache_plan(row["bursts"], row["peak_out"], RING_MIN, RING_MAX, True)
+    return {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0, "spill": 0.0}
+
+
+def _mid_plan(mid_rows):
+    """One ring for every mid class, from all their bursts together."""
+    bursts, peak, requests = {}, 0.0, 0
     for r in mid_rows:
-        mid_reqs += r["requests"]
-        mid_peak = max(mid_peak, r["peak_out"])
+        requests += r["requests"]
+        peak = max(peak, r["peak_out"])
         for length, n in r["bursts"].items():
-            mid_bursts[length] = mid_bursts.get(length, 0.0) + n
-    mid_plan = (cache_plan(mid_bursts, mid_peak, MID_RING_MIN, MID_RING_MAX, False) if mid_reqs
-                else {"ring": MID_RING_MIN, "refill": MID_RING_MIN // 2, "sll": 0, "p90": 0})
+            bursts[length] = bursts.get(length, 0.0) + n
+    plan = (cache_plan(bursts, peak, MID_RING_MIN, MID_RING_MAX, False) if requests
+            else {"ring": MID_RING_MIN, "refill": MID_RING_MIN // 2, "sll": 0, "p90": 0})
+    plan["requests"] = requests
+    return plan
 
-    base_rel = os.path.relpath(os.path.abspath(base_path),
-                               os.path.dirname(os.path.abspath(out_path)))
+
+def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
     large = sum(n for _, n in profile["large"])
-    n_tiny, n_mid = len(tiny_rows), len(mid_rows)
-    lines = [
+    requests, live_bytes = fit["requests"], max(1, fit["live_bytes"])
+    n_mid = len(sizes) - n_tiny
+    return [
         f"# Tuned by `gen/hakgen tune` from the profile {os.path.basename(profile_name)}",
         f"# (spec {profile['spec']['name']} {profile['spec']['hash']}, "
         f"{profile['threads']} thread{'s' if profile['threads'] != 1 else ''}, "
         f"{_num(requests)} requests up to {sizes[-1]} B, {_num(large)} larger, "
         f"{_pct(profile['cross_thread_free_share'])} of frees cross-thread).",
-        f"# Classes: {n_tiny + n_mid} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
+        f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
         f"chosen by dynamic programming over",
-        "# the 16-byte request histogram to minimize sum(class - request), each class at most",
-        "# twice the one before it (the first at most 32 B), the base's largest class kept.",
-        f"# Internal fragmentation of the profiled requests: {_pct(cost / max(1, req_bytes))} of "
-        f"the bytes asked",
-        f"# ({_num(cost / max(1, requests))} B per request); under the base's classes "
-        f"{_pct(base_cost / max(1, req_bytes))} ({_num(base_cost / max(1, requests))} B).",
+        "# the 16-byte request histogram to minimize sum(class - size) over the blocks out at",
+        "# the peak (each profiled class's peak shared among its sizes by their requests),",
+        "# each class at most twice the one before it (the first at most 32 B), the base's",
+        "# largest class kept.",
+        f"# Internal fragmentation at the peak: {_pct(fit['live_waste'] / live_bytes)} of the "
+        f"{_mib(fit['live_bytes'])} live; under the base's classes "
+        f"{_pct(fit['base_live_waste'] / live_bytes)}.",
+        f"# Over the requests: {_pct(fit['req_waste'] / max(1, fit['req_bytes']))} of the bytes "
+        f"asked ({_num(fit['req_waste'] / max(1, requests))} B per request); base "
+        f"{_pct(fit['base_req_waste'] / max(1, fit['req_bytes']))} "
+        f"({_num(fit['base_req_waste'] / max(1, requests))} B).",
         "# Caches: ring = 2 x the 90th percentile burst (by operations), a power of two in",
         f"# {RING_MIN}..{RING_MAX}, at most the peak blocks out; refill = ring / 2; the sll "
         f"tier only where",
         f"# bursts beyond half the ring carry >= {SLL_KEEP_SHARE:.0%} of the operations "
         f"(sll = the 99th percentile burst).",
         "# Regenerate rather than edit: gen/hakgen tune PROFILE -o THIS_FILE",
-        "base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
-                    else json.dumps(base_rel)),
-        "tiny:",
-        "  classes:",
     ]
+
+
+def _class_lines(tiny_rows, mid_rows, mid_plan, requests):
+    lines = ["tiny:", "  classes:"]
     width = max(len(_class_entry(r)) for r in tiny_rows)
     for r in tiny_rows:
         lines.append(f"    - {_class_entry(r):<{width}}  # {_class_note(r, requests)}")
@@ -459,19 +526,15 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None):
         "mid:",
         f"  ring: {mid_plan['ring']}" + " " * (4 - len(str(mid_plan['ring'])))
         + "# shared by the mid classes: "
-        + (f"p90 burst {mid_plan['p90']}, {_pct(mid_reqs / max(1, requests))} of requests"
-           if mid_reqs else "no mid requests seen"),
+        + (f"p90 burst {mid_plan['p90']}, {_pct(mid_plan['requests'] / max(1, requests))} "
+           f"of requests" if mid_plan["requests"] else "no mid requests seen"),
         f"  refill: {mid_plan['refill']}",
         "  classes:" if mid_rows else "  classes: []",
     ]
     width = max((len(str(r["size"])) for r in mid_rows), default=0)
     for r in mid_rows:
         lines.append(f"    - {r['size']:<{width}}  # {_class_note(r, requests, mid=True)}")
-    text = "\n".join(lines) + "\n"
-    summary = (f"{n_tiny + n_mid} classes ({n_tiny} tiny, {n_mid} mid), internal "
-               f"fragmentation {_pct(cost / max(1, req_bytes))} of requested bytes "
-               f"(base {_pct(base_cost / max(1, req_bytes))})")
-    return text, summary
+    return lines
 
 
 def _class_entry(r):

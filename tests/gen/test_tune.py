@@ -108,6 +108,31 @@ class DynamicProgramTest(unittest.TestCase):
         self.assertEqual(len(pos), 40)
 
 
+class PeakWeightTest(unittest.TestCase):
+    def test_peak_blocks_share_a_class_peak_by_requests(self):
+        # 144 and 160 B are both in the profiled 160 B class: its peak of 300 is shared 1:2
+        p = tune.check_profile(profile({144: 100, 160: 200, 400: 5}, peak={160: 300, 448: 40}),
+                               "p.json")
+        live = tune.peak_blocks(p)
+        self.assertEqual(live, {144: 100.0, 160: 200.0, 400: 40.0})
+        self.assertEqual(tune.dp_weights(p), {9: 6400, 10: 12800, 25: 2560})
+
+    def test_a_requested_size_never_weighs_nothing(self):
+        p = tune.check_profile(profile({48: 100}, peak={48: 0}), "p.json")
+        self.assertEqual(tune.dp_weights(p), {3: 1})
+
+    def test_classes_follow_blocks_at_the_peak_not_requests(self):
+        # 1000 requests of 80 B freed at once (peak 8) and 10 of 96 B that stay (peak 5000):
+        # with one class to spare between 64 and 128 B it goes to 96, not to 80
+        hist = {64: 10, 80: 1000, 96: 10, 128: 10}
+        p = tune.check_profile(profile(hist, peak={64: 8, 80: 8, 96: 5000, 128: 8}), "p.json")
+        by_requests, _ = tune.choose_classes({s // 16: n for s, n in hist.items()}, 8, 4)
+        by_peak, _ = tune.choose_classes(tune.dp_weights(p), 8, 4)
+        self.assertIn(5, by_requests)
+        self.assertIn(6, by_peak)
+        self.assertNotIn(6, by_requests)
+
+
 class CachePlanTest(unittest.TestCase):
     def test_ring_follows_bursts(self):
         short = tune.cache_plan({1: 1000.0, 2: 100.0}, 10_000, 8, 256, True)
@@ -200,8 +225,9 @@ class TuneCommandTest(TempDirTest):
         self.assertIn(208, sizes)  # every request gets a block of exactly its size
         with open(os.path.join(self.tmp, "one.yaml"), encoding="utf-8") as f:
             text = f.read()
-        self.assertIn("# Internal fragmentation of the profiled requests: 0.0% of the bytes "
-                      "asked\n# (0 B per request)", text)
+        self.assertIn("# Internal fragmentation at the peak: 0.0% of the 13.0 KiB live; under "
+                      "the base's classes 7.7%.\n# Over the requests: 0.0% of the bytes asked "
+                      "(0 B per request)", text)
         self.assertRegex(text, r"size: 208, .*# \d+\.\.208 B: 100\.0% of requests")
 
     def assertProfileError(self, proc, message):
