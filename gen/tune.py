@@ -3,7 +3,8 @@
 `gen/hakgen tune PROFILE -o OUT.yaml [--max-classes N] [--base SPEC]` reads the
 JSON profile a metrics build writes at exit (runtime/stats.c, write_profile)
 and writes a commented overlay on the base spec that replaces its class
-tables and caches (documented in spec/README.md, "Profile-guided tuning"):
+tables and caches and sets large.cache_bytes (documented in spec/README.md,
+"Profile-guided tuning"):
 
 * Size classes (tiny and mid together) minimize the internal fragmentation
   of the blocks out at the peak, sum(class - size) over them, under the
@@ -31,6 +32,10 @@ tables and caches (documented in spec/README.md, "Profile-guided tuning"):
   than it saves); then sll = the 99th percentile burst, a power of two.  The
   mid classes share one ring (8..64: their blocks are large), sized the same
   way from all their bursts together.
+* large.cache_bytes: room for two freed spans of the largest request above
+  the classes the run made (0 when it made none), not the base's 256 MiB,
+  which holds any freed large block resident for decay_ms, also one grown
+  by realloc past every request (large_cache_plan).
 * The profile's per-class numbers belong to the profiled spec's classes; a
   tuned class takes them from the profiled classes its requests fell into,
   in proportion to the requests (from the histogram).
@@ -57,6 +62,7 @@ BURST_PCT, SLL_PCT = 0.90, 0.99
 PRIOR_SHIFT = 40          # cost = primary << PRIOR_SHIFT + prior; the prior stays below 2^40
 PRIOR_SCALE = 1 << 18     # prior weight of the bucket of size 16p: PRIOR_SCALE // p
 LIVE_SCALE = 64           # DP weights: peak blocks out, in 1/64ths of a block
+LARGE_CACHE_MAX = 1 << 40       # schema's bound on large.cache_bytes
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # schema.Name
 
 
@@ -347,6 +353,30 @@ def cache_plan(bursts, peak_out, ring_lo, ring_hi, allow_sll):
     return {"ring": ring, "refill": max(1, ring // 2), "sll": sll, "p90": p90, "spill": spill}
 
 
+# ---------------------------------------------------------------- memory
+
+def heap_bytes(profile):
+    """Bytes of blocks out of spans, each profiled class at its peak, summed: about what
+    the program's heap of small and mid blocks spans (their peaks need not coincide)."""
+    return sum(c["peak_out"] * c["size"] for c in profile["classes"])
+
+
+def large_cache_plan(profile):
+    """(bytes, why) for large.cache_bytes: room for two freed spans of the largest request
+    above the classes (the top of its log2 bucket), so a program that frees and asks again
+    for its largest size reuses resident pages; 0 when the run made no such request.  A
+    larger cache only keeps freed memory resident for decay_ms: a block grown past every
+    request by realloc (a sort buffer doubling to 64 MiB) stays in it at full size when
+    freed, next to the next one growing (sqlite3: +64 MiB of peak RSS)."""
+    tops = [top for top, n in profile["large"] if n]
+    if not tops:
+        return 0, "no requests above the classes were seen"
+    largest = min(_pow2_ceil(max(tops) + 1), LARGE_CACHE_MAX // 2)
+    count = sum(n for _, n in profile["large"])
+    return 2 * largest, (f"two spans of the largest request seen above the classes "
+                         f"(up to {_bytes_text(largest)}; {_num(count)} such requests)")
+
+
 # ---------------------------------------------------------------- the tuned spec
 
 def _ranges(sizes):
@@ -404,6 +434,14 @@ def _mib(x):
     return f"{x / (1 << 20):.1f} MiB" if x >= 1 << 20 else f"{x / 1024:.1f} KiB"
 
 
+def _bytes_text(n):
+    """A byte size as the spec writes it: 2MiB, 64KiB, or plain bytes."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
 def tune(profile, profile_name, base_path, out_path, max_classes=None):
     """Return the overlay text (and a summary line) for `profile` on the spec at base_path."""
     base = resolve.resolve(overlay.load_spec(base_path))
@@ -429,6 +467,7 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None):
     for r in tiny_rows:
         r["plan"] = _tiny_plan(r)
     mid_plan = _mid_plan(mid_rows)
+    memory = {"cache_bytes": large_cache_plan(profile)}
     fit = _fit_numbers(profile, sizes, base_sizes)
 
     base_rel = os.path.relpath(os.path.abspath(base_path),
@@ -436,6 +475,7 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None):
     lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit)
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
                              else json.dumps(base_rel)))
+    lines += _memory_lines(memory)
     lines += _class_lines(tiny_rows, mid_rows, mid_plan, fit["requests"])
     text = "\n".join(lines) + "\n"
     summary = (f"{len(sizes)} classes ({len(tiny_rows)} tiny, {len(mid_rows)} mid), internal "
@@ -515,6 +555,12 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
         f"(sll = the 99th percentile burst).",
         "# Regenerate rather than edit: gen/hakgen tune PROFILE -o THIS_FILE",
     ]
+
+
+def _memory_lines(memory):
+    cache, cache_why = memory["cache_bytes"]
+    return ["large:",
+            f"  cache_bytes: {_bytes_text(cache)}  # {cache_why}"]
 
 
 def _class_lines(tiny_rows, mid_rows, mid_plan, requests):

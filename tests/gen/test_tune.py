@@ -133,6 +133,18 @@ class PeakWeightTest(unittest.TestCase):
         self.assertNotIn(6, by_requests)
 
 
+class LargeCacheTest(unittest.TestCase):
+    def test_large_cache_holds_two_of_the_largest_request(self):
+        def cache(large):
+            return tune.large_cache_plan(
+                tune.check_profile(profile({64: 1}, large=large), "p.json"))[0]
+        self.assertEqual(cache([]), 0)
+        self.assertEqual(cache([(65535, 0)]), 0)
+        self.assertEqual(cache([(65535, 7), (1048575, 3)]), 2 << 20)
+        self.assertEqual(cache([(33554431, 1)]), 64 << 20)
+        self.assertEqual(cache([(2 ** 64 - 1, 1)]), tune.LARGE_CACHE_MAX)
+
+
 class CachePlanTest(unittest.TestCase):
     def test_ring_follows_bursts(self):
         short = tune.cache_plan({1: 1000.0, 2: 100.0}, 10_000, 8, 256, True)
@@ -293,6 +305,18 @@ class TuneCommandTest(TempDirTest):
         proc = self.hakgen("tune", "p.json")  # argparse: -o is required
         self.assertEqual(proc.returncode, 2)
         self.assertIn("-o", proc.stderr)
+
+    def test_large_cache_in_the_overlay(self):
+        self.write_profile(profile({64: 10, 4096: 10}, large=[(1048575, 2)]))
+        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        self.assertEqual(r["large"]["cache_bytes"], 2 << 20)
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            self.assertIn("\n  cache_bytes: 2MiB  # two spans of the largest request", f.read())
+        self.write_profile(profile({64: 10}))
+        self.assertOk(self.tune("p.json", "-o", "small.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "small.yaml"))
+        self.assertEqual(r["large"]["cache_bytes"], 0)
 
     def test_tiny_mid_split_and_caches(self):
         hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
