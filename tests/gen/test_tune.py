@@ -133,6 +133,38 @@ class PeakWeightTest(unittest.TestCase):
         self.assertNotIn(6, by_requests)
 
 
+class HugePagesTest(TempDirTest):
+    def base(self, text=None):
+        path = self.write("base.yaml", text) if text else DEFAULT_SPEC
+        return resolve.resolve(load_spec(path))
+
+    def test_huge_pages_for_a_large_heap_turned_over(self):
+        busy = tune.HUGE_PAGES_MIN_TURNOVER * 8  # mallocs for 8 huge pages of heap
+        small = tune.check_profile(profile({64: busy}, peak={64: 1000}), "p.json")
+        big = tune.check_profile(profile({4096: busy}, peak={4096: 4096}), "p.json")  # 16 MiB
+        idle = tune.check_profile(profile({4096: busy - 1}, peak={4096: 4096}), "p.json")
+        self.assertEqual(tune.heap_bytes(big), tune.HUGE_PAGES_MIN_HEAP)
+        self.assertFalse(tune.huge_pages_plan(small, self.base())[0])
+        on, why = tune.huge_pages_plan(big, self.base())
+        self.assertTrue(on)
+        self.assertIn("16.0 MiB of blocks, 400,000 mallocs per 2 MiB", why)
+        on, why = tune.huge_pages_plan(idle, self.base())
+        self.assertFalse(on)
+        self.assertIn("too few to pay for the huge-page faults", why)
+        self.assertTrue(tune.huge_pages_plan(small, self.base(), "on")[0])
+        self.assertFalse(tune.huge_pages_plan(big, self.base(), "off")[0])
+
+    def test_no_huge_pages_on_superslabs_smaller_than_one(self):
+        from genutil import SMALL, edit
+        base = self.base(edit(SMALL, "bytes: 2MiB", "bytes: 1MiB"))
+        big = tune.check_profile(profile({4096: 10 ** 8}, peak={4096: 8192}), "p.json")
+        on, why = tune.huge_pages_plan(big, base)
+        self.assertFalse(on)
+        self.assertIn("smaller than a huge page", why)
+        with self.assertRaises(tune.ProfileError):
+            tune.huge_pages_plan(big, base, "on")
+
+
 class LargeCacheTest(unittest.TestCase):
     def test_large_cache_holds_two_of_the_largest_request(self):
         def cache(large):
@@ -306,17 +338,26 @@ class TuneCommandTest(TempDirTest):
         self.assertEqual(proc.returncode, 2)
         self.assertIn("-o", proc.stderr)
 
-    def test_large_cache_in_the_overlay(self):
-        self.write_profile(profile({64: 10, 4096: 10}, large=[(1048575, 2)]))
+    def test_memory_fields_in_the_overlay(self):
+        big = profile({64: 10, 4096: 10 ** 8}, peak={4096: 8192}, large=[(1048575, 2)])
+        self.write_profile(big)
         self.assertOk(self.tune("p.json", "-o", "t.yaml"))
         _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
-        self.assertEqual(r["large"]["cache_bytes"], 2 << 20)
+        self.assertEqual((r["superslab"]["huge_pages"], r["large"]["cache_bytes"]),
+                         (True, 2 << 20))
         with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
-            self.assertIn("\n  cache_bytes: 2MiB  # two spans of the largest request", f.read())
+            text = f.read()
+        self.assertRegex(text, r"\n  huge_pages: true  # the heap peaked at 32\.\d MiB ")
+        self.assertIn("\n  cache_bytes: 2MiB  # two spans of the largest request", text)
+        self.assertOk(self.tune("p.json", "-o", "off.yaml", "--huge-pages", "off"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "off.yaml"))
+        self.assertFalse(r["superslab"]["huge_pages"])
         self.write_profile(profile({64: 10}))
         self.assertOk(self.tune("p.json", "-o", "small.yaml"))
         _, r = tuned_sizes(os.path.join(self.tmp, "small.yaml"))
-        self.assertEqual(r["large"]["cache_bytes"], 0)
+        self.assertEqual((r["superslab"]["huge_pages"], r["large"]["cache_bytes"]), (False, 0))
+        proc = self.tune("p.json", "-o", "bad.yaml", "--huge-pages", "maybe")
+        self.assertEqual(proc.returncode, 2)
 
     def test_tiny_mid_split_and_caches(self):
         hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
