@@ -376,7 +376,7 @@ def huge_pages_plan(profile, base, mode="auto"):
     superslab resident whole); mallocs per huge page are the profile's measure of how
     often the heap is turned over, so of how many accesses pay for the fault.  Measured
     (tuned with and without huge pages, side by side): appmix, 820,000 mallocs per 2 MiB,
-    1.19x the ops/s at 1.14x the peak RSS (1.05x the default's); sqlite3, 160,000, no
+    1.10x the ops/s at 1.14x the peak RSS (1.06x the default's); sqlite3, 160,000, no
     change in CPU time and 1.08x the peak RSS; python3, 65,000, 1.2x the CPU time (0.75 s
     more in the kernel for 109 huge-page faults).  The threshold lies between them.
     on / off: as asked (--huge-pages)."""
@@ -412,7 +412,8 @@ def large_cache_plan(profile):
     largest = min(_pow2_ceil(max(tops) + 1), LARGE_CACHE_MAX // 2)
     count = sum(n for _, n in profile["large"])
     return 2 * largest, (f"two spans of the largest request seen above the classes "
-                         f"(up to {_bytes_text(largest)}; {_num(count)} such requests)")
+                         f"(up to {_bytes_text(largest)}; {_num(count)} such "
+                         f"request{'s' if count != 1 else ''})")
 
 
 # ---------------------------------------------------------------- the tuned spec
