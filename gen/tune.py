@@ -518,9 +518,10 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     lines += _memory_lines(memory)
     lines += _class_lines(tiny_rows, mid_rows, mid_plan, fit["requests"])
     text = "\n".join(lines) + "\n"
+    live = max(1, fit["live_bytes"])
     summary = (f"{len(sizes)} classes ({len(tiny_rows)} tiny, {len(mid_rows)} mid), internal "
-               f"fragmentation at the peak {_pct(fit['live_waste'] / max(1, fit['live_bytes']))}"
-               f" of the bytes live (base {_pct(fit['base_live_waste'] / max(1, fit['live_bytes']))}), "
+               f"fragmentation at the peak {_pct(fit['live_waste'] / live)} of the bytes live "
+               f"(base {_pct(fit['base_live_waste'] / live)}), "
                f"huge pages {'on' if memory['huge_pages'][0] else 'off'}")
     return text, summary
 
