@@ -13,6 +13,7 @@ CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0}
 OPTION_DEFAULTS = {"dispatch": "table", "tls": "pointer"}
 RING_MAX, SLL_MAX = 4096, 65536
 MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
+HUGE_PAGE = 2 << 20        # x86-64's transparent huge page: superslab.huge_pages needs whole ones
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
 SPAN_MIN_BLOCKS = 8        # ... and it holds this many blocks: fewer means spans churn
 
@@ -60,7 +61,12 @@ def _superslab(node):
     if total // slab > 512:
         raise f["slab_bytes"].error("superslab.slab_bytes",
                                     f"{total // slab} slabs per superslab; at most 512")
-    return {"bytes": total, "slab_bytes": slab}
+    huge = f["huge_pages"].value if "huge_pages" in f else False
+    if huge and total < HUGE_PAGE:
+        raise f["huge_pages"].error("superslab.huge_pages",
+                                    f"needs superslabs of whole huge pages ({HUGE_PAGE} bytes); "
+                                    f"superslab.bytes is {total}")
+    return {"bytes": total, "slab_bytes": slab, "huge_pages": huge}
 
 
 def _check_sizes(nodes, field, prev, ss):

@@ -3,12 +3,17 @@
 `gen/hakgen tune PROFILE -o OUT.yaml [--max-classes N] [--base SPEC]` reads the
 JSON profile a metrics build writes at exit (runtime/stats.c, write_profile)
 and writes a commented overlay on the base spec that replaces its class
-tables and caches (documented in spec/README.md, "Profile-guided tuning"):
+tables and caches and sets superslab.huge_pages and large.cache_bytes
+(documented in spec/README.md, "Profile-guided tuning"):
 
-* Size classes (tiny and mid together) minimize the expected internal
-  fragmentation of the observed requests, sum(class - request), under
-  the class-count bound, by dynamic programming over the profile's 16-byte
-  histogram.  Rules: sizes are multiples of 16, strictly increasing; the
+* Size classes (tiny and mid together) minimize the internal fragmentation
+  of the blocks out at the peak, sum(class - size) over them, under the
+  class-count bound, by dynamic programming over the profile's 16-byte
+  histogram.  The profile counts peak blocks per profiled class, not per
+  size: a class's peak is shared among its sizes in proportion to their
+  requests (peak_blocks).  Weighing by requests instead counted a size
+  asked for often but freed at once as much as one that fills the heap.
+  Rules: sizes are multiples of 16, strictly increasing; the
   first class is at most 32 B and each class at most twice the one before
   it (so every size, seen or not, gets a block less than twice its size:
   the spec's own no-gap rule between tiny and mid, applied everywhere); the
@@ -27,6 +32,13 @@ tables and caches (documented in spec/README.md, "Profile-guided tuning"):
   than it saves); then sll = the 99th percentile burst, a power of two.  The
   mid classes share one ring (8..64: their blocks are large), sized the same
   way from all their bursts together.
+* superslab.huge_pages: on for a heap past the TLB's reach with 4 KiB pages
+  that the run turned over often enough to pay for the huge-page faults
+  (huge_pages_plan); --huge-pages on / off overrides it.
+* large.cache_bytes: room for two freed spans of the largest request above
+  the classes the run made (0 when it made none), not the base's 256 MiB,
+  which holds any freed large block resident for decay_ms, also one grown
+  by realloc past every request (large_cache_plan).
 * The profile's per-class numbers belong to the profiled spec's classes; a
   tuned class takes them from the profiled classes its requests fell into,
   in proportion to the requests (from the histogram).
@@ -52,6 +64,10 @@ SLL_KEEP_SHARE = 0.10     # keep the sll when bursts spilling the ring carry >= 
 BURST_PCT, SLL_PCT = 0.90, 0.99
 PRIOR_SHIFT = 40          # cost = primary << PRIOR_SHIFT + prior; the prior stays below 2^40
 PRIOR_SCALE = 1 << 18     # prior weight of the bucket of size 16p: PRIOR_SCALE // p
+LIVE_SCALE = 64           # DP weights: peak blocks out, in 1/64ths of a block
+HUGE_PAGES_MIN_HEAP = 16 << 20       # huge pages (auto) for a heap this large at its peak
+HUGE_PAGES_MIN_TURNOVER = 400_000    # ... turned over by this many mallocs per 2 MiB of it
+LARGE_CACHE_MAX = 1 << 40            # the schema's bound on large.cache_bytes
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # schema.Name
 
 
@@ -267,6 +283,27 @@ def waste(counts, sizes):
     return total
 
 
+def peak_blocks(profile):
+    """{size: blocks of that size out at the peak}, estimated: each profiled class's peak
+    blocks out shared among its sizes in proportion to their requests.  This, not the
+    request count, is what a class's rounding costs in memory: a size asked for often but
+    freed at once holds few blocks, one that fills the heap holds many."""
+    hist, out, prev = profile["hist"], {}, 0
+    for pc in profile["classes"]:
+        sizes = [s for s in hist if hist[s] and (prev < s <= pc["size"] or (s == 0 == prev))]
+        requests = sum(hist[s] for s in sizes)
+        for s in sizes:
+            out[s] = pc["peak_out"] * hist[s] / requests
+        prev = pc["size"]
+    return out
+
+
+def dp_weights(profile):
+    """Integer weights of the class DP, per 16-byte position: peak blocks in 1/LIVE_SCALE
+    units; a size that was requested never weighs nothing."""
+    return {s // 16: max(1, round(LIVE_SCALE * n)) for s, n in peak_blocks(profile).items()}
+
+
 # ---------------------------------------------------------------- caches
 
 def _pow2_ceil(x):
@@ -321,6 +358,64 @@ def cache_plan(bursts, peak_out, ring_lo, ring_hi, allow_sll):
     return {"ring": ring, "refill": max(1, ring // 2), "sll": sll, "p90": p90, "spill": spill}
 
 
+# ---------------------------------------------------------------- memory
+
+def heap_bytes(profile):
+    """Bytes of blocks out of spans, each profiled class at its peak, summed: about what
+    the program's heap of small and mid blocks spans (their peaks need not coincide)."""
+    return sum(c["peak_out"] * c["size"] for c in profile["classes"])
+
+
+def huge_pages_plan(profile, base, mode="auto"):
+    """(on, why) for superslab.huge_pages.  auto: on when the heap at its peak is at least
+    HUGE_PAGES_MIN_HEAP, past what the TLB maps with 4 KiB pages (1536-3072 entries,
+    6-12 MiB, on x86-64 cores of the last decade), and the run made at least
+    HUGE_PAGES_MIN_TURNOVER mallocs per 2 MiB of that heap.  A huge page saves TLB misses
+    on every access to its 2 MiB but costs at its first touch (2 MiB zeroed at once:
+    several ms on this VM, whose host backs fresh memory lazily) and in RSS (each mapped
+    superslab resident whole); mallocs per huge page are the profile's measure of how
+    often the heap is turned over, so of how many accesses pay for the fault.  Measured
+    (tuned with and without huge pages, side by side): appmix, 820,000 mallocs per 2 MiB,
+    1.10x the ops/s at 1.14x the peak RSS (1.06x the default's); sqlite3, 160,000, no
+    change in CPU time and 1.08x the peak RSS; python3, 65,000, 1.2x the CPU time (0.75 s
+    more in the kernel for 109 huge-page faults).  The threshold lies between them.
+    on / off: as asked (--huge-pages)."""
+    heap = heap_bytes(profile)
+    mallocs = sum(c["allocs"] for c in profile["classes"])
+    turnover = mallocs * resolve.HUGE_PAGE / heap if heap else 0
+    seen = f"the heap peaked at {_mib(heap)} of blocks, {_num(turnover)} mallocs per 2 MiB"
+    if base["superslab"]["bytes"] < resolve.HUGE_PAGE:
+        if mode == "on":
+            raise ProfileError("--huge-pages", f"on needs superslabs of whole huge pages; the "
+                                               f"base's are {base['superslab']['bytes']} bytes")
+        return False, "the base's superslabs are smaller than a huge page"
+    if mode != "auto":
+        return mode == "on", f"--huge-pages {mode} ({seen})"
+    if heap < HUGE_PAGES_MIN_HEAP:
+        return False, f"{seen}: under {_mib(HUGE_PAGES_MIN_HEAP)}, within the TLB's reach"
+    if turnover < HUGE_PAGES_MIN_TURNOVER:
+        return False, (f"{seen}: under {_num(HUGE_PAGES_MIN_TURNOVER)}, too few to pay for "
+                       f"the huge-page faults")
+    return True, f"{seen}: TLB reach for RSS"
+
+
+def large_cache_plan(profile):
+    """(bytes, why) for large.cache_bytes: room for two freed spans of the largest request
+    above the classes (the top of its log2 bucket), so a program that frees and asks again
+    for its largest size reuses resident pages; 0 when the run made no such request.  A
+    larger cache only keeps freed memory resident for decay_ms: a block grown past every
+    request by realloc (a sort buffer doubling to 64 MiB) stays in it at full size when
+    freed, next to the next one growing (sqlite3: +64 MiB of peak RSS)."""
+    tops = [top for top, n in profile["large"] if n]
+    if not tops:
+        return 0, "no requests above the classes were seen"
+    largest = min(_pow2_ceil(max(tops) + 1), LARGE_CACHE_MAX // 2)
+    count = sum(n for _, n in profile["large"])
+    return 2 * largest, (f"two spans of the largest request seen above the classes "
+                         f"(up to {_bytes_text(largest)}; {_num(count)} such "
+                         f"request{'s' if count != 1 else ''})")
+
+
 # ---------------------------------------------------------------- the tuned spec
 
 def _ranges(sizes):
@@ -373,12 +468,24 @@ def _num(x):
     return f"{round(x):,}"
 
 
-def tune(profile, profile_name, base_path, out_path, max_classes=None):
+def _mib(x):
+    """Bytes for a comment: MiB, or KiB below one MiB."""
+    return f"{x / (1 << 20):.1f} MiB" if x >= 1 << 20 else f"{x / 1024:.1f} KiB"
+
+
+def _bytes_text(n):
+    """A byte size as the spec writes it: 2MiB, 64KiB, or plain bytes."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_pages="auto"):
     """Return the overlay text (and a summary line) for `profile` on the spec at base_path."""
     base = resolve.resolve(overlay.load_spec(base_path))
     tiny_base, mid_base = base["tiny"]["classes"], base["mid"]
     base_sizes = [c["size"] for c in tiny_base] + list(mid_base["classes"])
-    tiny_limit = tiny_base[-1]["size"]
     hist = profile["hist"]
     last = max(base_sizes[-1], max(s for s, n in hist.items() if n) if hist else 0)
     limit = base["superslab"]["bytes"] // 4
@@ -391,67 +498,121 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None):
     if not 1 <= max_classes <= resolve.MAX_CLASSES:
         raise ProfileError("--max-classes", f"{max_classes} is out of range "
                                             f"1..{resolve.MAX_CLASSES}")
-    counts = {s // 16: n for s, n in hist.items() if n}
+    sizes = _choose_sizes(profile, last, max_classes)
+    tiny_limit = max(tiny_base[-1]["size"], sizes[0])  # sizes[0] <= FIRST_MAX: the first
+    rows = attribute(profile, sizes)
+    tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
+    mid_rows = [r for r in rows if r["size"] > tiny_limit]
+    for r in tiny_rows:
+        r["plan"] = _tiny_plan(r)
+    mid_plan = _mid_plan(mid_rows)
+    memory = {"huge_pages": huge_pages_plan(profile, base, huge_pages),
+              "cache_bytes": large_cache_plan(profile)}
+    fit = _fit_numbers(profile, sizes, base_sizes)
+
+    base_rel = os.path.relpath(os.path.abspath(base_path),
+                               os.path.dirname(os.path.abspath(out_path)))
+    lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit)
+    lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
+                             else json.dumps(base_rel)))
+    lines += _memory_lines(memory)
+    lines += _class_lines(tiny_rows, mid_rows, mid_plan, fit["requests"])
+    text = "\n".join(lines) + "\n"
+    live = max(1, fit["live_bytes"])
+    summary = (f"{len(sizes)} classes ({len(tiny_rows)} tiny, {len(mid_rows)} mid), internal "
+               f"fragmentation at the peak {_pct(fit['live_waste'] / live)} of the bytes live "
+               f"(base {_pct(fit['base_live_waste'] / live)}), "
+               f"huge pages {'on' if memory['huge_pages'][0] else 'off'}")
+    return text, summary
+
+
+def _choose_sizes(profile, last, max_classes):
+    """The class sizes: the DP over the peak blocks of each 16-byte size."""
     try:
-        positions, cost = choose_classes(counts, last // 16, max_classes)
+        positions, _ = choose_classes(dp_weights(profile), last // 16, max_classes)
     except ValueError as e:
         raise ProfileError("--max-classes", f"{max_classes} is too few: {e.args[0]} classes "
                                             f"are needed to cover 16..{last} B with each "
                                             f"class at most twice the one before it")
-    sizes = [16 * p for p in positions]
-    if sizes[0] > tiny_limit:  # cannot happen while FIRST_MAX <= the last tiny class
-        tiny_limit = sizes[0]
-    rows = attribute(profile, sizes)
-    requests = sum(hist.values())
-    req_bytes = sum(s * n for s, n in hist.items())
-    base_cost = waste(hist, base_sizes)
+    return [16 * p for p in positions]
 
-    tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
-    mid_rows = [r for r in rows if r["size"] > tiny_limit]
-    for r in tiny_rows:
-        if r["requests"]:
-            r["plan"] = cache_plan(r["bursts"], r["peak_out"], RING_MIN, RING_MAX, True)
-        else:
-            r["plan"] = {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0,
-                         "spill": 0.0}
-    mid_bursts, mid_peak, mid_reqs = {}, 0.0, 0
+
+def _fit_numbers(profile, sizes, base_sizes):
+    """How well the tuned and the base's classes fit: rounding bytes over the requests
+    and over the blocks live at the peak (estimated)."""
+    hist, live = profile["hist"], peak_blocks(profile)
+    return {"requests": sum(hist.values()), "req_bytes": sum(s * n for s, n in hist.items()),
+            "req_waste": waste(hist, sizes), "base_req_waste": waste(hist, base_sizes),
+            "live_bytes": sum(s * n for s, n in live.items()),
+            "live_waste": waste(live, sizes), "base_live_waste": waste(live, base_sizes)}
+
+
+def _tiny_plan(row):
+    if row["requests"]:
+        return cache_plan(row["bursts"], row["peak_out"], RING_MIN, RING_MAX, True)
+    return {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0, "spill": 0.0}
+
+
+def _mid_plan(mid_rows):
+    """One ring for every mid class, from all their bursts together."""
+    bursts, peak, requests = {}, 0.0, 0
     for r in mid_rows:
-        mid_reqs += r["requests"]
-        mid_peak = max(mid_peak, r["peak_out"])
+        requests += r["requests"]
+        peak = max(peak, r["peak_out"])
         for length, n in r["bursts"].items():
-            mid_bursts[length] = mid_bursts.get(length, 0.0) + n
-    mid_plan = (cache_plan(mid_bursts, mid_peak, MID_RING_MIN, MID_RING_MAX, False) if mid_reqs
-                else {"ring": MID_RING_MIN, "refill": MID_RING_MIN // 2, "sll": 0, "p90": 0})
+            bursts[length] = bursts.get(length, 0.0) + n
+    plan = (cache_plan(bursts, peak, MID_RING_MIN, MID_RING_MAX, False) if requests
+            else {"ring": MID_RING_MIN, "refill": MID_RING_MIN // 2, "sll": 0, "p90": 0})
+    plan["requests"] = requests
+    return plan
 
-    base_rel = os.path.relpath(os.path.abspath(base_path),
-                               os.path.dirname(os.path.abspath(out_path)))
+
+def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
     large = sum(n for _, n in profile["large"])
-    n_tiny, n_mid = len(tiny_rows), len(mid_rows)
-    lines = [
+    requests, live_bytes = fit["requests"], max(1, fit["live_bytes"])
+    n_mid = len(sizes) - n_tiny
+    return [
         f"# Tuned by `gen/hakgen tune` from the profile {os.path.basename(profile_name)}",
         f"# (spec {profile['spec']['name']} {profile['spec']['hash']}, "
         f"{profile['threads']} thread{'s' if profile['threads'] != 1 else ''}, "
         f"{_num(requests)} requests up to {sizes[-1]} B, {_num(large)} larger, "
         f"{_pct(profile['cross_thread_free_share'])} of frees cross-thread).",
-        f"# Classes: {n_tiny + n_mid} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
+        f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
         f"chosen by dynamic programming over",
-        "# the 16-byte request histogram to minimize sum(class - request), each class at most",
-        "# twice the one before it (the first at most 32 B), the base's largest class kept.",
-        f"# Internal fragmentation of the profiled requests: {_pct(cost / max(1, req_bytes))} of "
-        f"the bytes asked",
-        f"# ({_num(cost / max(1, requests))} B per request); under the base's classes "
-        f"{_pct(base_cost / max(1, req_bytes))} ({_num(base_cost / max(1, requests))} B).",
+        "# the 16-byte request histogram to minimize sum(class - size) over the blocks out at",
+        "# the peak (each profiled class's peak shared among its sizes by their requests),",
+        "# each class at most twice the one before it (the first at most 32 B), the base's",
+        "# largest class kept.",
+        f"# Internal fragmentation at the peak: {_pct(fit['live_waste'] / live_bytes)} of the "
+        f"{_mib(fit['live_bytes'])} live; under the base's classes "
+        f"{_pct(fit['base_live_waste'] / live_bytes)}.",
+        f"# Over the requests: {_pct(fit['req_waste'] / max(1, fit['req_bytes']))} of the bytes "
+        f"asked ({_num(fit['req_waste'] / max(1, requests))} B per request); base "
+        f"{_pct(fit['base_req_waste'] / max(1, fit['req_bytes']))} "
+        f"({_num(fit['base_req_waste'] / max(1, requests))} B).",
         "# Caches: ring = 2 x the 90th percentile burst (by operations), a power of two in",
         f"# {RING_MIN}..{RING_MAX}, at most the peak blocks out; refill = ring / 2; the sll "
         f"tier only where",
         f"# bursts beyond half the ring carry >= {SLL_KEEP_SHARE:.0%} of the operations "
         f"(sll = the 99th percentile burst).",
+        f"# Huge pages for a heap of >= {_mib(HUGE_PAGES_MIN_HEAP)} at its peak turned over by "
+        f">= {_num(HUGE_PAGES_MIN_TURNOVER)} mallocs per",
+        "# 2 MiB of it; the large cache holds two spans of the largest request above the classes.",
         "# Regenerate rather than edit: gen/hakgen tune PROFILE -o THIS_FILE",
-        "base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
-                    else json.dumps(base_rel)),
-        "tiny:",
-        "  classes:",
     ]
+
+
+def _memory_lines(memory):
+    on, why = memory["huge_pages"]
+    cache, cache_why = memory["cache_bytes"]
+    return ["superslab:",
+            f"  huge_pages: {'true' if on else 'false'}  # {why}",
+            "large:",
+            f"  cache_bytes: {_bytes_text(cache)}  # {cache_why}"]
+
+
+def _class_lines(tiny_rows, mid_rows, mid_plan, requests):
+    lines = ["tiny:", "  classes:"]
     width = max(len(_class_entry(r)) for r in tiny_rows)
     for r in tiny_rows:
         lines.append(f"    - {_class_entry(r):<{width}}  # {_class_note(r, requests)}")
@@ -459,19 +620,15 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None):
         "mid:",
         f"  ring: {mid_plan['ring']}" + " " * (4 - len(str(mid_plan['ring'])))
         + "# shared by the mid classes: "
-        + (f"p90 burst {mid_plan['p90']}, {_pct(mid_reqs / max(1, requests))} of requests"
-           if mid_reqs else "no mid requests seen"),
+        + (f"p90 burst {mid_plan['p90']}, {_pct(mid_plan['requests'] / max(1, requests))} "
+           f"of requests" if mid_plan["requests"] else "no mid requests seen"),
         f"  refill: {mid_plan['refill']}",
         "  classes:" if mid_rows else "  classes: []",
     ]
     width = max((len(str(r["size"])) for r in mid_rows), default=0)
     for r in mid_rows:
         lines.append(f"    - {r['size']:<{width}}  # {_class_note(r, requests, mid=True)}")
-    text = "\n".join(lines) + "\n"
-    summary = (f"{n_tiny + n_mid} classes ({n_tiny} tiny, {n_mid} mid), internal "
-               f"fragmentation {_pct(cost / max(1, req_bytes))} of requested bytes "
-               f"(base {_pct(base_cost / max(1, req_bytes))})")
-    return text, summary
+    return lines
 
 
 def _class_entry(r):
@@ -500,14 +657,14 @@ def _class_note(r, requests, mid=False):
     return note
 
 
-def write_tuned(profile_path, out_path, base_path, max_classes=None):
+def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages="auto"):
     """The `hakgen tune` command: write the overlay once it validates; return a summary."""
     stem = os.path.splitext(os.path.basename(out_path))[0]
     if not out_path.endswith(".yaml") or not NAME_RE.fullmatch(stem):
         raise ProfileError(out_path, "the output must be NAME.yaml, NAME (the variant's name) "
                                      "made of letters, digits, '_', '-', '.'")
     profile = load_profile(profile_path)
-    text, summary = tune(profile, profile_path, base_path, out_path, max_classes)
+    text, summary = tune(profile, profile_path, base_path, out_path, max_classes, huge_pages)
     # Validate before anything is replaced: the same text in a scratch directory, its
     # base made absolute; then write next to the target and rename over it.
     with tempfile.TemporaryDirectory(prefix="hakgen-tune-") as scratch:

@@ -13,6 +13,10 @@
  * are also capped (DIRTY_MIN_UNITS, 16 MiB, or an eighth of the units in spans): a
  * program that frees most of its memory at once gets it back at once, not
  * after the decay, and keeps what it reuses soon.
+ *
+ * With superslab.huge_pages (HAK_HUGE_PAGES) a superslab asks for transparent
+ * huge pages when it is mapped; purging a unit of one splits it back into
+ * small pages (the kernel may merge them again later).
  */
 #define _GNU_SOURCE
 #include <sys/mman.h>
@@ -67,6 +71,13 @@ static struct hak_superslab *ss_map(void)
     struct hak_superslab *ss = hak_os_map_aligned(HAK_SUPERSLAB_BYTES, HAK_SUPERSLAB_BYTES);
     if (ss == NULL)
         return NULL;
+#if HAK_HUGE_PAGES
+    /* superslab.huge_pages: transparent huge pages for the whole region (it is
+     * aligned to its size, whole huge pages): one TLB entry per 2 MiB instead
+     * of 512, but each huge page is resident from its first touch.  Where the
+     * kernel has no THP the call fails and the region keeps small pages. */
+    madvise(ss, HAK_SUPERSLAB_BYTES, MADV_HUGEPAGE);
+#endif
     if (!hak_region_reserve((uintptr_t)ss, HAK_SUPERSLAB_BYTES)) {
         hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
         return NULL;

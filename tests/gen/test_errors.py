@@ -263,6 +263,14 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "bytes: 2MiB", "bytes: 64MiB"),
                    "spec.yaml:5: superslab.slab_bytes: 1024 slabs per superslab; at most 512")
 
+    def test_huge_pages_need_whole_huge_pages(self):
+        self.check(edit(SMALL, "  bytes: 2MiB\n  slab_bytes: 64KiB\n",
+                        "  bytes: 1MiB\n  slab_bytes: 64KiB\n  huge_pages: true\n"),
+                   "spec.yaml:6: superslab.huge_pages: needs superslabs of whole huge pages "
+                   "(2097152 bytes); superslab.bytes is 1048576")
+        self.check(edit(SMALL, "  slab_bytes: 64KiB\n", "  slab_bytes: 64KiB\n  huge_pages: 1\n"),
+                   "spec.yaml:6: superslab.huge_pages: expected true or false, got 1")
+
     # ---- pass 2: mid
     def test_mid_equal_to_last_tiny(self):
         self.check(edit(SMALL, "[384, 512,", "[256, 512,"),

@@ -61,6 +61,8 @@ class HashTest(TempDirTest):
             ("65536 for 64KiB", edit(SMALL, "slab_bytes: 64KiB", "slab_bytes: 65536")),
             ("2097152 for 2MiB", edit(SMALL, "bytes: 2MiB", "bytes: 2097152")),
             ("explicit default", edit(SMALL, "refill: 32 }", "refill: 32, prewarm: 0 }")),
+            ("explicit huge_pages default", edit(SMALL, "  slab_bytes: 64KiB\n",
+                                                 "  slab_bytes: 64KiB\n  huge_pages: false\n")),
             ("unused ring", edit(SMALL, "{ size: 256, ring: 32,", "{ size: 256, ring: 4000,")),
             ("no-op overlay", None),
         ]:
@@ -82,6 +84,7 @@ class HashTest(TempDirTest):
             ("  tiers: [ring, sll, slab]", "  tiers: [sll, ring, slab]"),
             ("bytes: 2MiB", "bytes: 4MiB"),
             ("slab_bytes: 64KiB", "slab_bytes: 128KiB"),
+            ("slab_bytes: 64KiB", "slab_bytes: 64KiB\n  huge_pages: true"),
             ("[384, 512, 1024, 2048]", "[384, 512, 1024, 2048, 4096]"),
             ("  ring: 16\n", "  ring: 17\n"),
             ("cache_bytes: 64MiB", "cache_bytes: 32MiB"),

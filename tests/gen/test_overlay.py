@@ -116,7 +116,11 @@ class OverlayTest(TempDirTest):
 
     def test_superslab_merge_key_by_key(self):
         got = self.overlay("superslab: { bytes: 4MiB }\n")
-        self.assertOnly(got, name="over", superslab={"bytes": 4 << 20, "slab_bytes": 64 << 10})
+        self.assertOnly(got, name="over", superslab={"bytes": 4 << 20, "slab_bytes": 64 << 10,
+                                                     "huge_pages": False})
+        got = self.overlay("superslab: { huge_pages: true }\n")
+        self.assertOnly(got, name="over", superslab={"bytes": 2 << 20, "slab_bytes": 64 << 10,
+                                                     "huge_pages": True})
 
     def test_mid_list_replaces(self):
         got = self.overlay("mid:\n  classes: [512]\n  ring: 4\n  refill: 2\n")

@@ -108,6 +108,75 @@ class DynamicProgramTest(unittest.TestCase):
         self.assertEqual(len(pos), 40)
 
 
+class PeakWeightTest(unittest.TestCase):
+    def test_peak_blocks_share_a_class_peak_by_requests(self):
+        # 144 and 160 B are both in the profiled 160 B class: its peak of 300 is shared 1:2
+        p = tune.check_profile(profile({144: 100, 160: 200, 400: 5}, peak={160: 300, 448: 40}),
+                               "p.json")
+        live = tune.peak_blocks(p)
+        self.assertEqual(live, {144: 100.0, 160: 200.0, 400: 40.0})
+        self.assertEqual(tune.dp_weights(p), {9: 6400, 10: 12800, 25: 2560})
+
+    def test_a_requested_size_never_weighs_nothing(self):
+        p = tune.check_profile(profile({48: 100}, peak={48: 0}), "p.json")
+        self.assertEqual(tune.dp_weights(p), {3: 1})
+
+    def test_classes_follow_blocks_at_the_peak_not_requests(self):
+        # 1000 requests of 80 B freed at once (peak 8) and 10 of 96 B that stay (peak 5000):
+        # with one class to spare between 64 and 128 B it goes to 96, not to 80
+        hist = {64: 10, 80: 1000, 96: 10, 128: 10}
+        p = tune.check_profile(profile(hist, peak={64: 8, 80: 8, 96: 5000, 128: 8}), "p.json")
+        by_requests, _ = tune.choose_classes({s // 16: n for s, n in hist.items()}, 8, 4)
+        by_peak, _ = tune.choose_classes(tune.dp_weights(p), 8, 4)
+        self.assertIn(5, by_requests)
+        self.assertIn(6, by_peak)
+        self.assertNotIn(6, by_requests)
+
+
+class HugePagesTest(TempDirTest):
+    def base(self, text=None):
+        path = self.write("base.yaml", text) if text else DEFAULT_SPEC
+        return resolve.resolve(load_spec(path))
+
+    def test_huge_pages_for_a_large_heap_turned_over(self):
+        busy = tune.HUGE_PAGES_MIN_TURNOVER * 8  # mallocs for 8 huge pages of heap
+        small = tune.check_profile(profile({64: busy}, peak={64: 1000}), "p.json")
+        big = tune.check_profile(profile({4096: busy}, peak={4096: 4096}), "p.json")  # 16 MiB
+        idle = tune.check_profile(profile({4096: busy - 1}, peak={4096: 4096}), "p.json")
+        self.assertEqual(tune.heap_bytes(big), tune.HUGE_PAGES_MIN_HEAP)
+        self.assertFalse(tune.huge_pages_plan(small, self.base())[0])
+        on, why = tune.huge_pages_plan(big, self.base())
+        self.assertTrue(on)
+        self.assertIn("16.0 MiB of blocks, 400,000 mallocs per 2 MiB", why)
+        on, why = tune.huge_pages_plan(idle, self.base())
+        self.assertFalse(on)
+        self.assertIn("too few to pay for the huge-page faults", why)
+        self.assertTrue(tune.huge_pages_plan(small, self.base(), "on")[0])
+        self.assertFalse(tune.huge_pages_plan(big, self.base(), "off")[0])
+
+    def test_no_huge_pages_on_superslabs_smaller_than_one(self):
+        from genutil import SMALL, edit
+        base = self.base(edit(SMALL, "bytes: 2MiB", "bytes: 1MiB"))
+        big = tune.check_profile(profile({4096: 10 ** 8}, peak={4096: 8192}), "p.json")
+        on, why = tune.huge_pages_plan(big, base)
+        self.assertFalse(on)
+        self.assertIn("smaller than a huge page", why)
+        with self.assertRaises(tune.ProfileError):
+            tune.huge_pages_plan(big, base, "on")
+
+
+class LargeCacheTest(unittest.TestCase):
+    def test_large_cache_holds_two_of_the_largest_request(self):
+        def cache(large):
+            return tune.large_cache_plan(
+                tune.check_profile(profile({64: 1}, large=large), "p.json"))[0]
+        self.assertEqual(cache([]), 0)
+        self.assertEqual(cache([(65535, 0)]), 0)
+        self.assertEqual(cache([(65535, 7), (1048575, 3)]), 2 << 20)
+        self.assertEqual(cache([(33554431, 1)]), 64 << 20)
+        self.assertEqual(cache([(2 ** 64 - 1, 1)]), tune.LARGE_CACHE_MAX)
+
+
 class CachePlanTest(unittest.TestCase):
     def test_ring_follows_bursts(self):
         short = tune.cache_plan({1: 1000.0, 2: 100.0}, 10_000, 8, 256, True)
@@ -200,8 +269,9 @@ class TuneCommandTest(TempDirTest):
         self.assertIn(208, sizes)  # every request gets a block of exactly its size
         with open(os.path.join(self.tmp, "one.yaml"), encoding="utf-8") as f:
             text = f.read()
-        self.assertIn("# Internal fragmentation of the profiled requests: 0.0% of the bytes "
-                      "asked\n# (0 B per request)", text)
+        self.assertIn("# Internal fragmentation at the peak: 0.0% of the 13.0 KiB live; under "
+                      "the base's classes 7.7%.\n# Over the requests: 0.0% of the bytes asked "
+                      "(0 B per request)", text)
         self.assertRegex(text, r"size: 208, .*# \d+\.\.208 B: 100\.0% of requests")
 
     def assertProfileError(self, proc, message):
@@ -267,6 +337,27 @@ class TuneCommandTest(TempDirTest):
         proc = self.hakgen("tune", "p.json")  # argparse: -o is required
         self.assertEqual(proc.returncode, 2)
         self.assertIn("-o", proc.stderr)
+
+    def test_memory_fields_in_the_overlay(self):
+        big = profile({64: 10, 4096: 10 ** 8}, peak={4096: 8192}, large=[(1048575, 2)])
+        self.write_profile(big)
+        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        self.assertEqual((r["superslab"]["huge_pages"], r["large"]["cache_bytes"]),
+                         (True, 2 << 20))
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertRegex(text, r"\n  huge_pages: true  # the heap peaked at 32\.\d MiB ")
+        self.assertIn("\n  cache_bytes: 2MiB  # two spans of the largest request", text)
+        self.assertOk(self.tune("p.json", "-o", "off.yaml", "--huge-pages", "off"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "off.yaml"))
+        self.assertFalse(r["superslab"]["huge_pages"])
+        self.write_profile(profile({64: 10}))
+        self.assertOk(self.tune("p.json", "-o", "small.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "small.yaml"))
+        self.assertEqual((r["superslab"]["huge_pages"], r["large"]["cache_bytes"]), (False, 0))
+        proc = self.tune("p.json", "-o", "bad.yaml", "--huge-pages", "maybe")
+        self.assertEqual(proc.returncode, 2)
 
     def test_tiny_mid_split_and_caches(self):
         hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}

@@ -28,6 +28,12 @@ table=$(HAKMEM_STATS=1 LD_PRELOAD=$lib "$work/workload" 2>&1)
 check "table on stderr" \
     'echo "$table" | grep -Eq "^ +3 +64 ring,sll,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" &&
      echo "$table" | head -1 | grep -q "^hakmem stats: spec metrics hash "'
+# The profile counts a large request even when it is the thread's first call
+# (800000 B: the bucket of sizes up to 2^20 - 1).
+gcc -O2 -fno-builtin-malloc -fno-builtin-free -o "$work/first_large" tests/metrics/first_large.c
+HAKMEM_PROFILE="$work/profile.json" LD_PRELOAD=$lib "$work/first_large"
+check "profile: a first call that is large" \
+    'grep -q "\"large_histogram\": \[\[1048575, 1\]\]" "$work/profile.json"'
 quiet=$(LD_PRELOAD=$lib "$work/workload" 2>&1)
 check "nothing without HAKMEM_STATS" '[ -z "$quiet" ]'
 

@@ -2,9 +2,11 @@
  * remote frees, thread exit, abandonment and adoption. */
 #include <check.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -225,6 +227,42 @@ START_TEST(remote_frees_come_back_once)
 }
 END_TEST
 
+/* Whether the mapping holding p has the kernel's "hg" flag (MADV_HUGEPAGE),
+ * from its VmFlags line in /proc/self/smaps; -1 when that cannot be read. */
+static int mapping_has_hugepage_flag(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (f == NULL)
+        return -1;
+    char line[512];
+    bool inside = false;
+    int found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping's first line */
+            inside = lo <= (uintptr_t)p && (uintptr_t)p < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+            found = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+/* superslab.huge_pages asks for transparent huge pages on every superslab, and
+ * only then (where the kernel has THP at all: otherwise there is no flag). */
+START_TEST(huge_pages_as_the_spec_says)
+{
+    struct hak_heap *h = hak_heap_acquire();
+    void *out[1];
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, out, 1), 1);
+    int flag = mapping_has_hugepage_flag(out[0]);
+    ck_assert_int_ge(flag, 0);
+    bool thp = access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
+    ck_assert_int_eq(flag, HAK_HUGE_PAGES && thp);
+    hak_heap_give(h, QUIET_CLASS, out, 1);
+}
+END_TEST
+
 Suite *suite_slabs(void)
 {
     Suite *s = suite_create("slabs");
@@ -237,6 +275,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
     tcase_add_test(tc, abandoned_span_adopted);
     tcase_add_test(tc, remote_frees_come_back_once);
+    tcase_add_test(tc, huge_pages_as_the_spec_says);
     suite_add_tcase(s, tc);
     return s;
 }
