@@ -247,6 +247,45 @@ size_t hak_large_usable(const void *p)
     return usable;
 }
 
+/* Grow span s in place by `extra` bytes taken from the head of a cached range
+ * that starts where s ends (a freed neighbour, often the rest of the cached
+ * span s was split from): its pages are resident already, so this costs no
+ * system call and no fault, and they stop counting twice, as cache and as the
+ * grown copy.  Lock held. */
+static bool grow_into_cache(struct span *s, size_t extra)
+{
+    for (unsigned i = 0; i < cache_count; i++) {
+        if (cache[i].base != s->base + s->len || cache[i].len < extra)
+            continue;
+        s->len += extra;
+        cache[i].base += extra;
+        cache[i].len -= extra;
+        cache_bytes -= extra;
+        if (cache[i].len == 0)
+            cache_remove(i);
+        return true;
+    }
+    return false;
+}
+
+/* A block grew by `grown` bytes of new pages while the cache could not give
+ * them: give back at least as many cached bytes, oldest first (returned in
+ * *evict for the caller to unmap after the lock).  A program growing a buffer
+ * by realloc often frees an older one of the same size meanwhile (a sort's
+ * runs, a rebuilt index); kept, the cached copy would double its peak.  Lock
+ * held. */
+static unsigned evict_for_growth(size_t grown, struct span *evict)
+{
+    unsigned n = 0;
+    size_t released = 0;
+    while (released < grown && cache_count > 0) {
+        released += cache[0].len;
+        evict[n++] = cache[0];
+        cache_remove(0);
+    }
+    return n;
+}
+
 /* Grow or shrink a large block in place or by mremap; p is known to be large.
  * The lock is held throughout so that the table cannot need to grow between
  * the remap and the record of its result. */
@@ -256,6 +295,8 @@ void *hak_large_realloc(void *p, size_t n)
         errno = ENOMEM;
         return NULL;
     }
+    struct span evict[CACHE_SLOTS];
+    unsigned n_evict = 0;
     pthread_mutex_lock(&large_lock);
     struct span *s = find((uintptr_t)p);
     size_t offset = s->user - s->base;
@@ -264,16 +305,23 @@ void *hak_large_realloc(void *p, size_t n)
     void *base = NULL;
     if (n <= usable && n >= usable / 2) {
         base = (void *)s->base; /* fits, and not worth shrinking */
+    } else if (len > s->len && grow_into_cache(s, len - s->len)) {
+        base = (void *)s->base;
     } else if ((table_used + 1) * 2 <= table_cap || grow()) {
         s = find((uintptr_t)p); /* grow() moved the table */
+        size_t old_len = s->len;
         base = hak_os_remap((void *)s->base, s->len, len);
         if (base != NULL) {
             s->user = DELETED;
             insert((struct span){.user = (uintptr_t)base + offset, .base = (uintptr_t)base,
                                  .len = len});
+            if (len > old_len)
+                n_evict = evict_for_growth(len - old_len, evict);
         }
     }
     pthread_mutex_unlock(&large_lock);
+    for (unsigned i = 0; i < n_evict; i++)
+        hak_os_unmap((void *)evict[i].base, evict[i].len);
     return base != NULL ? (char *)base + offset : NULL;
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -192,6 +193,54 @@ START_TEST(large_blocks)
 }
 END_TEST
 
+/* realloc grows a large block into the cached range right after it (the rest
+ * of the cached span it was cut from): same address, no copy, content kept. */
+START_TEST(large_realloc_grows_into_cached_neighbour)
+{
+    size_t big = (size_t)64 << 20, small = 40000, grown = (size_t)1 << 20;
+    unsigned char *old = malloc(big);
+    ck_assert_ptr_nonnull(old);
+    memset(old, 0x5a, big);
+    free(old); /* cached */
+    unsigned char *p = malloc(small);
+    ck_assert_ptr_eq(p, old); /* the head of the cached span */
+    for (size_t i = 0; i < small; i++)
+        p[i] = (unsigned char)(i * 7);
+    unsigned char *q = realloc(p, grown);
+    ck_assert_ptr_eq(q, p);
+    for (size_t i = 0; i < small; i++)
+        ck_assert_uint_eq(q[i], (unsigned char)(i * 7));
+    memset(q + small, 1, grown - small); /* the whole new size is writable */
+    ck_assert_uint_ge(malloc_usable_size(q), grown);
+    free(q);
+}
+END_TEST
+
+/* A block that grows by mremap while the cache holds a span it cannot use
+ * gives as many cached bytes back: the cached span is unmapped at once. */
+START_TEST(large_realloc_growth_releases_cache)
+{
+    size_t cached = (size_t)8 << 20;
+    unsigned char *b = malloc(65536);
+    unsigned char *x = malloc(cached);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(x);
+    memset(x, 0x11, cached);
+    b[0] = 42;
+    free(x); /* cached: still mapped */
+    unsigned char vec[1];
+    uintptr_t page = (uintptr_t)x & ~(uintptr_t)4095;
+    ck_assert_int_eq(mincore((void *)page, 4096, vec), 0);
+    unsigned char *g = realloc(b, (size_t)16 << 20);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g[0], 42);
+    errno = 0;
+    ck_assert_int_eq(mincore((void *)page, 4096, vec), -1); /* unmapped */
+    ck_assert_int_eq(errno, ENOMEM);
+    free(g);
+}
+END_TEST
+
 Suite *suite_api(void)
 {
     Suite *s = suite_create("api");
@@ -207,6 +256,8 @@ Suite *suite_api(void)
     tcase_add_test(tc, aligned_alloc_memalign_valloc_pvalloc);
     tcase_add_test(tc, usable_size_of_null);
     tcase_add_test(tc, large_blocks);
+    tcase_add_test(tc, large_realloc_grows_into_cached_neighbour);
+    tcase_add_test(tc, large_realloc_growth_releases_cache);
     suite_add_tcase(s, tc);
     return s;
 }
