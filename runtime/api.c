@@ -51,7 +51,7 @@ void *hak_large_malloc(size_t n)
 {
     /* metrics: a thread whose first call is a large one has no counters yet;
      * set them up, or the profile would miss it (a program's first malloc) */
-    HAK_STAT(HAK_UNLIKELY(hak_tls.state != HAK_THREAD_LIVE) && hak_thread_setup());
+    HAK_STAT(hak_thread_ready());
     HAK_THREAD_STAT(hak_tls.prof.large_hist[64 - __builtin_clzl(n)]++);
     return hak_large_alloc(n, 16, NULL);
 }

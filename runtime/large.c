@@ -87,6 +87,17 @@ static bool insert(struct span s)
     return true;
 }
 
+/* Unmap spans taken out of the cache (after dropping the lock); their bytes. */
+static size_t unmap_spans(const struct span *s, unsigned n)
+{
+    size_t bytes = 0;
+    for (unsigned i = 0; i < n; i++) {
+        hak_os_unmap((void *)s[i].base, s[i].len);
+        bytes += s[i].len;
+    }
+    return bytes;
+}
+
 static void cache_remove(unsigned i)
 {
     cache_bytes -= cache[i].len;
@@ -182,8 +193,7 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
             pthread_mutex_lock(&large_lock);
             unsigned n_evict = cache_put(s, evict);
             pthread_mutex_unlock(&large_lock);
-            for (unsigned i = 0; i < n_evict; i++)
-                hak_os_unmap((void *)evict[i].base, evict[i].len);
+            unmap_spans(evict, n_evict);
             reused = false;
         } else {
             s.base = (uintptr_t)moved;
@@ -232,8 +242,7 @@ bool hak_large_free(void *p)
     freed.freed_ms = hak_now_ms();
     n = cache_put(freed, evict);
     pthread_mutex_unlock(&large_lock);
-    for (unsigned i = 0; i < n; i++)
-        hak_os_unmap((void *)evict[i].base, evict[i].len);
+    unmap_spans(evict, n);
     hak_decay_note();
     return true;
 }
@@ -320,8 +329,7 @@ void *hak_large_realloc(void *p, size_t n)
         }
     }
     pthread_mutex_unlock(&large_lock);
-    for (unsigned i = 0; i < n_evict; i++)
-        hak_os_unmap((void *)evict[i].base, evict[i].len);
+    unmap_spans(evict, n_evict);
     return base != NULL ? (char *)base + offset : NULL;
 }
 
@@ -338,12 +346,7 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
     if (cache_count > 0)
         hak_decay_due(next_ms, cache[0].freed_ms);
     pthread_mutex_unlock(&large_lock);
-    size_t released = 0;
-    for (unsigned i = 0; i < n; i++) {
-        hak_os_unmap((void *)evict[i].base, evict[i].len);
-        released += evict[i].len;
-    }
-    return released;
+    return unmap_spans(evict, n);
 }
 
 void hak_large_lock(void)

@@ -68,6 +68,15 @@ static inline void *xmalloc(size_t n)
     return p;
 }
 
+/* Free a block stamped by the workload, returning its stamp (the read keeps
+ * the block's first line touched, as a program reading it before free would). */
+static inline uint64_t release(void *p)
+{
+    uint64_t v = *(uint64_t *)p;
+    free(p);
+    return v;
+}
+
 /* A "VmXXX:" field of /proc/self/status in KiB (e.g. "VmRSS", "VmHWM"). */
 static inline long proc_status_kb(const char *field)
 {

@@ -23,13 +23,6 @@ static void *new_block(size_t size, uint64_t stamp)
     return p;
 }
 
-static uint64_t release(void *p)
-{
-    uint64_t v = *(uint64_t *)p;
-    free(p);
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     long nsmall = arg_long(argc, argv, 1, 1000000, "[NSMALL]");

@@ -24,6 +24,13 @@ X() {
 }
 
 PASSED=0 FAILED=0 SKIPPED=0
+# A fixed git identity and dates: commits (and their hashes) the same on every run.
+git_identity() {
+    export GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.org
+    export GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@example.org
+    export GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z'
+}
+
 pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL $1 ($2)"; FAILED=$((FAILED + 1)); }
 skip() { echo "SKIP $1 ($2)"; SKIPPED=$((SKIPPED + 1)); }

@@ -143,9 +143,7 @@ case_python_heavy() {
 }
 
 case_git() {
-    export GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.org
-    export GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@example.org
-    export GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z'
+    git_identity
     X git init -q -b main repo
     cd repo
     cp -r "$IN/tree/." .
