@@ -59,6 +59,11 @@ struct hak_bin {
  * NULL), and p there is a double free too. */
 _Static_assert(offsetof(struct hak_bin, sll_head) + sizeof(void *) == sizeof(struct hak_bin),
                "sll_head is the last word before the ring");
+/* Word w of bin t and the ring behind it: ring[i] is word i + 2 (sll_head,
+ * ring[-1], is word 1).  The fronts index by the unsigned count this way
+ * (ring[s - 2] is word s): no sign extension on the fast path. */
+_Static_assert(sizeof(struct hak_bin) == 2 * sizeof(void *), "a bin's header is 2 words");
+#define HAK_RING_WORD(t, w) (((void **)(t))[w])
 
 /*
  * Per-class counters of a metrics build (options.metrics: true), one set per
@@ -164,7 +169,7 @@ static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)
 
 /* Slow paths: one call from a generated fast path when its caches miss. */
 void *hak_alloc_tiers(unsigned cls) HAK_HIDDEN HAK_NOINLINE;          /* table miss */
-void hak_free_tiers(unsigned code, void *p) HAK_HIDDEN HAK_NOINLINE;  /* table miss; code = cls + 1 */
+void hak_free_tiers(unsigned code, void *p) HAK_HIDDEN HAK_NOINLINE;  /* table miss; code = cls + 1, 0: not ours */
 void *hak_alloc_slow(unsigned cls) HAK_HIDDEN HAK_NOINLINE;
 void hak_free_slow(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
 void *hak_large_malloc(size_t n) HAK_HIDDEN HAK_NOINLINE;
