@@ -199,7 +199,10 @@ def model(resolved, spec_path):
                  cache_tiers=[t for t in c["tiers"] if t != "slab"])
     for c in rows:
         c.update(_divisibility(c["size"]),
-                 table_ring=bool(c["cache_tiers"]) and c["cache_tiers"][0] == "ring")
+                 table_tier=c["cache_tiers"][0] if c["cache_tiers"] else None)
+    # the kinds of first tier the table dispatch's fronts serve (no class with
+    # a cache: the ring front, which then always misses into the per-class path)
+    table_kinds = [t for t in ("ring", "sll") if any(c["table_tier"] == t for c in rows)] or ["ring"]
     max_size = rows[-1]["size"]
     table, ci = [], 0
     for slot in range(max_size // 16 + 1):
@@ -220,4 +223,5 @@ def model(resolved, spec_path):
         "large_cache_bytes": resolved["large"]["cache_bytes"],
         "options": resolved["options"],
         "guarded": resolved["options"]["free_check"] == "guarded",
+        "table_kinds": table_kinds,
     }

@@ -146,20 +146,25 @@ static inline unsigned hak_region_code(uintptr_t a)
 
 /*
  * The table dispatch (options.dispatch: table): class-indexed constants that
- * let malloc and free reach any class's ring with no indirect jump.  Classes
- * whose first tier is not a ring have ring_cap 0 and point at a bin that
- * stays empty, so they always take the per-class path (hak_*_tiers).
+ * let malloc and free reach any class's first cache tier, a ring or a list,
+ * with no indirect jump.  Classes without a cache tier have cap 0 and point
+ * at a bin that stays empty, so they always take the per-class path
+ * (hak_*_tiers).  Only a spec whose classes start with tiers of both kinds
+ * has fronts that test which one a class has: first_sll in free, bit 0 of
+ * its hak_size_bin entry (HAK_BIN_SLL) in malloc.
  */
 struct hak_fast_class {
     uint32_t bin_offset; /* offsetof(struct hak_thread_block, cN), or of the empty bin */
-    uint32_t ring_cap;
+    uint32_t cap;        /* capacity of the first tier */
     uint32_t span_mask;  /* span_bytes - 1 */
     uint32_t div_inv;    /* block start  <=>  rotr32(off * div_inv, div_shift) < blocks */
     uint32_t div_shift;
     uint32_t blocks;
     uint32_t size;
-    uint32_t pad;        /* 32 bytes: a row never straddles two cache lines */
+    uint32_t first_sll;  /* 1: the first tier is the list, 0: the ring (or none);
+                            32 bytes: a row never straddles two cache lines */
 };
+#define HAK_BIN_SLL 1u /* in a hak_size_bin entry: the class's first tier is the list */
 _Static_assert(sizeof(struct hak_fast_class) == 32, "hak_fast rows are 32 bytes");
 
 static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)

@@ -156,8 +156,8 @@ class OneFieldEditTest(TempDirTest):
             (row, row.replace("    128   256", "     64   256")),
             ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,",
              "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 64,"),
-            ("{ .bin_offset = offsetof(struct hak_thread_block, c3), .ring_cap = 128,",
-             "{ .bin_offset = offsetof(struct hak_thread_block, c3), .ring_cap = 64,"),
+            ("{ .bin_offset = offsetof(struct hak_thread_block, c3), .cap = 128,",
+             "{ .bin_offset = offsetof(struct hak_thread_block, c3), .cap = 64,"),
             (cstr(a["spec.json"]), cstr(b["spec.json"]))))
 
         name = "spec.json"
@@ -167,6 +167,67 @@ class OneFieldEditTest(TempDirTest):
         self.assertNotIn(ha, a[name])  # the hash covers spec.json; it is not inside it
         self.assertEqual(b[name], resolve.canonical_json(resolved))
         self.assertEqual(hb, resolve.spec_hash(resolved))
+
+
+class TableFrontTest(TempDirTest):
+    """options.dispatch: table serves each class's first cache tier, a ring or a
+    list, through hak_fast rows and hak_size_bin; its fronts test which kind a
+    class has only when the spec has classes of both."""
+
+    def generate(self, text):
+        self.write("s.yaml", text)
+        self.assertOk(self.hakgen("generate", "s.yaml", "out"))
+        return read_outputs(os.path.join(self.tmp, "out"))
+
+    @staticmethod
+    def rows(tables_c):
+        """(bin, cap, first_sll) of each class's hak_fast row (after code 0's)."""
+        return re.findall(r"\{ \.bin_offset = offsetof\(struct hak_thread_block, (\w+)\), \.cap = (\d+),"
+                          r"[^}]*\.first_sll = (\d) \}", tables_c)[1:]
+
+    @staticmethod
+    def size_bins(tables_c):
+        body = tables_c.split("hak_size_bin[")[1].split("};")[0]
+        return re.findall(r"offsetof\(struct hak_thread_block, (\w+)\)( \+ HAK_BIN_SLL)?,", body)
+
+    def test_rings_only(self):
+        out = self.generate(edit(SMALL, "refill: 16, tiers: [sll, slab] }", "refill: 16 }"))
+        self.assertEqual(self.rows(out["hak_tables.c"]),
+                         [("c0", "128", "0"), ("c1", "128", "0"), ("c2", "128", "0"), ("c3", "64", "0"),
+                          ("c4", "32", "0"), ("c5", "16", "0"), ("c6", "16", "0"), ("c7", "16", "0"),
+                          ("c8", "16", "0")])
+        self.assertNotIn("HAK_BIN_SLL", out["hak_tables.c"])
+        self.assertNotIn("first_sll", out["hak_front.h"])
+        malloc = out["hak_front.h"].split("HAK_INLINE void *hak_front_malloc")[1].split("\n}\n")[0]
+        self.assertIn("t->ring_s", malloc)
+        self.assertNotIn("sll_head", malloc)
+
+    def test_both_kinds(self):
+        out = self.generate(SMALL)  # class 4 (256 B) starts with its list (capacity 64)
+        rows = self.rows(out["hak_tables.c"])
+        self.assertEqual(rows[4], ("c4", "64", "1"))
+        self.assertEqual([r for i, r in enumerate(rows) if r[2] == "1"], [rows[4]])
+        bins = self.size_bins(out["hak_tables.c"])
+        self.assertEqual(len(bins), 2048 // 16 + 1)
+        # sizes 129..256 B, (n + 15) >> 4 = 9..16: class 4's bin with the list bit; no other entry has it
+        self.assertEqual([i for i, (_, sll) in enumerate(bins) if sll], list(range(9, 17)))
+        self.assertEqual({b for b, _ in bins[9:17]}, {"c4"})
+        front = out["hak_front.h"]
+        self.assertEqual(front.count("if (o & HAK_BIN_SLL) {"), 1)
+        self.assertEqual(front.count("if (f->first_sll) {"), 1)
+
+    def test_lists_only(self):
+        text = edit(SMALL, "tiny:\n  tiers: [ring, sll, slab]", "tiny:\n  tiers: [sll, ring, slab]")
+        out = self.generate(edit(text, "[384, 512, 1024, 2048]", "[]"))
+        self.assertEqual(self.rows(out["hak_tables.c"]),
+                         [("c0", "256", "1"), ("c1", "256", "1"), ("c2", "256", "1"), ("c3", "128", "1"),
+                          ("c4", "64", "1")])
+        self.assertNotIn("HAK_BIN_SLL", out["hak_tables.c"])
+        front = out["hak_front.h"]
+        self.assertNotIn("first_sll", front)
+        malloc = front.split("HAK_INLINE void *hak_front_malloc")[1].split("\n}\n")[0]
+        self.assertIn("t->sll_head = *(void **)p;", malloc)
+        self.assertNotIn("ring_s", malloc)
 
 
 class SizeTableTest(TempDirTest):

@@ -24,6 +24,15 @@ check "csv: header and one row per class" \
      [ "$(grep -c "^[0-9]" "$work/stats.csv")" = "$(grep -c "^ \*  *[0-9]" generated/metrics/hak_tables.c)" ]'
 check "csv: superslabs row" 'grep -q "^superslabs,0,,0,0,0,0,0,0,0,0,0,0,0,1,0$" "$work/stats.csv"'
 
+# The same with the list tried first: the table front serves the list and
+# counts the same hits, refills and blocks at tier 0.
+printf 'base: %s/spec/variants/metrics.yaml\nname: metricslist\ntiny:\n  all: { tiers: [sll, ring, slab] }\n' \
+    "$PWD" >"$work/metricslist.yaml"
+make -s VARIANT=metricslist SPEC="$work/metricslist.yaml" >/dev/null
+HAKMEM_STATS="$work/list.csv" LD_PRELOAD=$PWD/build/metricslist/libhakmem.so "$work/workload"
+check "csv: exact counts of the 64 B class, list first" \
+    '[ "$(grep "^3,64," "$work/list.csv")" = "3,64,sll;ring;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
+
 table=$(HAKMEM_STATS=1 LD_PRELOAD=$lib "$work/workload" 2>&1)
 check "table on stderr" \
     'echo "$table" | grep -Eq "^ +3 +64 ring,sll,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" &&
