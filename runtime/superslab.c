@@ -9,7 +9,10 @@
  * Memory goes back to the OS in two steps, each after HAK_DECAY_MS (decay.c
  * drives them): units of freed spans stay "dirty" (resident, fast to reuse)
  * until the purge madvises them away; a superslab with no span left is
- * unmapped.  A unit reused before the purge costs no page fault.  Dirty units
+ * unmapped.  A unit reused before the purge costs no page fault, so a new
+ * span takes dirty units before clean ones: spans that come and go (mid_mt:
+ * a few thousand a second) then reuse resident memory instead of faulting in
+ * clean units while the dirty ones pile up toward the cap.  Dirty units
  * are also capped (DIRTY_MIN_UNITS, 16 MiB, or an eighth of the units in spans): a
  * program that frees most of its memory at once gets it back at once, not
  * after the decay, and keeps what it reuses soon.
@@ -51,19 +54,33 @@ static bool ss_is_empty(const struct hak_superslab *ss)
     return ss->free_units == HAK_SS_UNITS - HAK_SS_HEADER_UNITS;
 }
 
-/* The first run of k free units starting at a multiple of k, or -1.  Clean
- * and dirty units are alike here: reusing a dirty one is what it is kept for. */
-static int find_run(const struct hak_superslab *ss, unsigned k)
+/* The first run of k units starting at a multiple of k whose bits are all
+ * set in `bits` (unit_free, or unit_dirty: free and still resident), or -1. */
+static int find_run(const uint64_t *bits, unsigned k)
 {
     unsigned start = (unsigned)((HAK_SS_HEADER_UNITS + k - 1) / k * k);
     for (unsigned i = start; i + k <= HAK_SS_UNITS; i += k) {
         unsigned j = 0;
-        while (j < k && bit_get(ss->unit_free, i + j))
+        while (j < k && bit_get(bits, i + j))
             j++;
         if (j == k)
             return (int)i;
     }
     return -1;
+}
+
+/* Where a span of k units goes: a run of dirty units if any superslab has
+ * one (resident memory: no page faults, and the dirty units it uses up are
+ * ones the cap would otherwise purge), else the first run of free units. */
+static struct hak_superslab *find_span_run(unsigned k, int *first)
+{
+    for (struct hak_superslab *ss = ss_list; ss; ss = ss->next)
+        if (ss->dirty_units >= k && (*first = find_run(ss->unit_dirty, k)) >= 0)
+            return ss;
+    for (struct hak_superslab *ss = ss_list; ss; ss = ss->next)
+        if (ss->free_units >= k && (*first = find_run(ss->unit_free, k)) >= 0)
+            return ss;
+    return NULL;
 }
 
 static struct hak_superslab *ss_map(void)
@@ -97,10 +114,7 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     pthread_mutex_lock(&ss_lock);
     struct hak_superslab *ss;
     int first = -1;
-    for (ss = ss_list; ss; ss = ss->next) {
-        if (ss->free_units >= k && (first = find_run(ss, k)) >= 0)
-            break;
-    }
+    ss = find_span_run(k, &first);
     if (ss == NULL) {
         ss = ss_map();
         if (ss == NULL) {
@@ -115,7 +129,7 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
             pthread_mutex_unlock(&ss_lock);
             return NULL;
         }
-        first = find_run(ss, k);
+        first = find_run(ss->unit_free, k);
     }
     unsigned reused_dirty = 0;
     for (unsigned i = (unsigned)first; i < (unsigned)first + k; i++)

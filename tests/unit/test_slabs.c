@@ -76,6 +76,33 @@ START_TEST(empty_span_returned)
 }
 END_TEST
 
+/* A new span goes where freed units are still resident (dirty) before any
+ * clean ones: here a purged run comes first in the superslab, and the span
+ * still lands on the dirty run after it. */
+START_TEST(span_reuses_resident_units)
+{
+    struct hak_span *a = hak_ss_span_alloc(QUIET_CLASS), *b = hak_ss_span_alloc(QUIET_CLASS);
+    while (hak_ss_of(a) != hak_ss_of(b) || b < a) { /* two spans of one superslab, a first */
+        hak_ss_span_free(a);
+        a = b;
+        b = hak_ss_span_alloc(QUIET_CLASS);
+    }
+    ck_assert_ptr_nonnull(b);
+    struct hak_span *keep = hak_ss_span_alloc(QUIET_CLASS); /* the superslab stays mapped */
+    char *base_b = hak_span_base(b);
+    hak_ss_span_free(a);
+    uint64_t next = UINT64_MAX;
+    hak_ss_purge(hak_now_ms(), true, &next); /* a's units: clean */
+    hak_ss_span_free(b);                     /* b's units: dirty */
+    struct hak_span *c = hak_ss_span_alloc(QUIET_CLASS);
+    ck_assert_ptr_eq(c, b);
+    ck_assert_ptr_eq(hak_span_base(c), base_b);
+    ck_assert_uint_eq(hak_region_code((uintptr_t)base_b), QUIET_CLASS + 1);
+    hak_ss_span_free(c);
+    hak_ss_span_free(keep);
+}
+END_TEST
+
 /* The region map answers "not ours" for foreign, odd and large addresses
  * without reading them. */
 START_TEST(region_map_foreign)
@@ -270,6 +297,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, carve_in_order);
     tcase_add_test(tc, reuse_before_carving);
     tcase_add_test(tc, empty_span_returned);
+    tcase_add_test(tc, span_reuses_resident_units);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
