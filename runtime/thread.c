@@ -229,7 +229,8 @@ int hak_thread_setup(void)
     return hak_tls.state == HAK_THREAD_LIVE || thread_start();
 }
 
-/* The table dispatch missed the ring: the class's whole per-class path. */
+/* The table dispatch missed the class's first cache tier (or code 0, not ours:
+ * hak_front_free_class sends it to hak_free_other): the per-class path. */
 void *hak_alloc_tiers(unsigned cls)
 {
     return hak_front_alloc_class(cls);
