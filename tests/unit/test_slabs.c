@@ -137,7 +137,9 @@ static void *alloc_and_exit(void *arg)
 }
 
 /* A thread's cached blocks go back to their spans when it exits: its span of
- * the class is then empty and returns to its superslab. */
+ * the class is then empty and returns to its superslab, so the region map no
+ * longer names the class there (the units may already carry a span of
+ * another class: a new span takes resident units first). */
 START_TEST(thread_exit_returns_cached_blocks)
 {
     void *blocks[THREAD_BLOCKS];
@@ -145,7 +147,7 @@ START_TEST(thread_exit_returns_cached_blocks)
     pthread_create(&t, NULL, alloc_and_exit, blocks);
     pthread_join(t, NULL);
     for (int i = 0; i < THREAD_BLOCKS; i++)
-        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), 0);
+        ck_assert_uint_ne(hak_region_code((uintptr_t)blocks[i]), QUIET_CLASS + 1);
 }
 END_TEST
 
