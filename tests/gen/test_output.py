@@ -151,8 +151,14 @@ class OneFieldEditTest(TempDirTest):
         name = "hak_tables.c"
         row = re.search(r"^ \*\s+3  tiny\s+64 .*\n", a[name], re.M).group(0)
         cstr = render._env().filters["cstr"]
+        # 64 slots fewer: every later class's bin 512 bytes lower (a multiple of
+        # 128, so no bin's padding changes); the layout checks say so
+        at = re.compile(r"offsetof\(struct hak_thread_block, c(\d+)\) == (\d+),")
+        moved = [(f"c{i}) == {off},", f"c{i}) == {int(off) - 512},")
+                 for i, off in at.findall(a[name]) if int(i) > 3]
+        self.assertEqual(len(moved), 36)
         self.assertEqual(b[name], expect(
-            a[name],
+            a[name], *moved,
             (row, row.replace("    128   256", "     64   256")),
             ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,",
              "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 64,"),
@@ -228,6 +234,44 @@ class TableFrontTest(TempDirTest):
         malloc = front.split("HAK_INLINE void *hak_front_malloc")[1].split("\n}\n")[0]
         self.assertIn("t->sll_head = *(void **)p;", malloc)
         self.assertNotIn("ring_s", malloc)
+
+
+class BinPlacementTest(TempDirTest):
+    """Bins in struct hak_thread_block sit where no block of a class sized in
+    multiples of 128 starts within a page (4K aliasing), padded only where
+    needed; hak_tables.c's static asserts hold the compiler to these offsets."""
+
+    def check_spec(self, path):
+        m = resolve.model(resolve.resolve(load_spec(path)), path)
+        starts = set()  # page offsets where a block of such a class can start
+        for c in m["classes"]:
+            if c["size"] % 128 == 0:
+                starts |= {k * c["size"] % 4096 for k in range(4096)}
+        self.assertTrue(starts)
+        for c in m["classes"]:
+            self.assertEqual(c["bin_at"] % 128, 64, c["size"])
+            self.assertNotIn(c["bin_at"] % 4096, starts)
+            self.assertIn(c["bin_pad"], (0, 64))
+            # padded exactly when the natural place was a multiple of 128
+            self.assertEqual((c["bin_at"] - c["bin_pad"]) % 128, 0 if c["bin_pad"] else 64)
+        return m
+
+    def test_default_and_variants(self):
+        self.check_spec(DEFAULT_SPEC)
+        for fname in sorted(os.listdir(VARIANTS)):
+            if fname.endswith(".yaml"):
+                with self.subTest(fname):
+                    self.check_spec(os.path.join(VARIANTS, fname))
+
+    def test_generated_layout(self):
+        self.write("s.yaml", SMALL)
+        self.assertOk(self.hakgen("generate", "s.yaml", "o"))
+        out = read_outputs(os.path.join(self.tmp, "o"))
+        m = self.check_spec(os.path.join(self.tmp, "s.yaml"))
+        for c in m["classes"]:
+            self.assertIn(f"offsetof(struct hak_thread_block, c{c['index']}) == {c['bin_at']},",
+                          out["hak_tables.c"])
+            self.assertEqual(out["hak_spec.h"].count(f"char pad_c{c['index']}[64];"), 1 if c["bin_pad"] else 0)
 
 
 class SizeTableTest(TempDirTest):
