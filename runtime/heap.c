@@ -1,25 +1,32 @@
 /*
  * heap.c - per-thread heaps: the spans a thread owns, and frees from others.
  *
- * Every live span has one owner heap, which alone takes blocks from it and
- * moves it between lists.  A span's free blocks are the clear bits of its
- * live bitmap below `carved`: taking a block sets its bit, giving it back
- * clears it (an atomic AND, from any thread, which also catches a double
- * free), and no block's memory is ever read or written here, so handing
- * out a block another core freed costs no miss on that block.  `used` (an
- * atomic count on the span's shared line) says how many bits are set.  A
- * thread giving back blocks of another heap's spans raises that heap's
- * per-class `remote` hint once per run, so that its owner looks at its full
- * spans again.  No path here waits on another thread, except the rare ones
- * that move a span between heaps (thread exit, adoption) or map one.
+ * Every live span has one owner heap, which alone takes blocks from it,
+ * gives its own blocks back and moves it between lists.  A span's free
+ * blocks are the clear bits of its live bitmap below `carved`: taking a
+ * block sets its bit, giving it back clears it (a bit already clear is a
+ * double free), and handing a block out reads nothing of its memory.  The
+ * bitmap and `used` (how many bits are set) are the owner's alone, so none
+ * of this needs an atomic.
+ *
+ * A thread freeing a block of another heap's span pushes it onto the span's
+ * remote_free list: a lock-free multi-producer, single-consumer stack linked
+ * through the blocks' first words, one compare-and-swap per block.  The
+ * owner takes the whole list with one exchange when it next takes blocks
+ * from the span (its slow path: a refill) and clears their bits then, which
+ * is also where a block freed twice by other threads is caught.  The freer raises the owner's per-class `remote` hint once per
+ * run, so that the owner looks at its full spans again.  No path here waits
+ * on another thread, except the rare ones that move a span between heaps
+ * (thread exit, adoption) or map one.
  *
  * A heap's spans of one class are on two lists: partial (something to hand
- * out: a free or uncarved block) and full (nothing until a block comes
- * back).  When a thread exits, its heap is released: spans still
+ * out: a free or uncarved block, or remote frees) and full (nothing until a
+ * block comes back).  When a thread exits, its heap is released: spans still
  * holding blocks lose their owner and wait on a global per-class abandoned
- * list, where the next thread short of that class adopts them.  Heaps
- * themselves are never unmapped (a late freer may still raise a hint in one);
- * released heaps are reused by new threads.
+ * list, where the next thread short of that class adopts them (frees keep
+ * arriving on their remote_free lists meanwhile).  Heaps themselves are
+ * never unmapped (a late freer may still raise a hint in one); released
+ * heaps are reused by new threads.
  */
 #include <string.h>
 
@@ -96,7 +103,7 @@ static void move_to(struct heap_class *hc, struct hak_span *sp, uint8_t which)
     list_push(list_head(hc, which), sp, which);
 }
 
-/* ---- blocks of a span ---- */
+/* ---- blocks of a span (its owner, or whoever holds it exclusively) ---- */
 
 static uint64_t *live_bits(struct hak_span *sp)
 {
@@ -113,64 +120,74 @@ static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void 
     return hak_rotr32(off * f->div_inv, f->div_shift);
 }
 
-/* Any thread: clear p's live bit; a bit already clear means p was freed twice. */
-static void clear_live_bit(struct hak_span *sp, unsigned cls, void *p)
+/* Give p back: clear its live bit; a bit already clear means p was freed
+ * twice (for a block that came through remote_free, it may have been freed
+ * twice by other threads, or by another thread and by the owner). */
+static void release_block(struct hak_span *sp, unsigned cls, void *p)
 {
-    uint32_t i = block_index(sp, cls, p); /* cls passed: sp->cls is on the owner's line */
-    uint64_t bit = UINT64_C(1) << (i % 64);
-    uint64_t old = __atomic_fetch_and(&live_bits(sp)[i / 64], ~bit, __ATOMIC_RELEASE);
-    if (HAK_UNLIKELY(!(old & bit)))
+    uint32_t i = block_index(sp, cls, p);
+    uint64_t bit = UINT64_C(1) << (i % 64), *word = &live_bits(sp)[i / 64];
+    if (HAK_UNLIKELY(!(*word & bit)))
         hak_report_double_free("free", p);
+    *word &= ~bit;
+    sp->used--;
 }
 
-/* Any thread: give p back and count it.  Returns the span's new `used`; the
- * caller must not touch the span afterwards unless it owns it: with used at
- * 0 the owner may return the span at once. */
-static uint32_t release_block(struct hak_span *sp, unsigned cls, void *p)
+/* Take back every block other threads have pushed onto sp's remote_free.
+ * A block pushed twice makes the list revisit it: its bit is clear by then,
+ * which release_block reports (it does not return), so a cycle ends there. */
+static void drain_remote(struct hak_span *sp, unsigned cls)
 {
-    clear_live_bit(sp, cls, p);
-    return __atomic_sub_fetch(&sp->used, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&sp->remote_free, __ATOMIC_RELAXED) == NULL)
+        return;
+    void *p = __atomic_exchange_n(&sp->remote_free, NULL, __ATOMIC_ACQUIRE);
+    while (p != NULL) {
+        void *next = *(void **)p;
+        release_block(sp, cls, p);
+        p = next;
+    }
 }
 
-/* The owner: up to want free blocks, found in the live bitmap (no block's
- * memory is read), then carved ones. */
+/* Up to want free blocks, found in the live bitmap (no block's memory is
+ * read), then carved ones; blocks freed by other threads are taken back
+ * first. */
 static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, void **out,
                           uint32_t want)
 {
+    drain_remote(sp, sp->cls);
     uint64_t *live = live_bits(sp);
     char *base = hak_span_base(sp);
     uint32_t n = 0, words = (sp->carved + 63) / 64;
-    if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) < sp->carved) {
+    if (sp->used < sp->carved) {
         for (uint32_t k = 0; k < words && n < want; k++) {
             uint32_t w = sp->scan;
             uint64_t valid = (w + 1) * 64 <= sp->carved ? ~UINT64_C(0)
                                                         : (UINT64_C(1) << (sp->carved % 64)) - 1;
-            uint64_t free = ~__atomic_load_n(&live[w], __ATOMIC_ACQUIRE) & valid, taken = 0;
+            uint64_t free = ~live[w] & valid;
             while (free && n < want) {
                 uint64_t bit = free & -free;
                 free ^= bit;
-                taken |= bit;
+                live[w] |= bit;
                 out[n++] = base + (size_t)(w * 64 + (uint32_t)__builtin_ctzll(bit)) * ci->size;
             }
-            if (taken)
-                __atomic_fetch_or(&live[w], taken, __ATOMIC_RELAXED);
             if (free == 0)
                 sp->scan = w + 1 < words ? w + 1 : 0;
         }
     }
     while (n < want && sp->carved < ci->blocks) {
         uint32_t i = sp->carved++;
-        __atomic_fetch_or(&live[i / 64], UINT64_C(1) << (i % 64), __ATOMIC_RELAXED);
+        live[i / 64] |= UINT64_C(1) << (i % 64);
         out[n++] = base + (size_t)i * ci->size;
     }
-    __atomic_add_fetch(&sp->used, n, __ATOMIC_RELAXED);
+    sp->used += n;
     HAK_STAT(hak_prof_out_add(sp->cls, (int64_t)n));
     return n;
 }
 
 static bool has_free(const struct hak_span *sp, const struct hak_class_info *ci)
 {
-    return sp->carved < ci->blocks || __atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) < sp->carved;
+    return sp->carved < ci->blocks || sp->used < sp->carved ||
+           __atomic_load_n(&sp->remote_free, __ATOMIC_SEQ_CST) != NULL;
 }
 
 /* ---- where a heap gets a span to take from ---- */
@@ -205,6 +222,7 @@ static bool adopt(struct hak_heap *h, unsigned cls)
         return false;
     sp->list = LIST_NONE;
     __atomic_store_n(&sp->owner, h, __ATOMIC_SEQ_CST);
+    drain_remote(sp, cls);
     move_to(&h->cls[cls], sp, has_free(sp, &hak_class_info[cls]) ? LIST_PARTIAL : LIST_FULL);
     return true;
 }
@@ -243,32 +261,32 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 
 /* ---- giving blocks back ---- */
 
-/*
- * A run of frees into spans of other heaps.  Bits are cleared one by one;
- * the span's `used` is paid once per run of blocks of that span (the span
- * cannot go while it is owed), and the owner's hint is raised once per run
- * of blocks of that owner, after the payments.
- */
+/* Any thread but sp's owner: push p onto sp's remote_free.  One block per
+ * compare-and-swap, not a chain of them: a block freed twice then shows up
+ * twice in the list, where drain_remote catches it (a chain built here would
+ * just link it to itself and drop the blocks in between).  Afterwards sp may
+ * be gone at any moment: its owner may take the block back and return the
+ * span. */
+static void remote_push(struct hak_span *sp, void *p)
+{
+    void *head = __atomic_load_n(&sp->remote_free, __ATOMIC_RELAXED);
+    do
+        *(void **)p = head;
+    while (!__atomic_compare_exchange_n(&sp->remote_free, &head, p, true, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED));
+}
+
+/* A run of frees into spans of one other heap: its hint is raised once per
+ * run, after the pushes. */
 struct remote_run {
     struct hak_heap *owner; /* NULL: none yet, or the spans are abandoned */
-    struct hak_span *sp;    /* the span that is owed */
-    uint32_t owed;          /* blocks released into sp but not yet taken off its used */
     uint32_t n;
 };
 
-static void remote_settle(struct remote_run *run)
-{
-    if (run->owed != 0)
-        __atomic_sub_fetch(&run->sp->used, run->owed, __ATOMIC_RELEASE);
-    run->sp = NULL;
-    run->owed = 0;
-}
-
 static void remote_hint(struct remote_run *run, unsigned cls)
 {
-    remote_settle(run);
-    /* after the releases: an owner that clears the hint after this load
-     * sees them in its collect */
+    /* after the pushes: an owner that clears the hint after this load sees
+     * them in its collect */
     struct hak_heap *owner = run->owner;
     if (owner && __atomic_load_n(&owner->remote[cls].pending, __ATOMIC_SEQ_CST) == 0)
         __atomic_store_n(&owner->remote[cls].pending, 1, __ATOMIC_SEQ_CST);
@@ -281,22 +299,21 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     struct hak_span *sp = hak_span_of(p, ci->span_bytes / HAK_SLAB_BYTES);
-    /* read before the release: afterwards the span may be gone */
+    /* Only h itself makes a span of h's someone else's (at its exit), so
+     * owner == h stays true through this call; any other answer may change,
+     * and the block goes onto remote_free whoever ends up draining it. */
     struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_ACQUIRE);
     if (owner != h) {
         if (owner != run->owner)
             remote_hint(run, cls);
-        else if (sp != run->sp)
-            remote_settle(run);
         run->owner = owner;
         run->n++;
-        clear_live_bit(sp, cls, p);
-        run->sp = sp;
-        run->owed++;
+        remote_push(sp, p);
         return;
     }
     struct heap_class *hc = &h->cls[cls];
-    if (release_block(sp, cls, p) == 0 && (hc->partial != sp || sp->next != NULL)) {
+    release_block(sp, cls, p);
+    if (sp->used == 0 && (hc->partial != sp || sp->next != NULL)) {
         /* empty, and not the class's only partial span: back to the superslab */
         list_remove(list_head(hc, sp->list), sp);
         hak_ss_span_free(sp);
@@ -360,7 +377,8 @@ static void abandon(unsigned cls, struct hak_span **head)
     while (*head) {
         struct hak_span *sp = *head;
         list_remove(head, sp);
-        if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) == 0) {
+        drain_remote(sp, cls);
+        if (sp->used == 0) {
             hak_ss_span_free(sp);
             continue;
         }
@@ -408,7 +426,8 @@ void hak_heap_trim_abandoned(void)
         struct hak_span **pp = &abandoned[cls].head;
         while (*pp) {
             struct hak_span *sp = *pp;
-            if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) == 0) {
+            drain_remote(sp, cls); /* the abandoned lists' lock makes it ours */
+            if (sp->used == 0) {
                 *pp = sp->next;
                 __atomic_store_n(&abandoned[cls].count, abandoned[cls].count - 1, __ATOMIC_RELAXED);
                 hak_ss_span_free(sp);
@@ -427,7 +446,8 @@ void hak_heap_trim(struct hak_heap *h)
         collect(h, cls);
         for (struct hak_span *sp = hc->partial, *next; sp; sp = next) {
             next = sp->next;
-            if (__atomic_load_n(&sp->used, __ATOMIC_ACQUIRE) == 0) {
+            drain_remote(sp, cls);
+            if (sp->used == 0) {
                 list_remove(&hc->partial, sp);
                 hak_ss_span_free(sp);
             }

@@ -56,21 +56,23 @@ void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
  *
  *     used == set live bits,    free blocks == carved - used
  *
- * used counts blocks in thread caches or with the program; blocks at index
- * >= carved were never handed out (their bits are clear).  Only the owner
- * (or whoever holds an ownerless span exclusively) takes blocks, carves and
- * moves the span between lists; any thread gives blocks back.
+ * used counts blocks in thread caches, with the program, or on remote_free
+ * (freed by another thread, not yet taken back); blocks at index >= carved
+ * were never handed out (their bits are clear).  Only the owner (or whoever
+ * holds an ownerless span exclusively) reads or writes the owner's line and
+ * the live bitmap; any thread pushes blocks onto remote_free.
  */
 struct hak_span {
     /* the owner's line */
     uint32_t carved;
     uint32_t scan;                /* bitmap word where the last search for a free block stopped */
+    uint32_t used;
     uint16_t cls;                 /* class index */
     uint16_t units;               /* length in units; 0 for a unit that starts no span */
     uint8_t list;                 /* which of its owner's lists it is on (heap.c) */
     struct hak_span *next, *prev; /* that list */
     /* the line other threads write */
-    uint32_t used __attribute__((aligned(64))); /* atomic */
+    void *remote_free __attribute__((aligned(64))); /* atomic: blocks freed by other threads, linked through their first word */
     struct hak_heap *owner;       /* atomic: NULL while abandoned */
 };
 _Static_assert(sizeof(struct hak_span) == 128, "span meta: the owner's line, then the shared one");

@@ -95,6 +95,27 @@ static void do_double_free_deep(void *slot)
     pthread_join(t, NULL);
 }
 
+/* Another thread frees a block of this thread's twice, a block of its own
+ * between (so the front's top-of-cache check does not see it): the block goes
+ * onto its span's remote-free list twice when that thread's cache drains at
+ * its exit, and the owner finds it there twice when it takes the list back. */
+static void *free_twice_remotely(void *p)
+{
+    void *q = malloc(64);
+    free(p);
+    free(q);
+    free(p);
+    return NULL;
+}
+
+static void do_double_free_remote(void *p)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, free_twice_remotely, p);
+    pthread_join(t, NULL);
+    malloc_trim(0); /* this thread takes back what others freed into its spans */
+}
+
 /* The first free fills the class's first cache tier; the second, of the same
  * block, reaches the next tier, which checks the first tier's top as well. */
 static unsigned class_64(void)
@@ -179,6 +200,13 @@ START_TEST(double_free_deep_in_cache)
 }
 END_TEST
 
+START_TEST(double_free_by_another_thread)
+{
+    void *p = malloc(64);
+    expect_abort(do_double_free_remote, p, "hakmem: free(): double free", p);
+}
+END_TEST
+
 START_TEST(realloc_and_usable_size_foreign)
 {
     char local[32] = {0};
@@ -218,6 +246,8 @@ Suite *suite_misuse(void)
     tcase_add_test(tc, free_stack_pointer);
     tcase_add_test(tc, free_foreign_mapping_untouched);
     tcase_add_test(tc, double_free_deep_in_cache);
+    if (hak_class_info[class_64()].ring_first) /* a list would link p to q and back */
+        tcase_add_test(tc, double_free_by_another_thread);
     tcase_add_test(tc, realloc_and_usable_size_foreign);
     suite_add_tcase(s, tc);
     return s;
