@@ -56,11 +56,11 @@ void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
  *
  *     used == set live bits,    free blocks == carved - used
  *
- * used counts blocks in thread caches, with the program, or on remote_free
- * (freed by another thread, not yet taken back); blocks at index >= carved
- * were never handed out (their bits are clear).  Only the owner (or whoever
- * holds an ownerless span exclusively) reads or writes the owner's line and
- * the live bitmap; any thread pushes blocks onto remote_free.
+ * used counts blocks in thread caches, with the program, or in the remote
+ * bitmap (freed by another thread, not yet taken back); blocks at index >=
+ * carved were never handed out (their bits are clear).  Only the owner (or
+ * whoever holds an ownerless span exclusively) reads or writes the owner's
+ * line and the live bitmap; any thread sets bits in the remote bitmap.
  */
 struct hak_span {
     /* the owner's line */
@@ -72,7 +72,7 @@ struct hak_span {
     uint8_t list;                 /* which of its owner's lists it is on (heap.c) */
     struct hak_span *next, *prev; /* that list */
     /* the line other threads write */
-    void *remote_free __attribute__((aligned(64))); /* atomic: blocks freed by other threads, linked through their first word */
+    uint64_t remote_words __attribute__((aligned(64))); /* atomic: bit w % 64: remote word w may have bits */
     struct hak_heap *owner;       /* atomic: NULL while abandoned */
 };
 _Static_assert(sizeof(struct hak_span) == 128, "span meta: the owner's line, then the shared one");
@@ -89,6 +89,9 @@ struct hak_superslab {
     /* One bit per block handed out (take) and not yet given back (give):
      * the span at unit i uses live[i .. i + units - 1] as one bitmap. */
     uint64_t live[HAK_SS_UNITS][HAK_UNIT_BLOCKS_MAX / 64];
+    /* The same shape: blocks freed by threads other than the span's owner,
+     * not yet taken back (set with an atomic OR, taken with an exchange). */
+    uint64_t remote[HAK_SS_UNITS][HAK_UNIT_BLOCKS_MAX / 64];
 };
 
 #define HAK_SS_HEADER_UNITS ((sizeof(struct hak_superslab) + HAK_SLAB_BYTES - 1) / HAK_SLAB_BYTES)

@@ -170,8 +170,8 @@ static void leave_blocks_in_exited_thread(void **blocks)
 }
 
 /* Blocks a thread leaves behind stay valid; given back by another heap they
- * wait on the abandoned spans' remote-free lists, and trimming takes them
- * back and returns the spans. */
+ * wait in the abandoned spans' remote bitmaps, and trimming takes them back
+ * and returns the spans. */
 START_TEST(abandoned_span_freed_remotely_then_trimmed)
 {
     void *blocks[THREAD_BLOCKS];
