@@ -289,12 +289,16 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 static void remote_give(struct hak_span *sp, unsigned cls, void *p)
 {
     uint32_t i = block_index(sp, cls, p);
-    uint64_t bit = UINT64_C(1) << (i % 64);
-    uint64_t old = __atomic_fetch_or(&remote_bits(sp)[i / 64], bit, __ATOMIC_RELEASE);
-    if (HAK_UNLIKELY(old & bit))
+    uint64_t bit = UINT64_C(1) << (i % 64), word_bit = UINT64_C(1) << (i / 64 % 64);
+    /* only the one bit is tested: x86 sets and tests it in one instruction */
+    if (HAK_UNLIKELY(__atomic_fetch_or(&remote_bits(sp)[i / 64], bit, __ATOMIC_SEQ_CST) & bit))
         hak_report_double_free("free", p);
-    if (old == 0) /* the first bit of the word since the owner last looked */
-        __atomic_fetch_or(&sp->remote_words, UINT64_C(1) << (i / 64 % 64), __ATOMIC_SEQ_CST);
+    /* The summary shares the line with `owner`, just read.  Seen set, it is
+     * set before the owner's exchange of it, which comes before the owner's
+     * exchange of the word: the bit above is taken then.  Seen clear, it is
+     * set now. */
+    if (!(__atomic_load_n(&sp->remote_words, __ATOMIC_SEQ_CST) & word_bit))
+        __atomic_fetch_or(&sp->remote_words, word_bit, __ATOMIC_SEQ_CST);
 }
 
 /* A run of frees into spans of one other heap: its hint is raised once per
