@@ -151,12 +151,14 @@ static void drain_remote(struct hak_span *sp, unsigned cls)
 {
     if (__atomic_load_n(&sp->remote_words, __ATOMIC_RELAXED) == 0)
         return;
-    uint64_t summary = __atomic_exchange_n(&sp->remote_words, 0, __ATOMIC_ACQUIRE);
+    /* seq_cst with remote_give's: a freer that saw the summary bit set set
+     * its word's bit before this exchange, so the load below sees it */
+    uint64_t summary = __atomic_exchange_n(&sp->remote_words, 0, __ATOMIC_SEQ_CST);
     uint64_t *remote = remote_bits(sp), *live = live_bits(sp);
     uint32_t words = (sp->carved + 63) / 64;
     while (summary) {
         for (uint32_t w = (uint32_t)__builtin_ctzll(summary); w < words; w += 64) {
-            if (__atomic_load_n(&remote[w], __ATOMIC_RELAXED) == 0)
+            if (__atomic_load_n(&remote[w], __ATOMIC_SEQ_CST) == 0)
                 continue;
             uint64_t r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_ACQUIRE);
             if (HAK_UNLIKELY((live[w] & r) != r))
