@@ -212,15 +212,30 @@ enum { REMOTE_THREADS = 6 };
 
 struct remote_job {
     void **blocks;
+    unsigned cls;
     uint32_t first, count;
+    int *done; /* atomic: jobs finished */
 };
 
 static void *free_remotely(void *arg)
 {
     struct remote_job *job = arg;
     struct hak_heap *mine = hak_heap_acquire();
-    hak_heap_give(mine, QUIET_CLASS, job->blocks + job->first, job->count);
+    hak_heap_give(mine, job->cls, job->blocks + job->first, job->count);
+    if (job->done)
+        __atomic_add_fetch(job->done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+/* REMOTE_THREADS threads give back blocks[0..n) of cls, a slice each. */
+static void start_remote_frees(pthread_t *t, struct remote_job *jobs, void **blocks, unsigned cls,
+                               uint32_t n, int *done)
+{
+    for (uint32_t i = 0; i < REMOTE_THREADS; i++) {
+        jobs[i] = (struct remote_job){blocks, cls, i * n / REMOTE_THREADS,
+                                      (i + 1) * n / REMOTE_THREADS - i * n / REMOTE_THREADS, done};
+        pthread_create(&t[i], NULL, free_remotely, &jobs[i]);
+    }
 }
 
 /* MPSC: six threads give back blocks of one heap's spans at once; the owner
@@ -234,11 +249,7 @@ START_TEST(remote_frees_come_back_once)
     ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, blocks, n), n);
     pthread_t t[REMOTE_THREADS];
     struct remote_job jobs[REMOTE_THREADS];
-    for (uint32_t i = 0; i < REMOTE_THREADS; i++) {
-        jobs[i] = (struct remote_job){blocks, i * n / REMOTE_THREADS,
-                                      (i + 1) * n / REMOTE_THREADS - i * n / REMOTE_THREADS};
-        pthread_create(&t[i], NULL, free_remotely, &jobs[i]);
-    }
+    start_remote_frees(t, jobs, blocks, QUIET_CLASS, n, NULL);
     for (int i = 0; i < REMOTE_THREADS; i++)
         pthread_join(t[i], NULL);
     ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, again, n), n);
@@ -254,6 +265,34 @@ START_TEST(remote_frees_come_back_once)
         ck_assert_ptr_eq(blocks[i], again[i]);
     free(blocks);
     free(again);
+}
+END_TEST
+
+/* The owner takes remote frees back while they arrive (hak_heap_trim drains
+ * every span it holds, again and again): once the freers are done and it
+ * has trimmed once more, every span is empty and returned, so no remote free
+ * was lost between a freer's bit and the owner's exchange of its word.  Run
+ * for the 16 B class (64 words per span) and a mid class (one word). */
+START_TEST(remote_frees_drained_while_arriving)
+{
+    const unsigned classes[] = {0, QUIET_CLASS};
+    unsigned cls = classes[_i];
+    uint32_t n = 4 * hak_class_info[cls].blocks; /* four full spans */
+    struct hak_heap *h = hak_heap_acquire();
+    void **blocks = calloc(n, sizeof *blocks);
+    ck_assert_uint_eq(hak_heap_take(h, cls, blocks, n), n);
+    int done = 0;
+    pthread_t t[REMOTE_THREADS];
+    struct remote_job jobs[REMOTE_THREADS];
+    start_remote_frees(t, jobs, blocks, cls, n, &done);
+    while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) < REMOTE_THREADS)
+        hak_heap_trim(h);
+    for (int i = 0; i < REMOTE_THREADS; i++)
+        pthread_join(t[i], NULL);
+    hak_heap_trim(h);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), 0);
+    free(blocks);
 }
 END_TEST
 
@@ -306,6 +345,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
     tcase_add_test(tc, abandoned_span_adopted);
     tcase_add_test(tc, remote_frees_come_back_once);
+    tcase_add_loop_test(tc, remote_frees_drained_while_arriving, 0, 2);
     tcase_add_test(tc, huge_pages_as_the_spec_says);
     suite_add_tcase(s, tc);
     return s;
