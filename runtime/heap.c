@@ -125,6 +125,12 @@ static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void 
     return hak_rotr32(off * f->div_inv, f->div_shift);
 }
 
+/* The block at index i of sp: block_index's inverse. */
+static void *block_at(const struct hak_span *sp, const struct hak_class_info *ci, uint32_t i)
+{
+    return hak_span_base(sp) + (size_t)i * ci->size;
+}
+
 /* Give p back: clear its live bit; a bit already clear means p was freed
  * twice. */
 static void release_block(struct hak_span *sp, unsigned cls, void *p)
@@ -162,9 +168,8 @@ static void drain_remote(struct hak_span *sp, unsigned cls)
                 continue;
             uint64_t r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_ACQUIRE);
             if (HAK_UNLIKELY((live[w] & r) != r))
-                hak_report_double_free(
-                    "free", hak_span_base(sp) + (size_t)(w * 64 + (uint32_t)__builtin_ctzll(r & ~live[w])) *
-                                                    hak_class_info[cls].size);
+                hak_report_double_free("free", block_at(sp, &hak_class_info[cls],
+                                                        w * 64 + (uint32_t)__builtin_ctzll(r & ~live[w])));
             live[w] &= ~r;
             sp->used -= (uint32_t)__builtin_popcountll(r);
         }
@@ -180,7 +185,6 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
 {
     drain_remote(sp, sp->cls);
     uint64_t *live = live_bits(sp);
-    char *base = hak_span_base(sp);
     uint32_t n = 0, words = (sp->carved + 63) / 64;
     if (sp->used < sp->carved) {
         for (uint32_t k = 0; k < words && n < want; k++) {
@@ -192,7 +196,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
                 uint64_t bit = free & -free;
                 free ^= bit;
                 live[w] |= bit;
-                out[n++] = base + (size_t)(w * 64 + (uint32_t)__builtin_ctzll(bit)) * ci->size;
+                out[n++] = block_at(sp, ci, w * 64 + (uint32_t)__builtin_ctzll(bit));
             }
             if (free == 0)
                 sp->scan = w + 1 < words ? w + 1 : 0;
@@ -201,7 +205,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
     while (n < want && sp->carved < ci->blocks) {
         uint32_t i = sp->carved++;
         live[i / 64] |= UINT64_C(1) << (i % 64);
-        out[n++] = base + (size_t)i * ci->size;
+        out[n++] = block_at(sp, ci, i);
     }
     sp->used += n;
     HAK_STAT(hak_prof_out_add(sp->cls, (int64_t)n));
