@@ -5,6 +5,8 @@
 #
 #   make bench [QUICK=1] [BENCH=fixed,mixed] [ROUNDS=N]   all allocators
 #   make bench-ir                                         callgrind Ir/pair
+#   make bench-floor [ROUNDS=N]                           hakmem and tcmalloc
+#                                                         against do-nothing floors
 #
 # Workload binaries are allocator-independent (the allocator comes through
 # LD_PRELOAD) and go to build/bench/; the static specialized build links
@@ -32,7 +34,7 @@ BENCH_ALLOCS := --peers --hakmem $(abspath $(BUILD)/libhakmem.so)
 BENCH_RUN_FLAGS := $(if $(filter-out 0,$(QUICK)),--quick) \
 	$(if $(BENCH),--bench $(BENCH)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
-.PHONY: bench bench-ir bench-bins bench-static bench-peers
+.PHONY: bench bench-ir bench-bins bench-static bench-peers bench-floor bench-floor-libs
 
 bench: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS)
 	@mkdir -p $(BUILD)/bench
@@ -52,6 +54,29 @@ bench-ir: deps $(BUILD)/libhakmem.so $(BENCH_DIR)/fixed $(BENCH_DIR)/mixed
 	$(PYTHON) bench/ir.py $(BENCH_ALLOCS) --static-dir $(BUILD)/bench
 
 bench-bins: $(BENCH_BINS)
+
+# The do-nothing yardsticks (bench/floor/floor.c): the same loops under a
+# thread cache of bare array shape and of bare list shape, beside hakmem and
+# tcmalloc.  Only the workloads whose blocks the floors cache (<= 2 KiB).
+FLOOR_LIBS := $(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so
+FLOOR_BENCH := fixed,mixed,larson
+FLOOR_PEER := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
+	/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4))
+
+bench-floor-libs: $(FLOOR_LIBS)
+
+bench-floor: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS) $(FLOOR_LIBS)
+	$(PYTHON) bench/run.py \
+		$(if $(FLOOR_PEER),--alloc tcmalloc=$(FLOOR_PEER)) \
+		--alloc floor-array=$(abspath $(BENCH_DIR)/floor-array.so) \
+		--alloc floor-list=$(abspath $(BENCH_DIR)/floor-list.so) \
+		--hakmem $(abspath $(BUILD)/libhakmem.so) --bench $(FLOOR_BENCH) \
+		--out $(BUILD)/bench/floor $(if $(ROUNDS),--rounds $(ROUNDS))
+
+$(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so: $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -shared -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+		-DFLOOR_LIST=$(if $(filter list,$*),1,0) -o $@ $<
 
 bench-static: $(BENCH_STATIC_BINS)
 

@@ -92,5 +92,22 @@ if [ "$(strings build/default/libhakmem.so | grep -cx "$ident")" = 1 ] &&
     ok "provenance: spec name and hash embedded"
 else bad "provenance: spec name and hash embedded" "no '$ident' in the library or the static program"; fi
 
+# The bench's do-nothing floors (make bench-floor): each runs the workloads it
+# is benchmarked on to glibc's checksum, and a shell (calloc must not recurse).
+if make -s bench-bins bench-floor-libs >/dev/null 2>&1; then
+    for floor in array list; do
+        lib=$work/build/bench/floor-$floor.so
+        mism=""
+        for run in "fixed 200000 64 128" "mixed 200000 256" "larson 2 50000"; do
+            want=$(build/bench/$run | grep -o 'checksum=[0-9]*')
+            got=$(LD_PRELOAD=$lib build/bench/$run 2>&1 | grep -o 'checksum=[0-9]*' || true)
+            [ -n "$want" ] && [ "$got" = "$want" ] || mism="$mism [$run: ${got:-no result}, glibc $want]"
+        done
+        [ "$(LD_PRELOAD=$lib bash -c 'echo floor')" = floor ] || mism="$mism [bash -c failed]"
+        [ -z "$mism" ] && ok "bench floor-$floor: glibc's checksums" \
+            || bad "bench floor-$floor: glibc's checksums" "$mism"
+    done
+else bad "bench floors" "make bench-bins bench-floor-libs failed"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
