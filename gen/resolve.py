@@ -142,11 +142,10 @@ def _mid(node, tiny, ss):
             if n.value > ss["bytes"] // 4:
                 raise n.error(f"mid.classes[{i}]", f"size {n.value} does not fit a span "
                               f"(at most a quarter superslab, {ss['bytes'] // 4})")
-    if "sll" in f["tiers"].value:
-        raise f["tiers"].error("mid.tiers", "mid classes have no sll tier (tiers: ring, slab)")
-    caches = _caches({k: f[k] for k in ("ring", "refill")}, "mid", f["tiers"].value, node)
-    return {"tiers": caches["tiers"], "ring": caches["ring"], "refill": caches["refill"],
-            "classes": [n.value for n in sizes]}
+    caches = _caches({k: f[k] for k in ("ring", "sll", "refill") if k in f}, "mid",
+                     f["tiers"].value, node)
+    return {"tiers": caches["tiers"], "ring": caches["ring"], "sll": caches["sll"],
+            "refill": caches["refill"], "classes": [n.value for n in sizes]}
 
 
 def canonical_json(resolved):
@@ -216,8 +215,8 @@ def model(resolved, spec_path):
     ss = resolved["superslab"]
     rows = [dict(c, kind="tiny") for c in resolved["tiny"]["classes"]]
     mid = resolved["mid"]
-    rows += [{"size": s, "kind": "mid", "tiers": mid["tiers"], "ring": mid["ring"], "sll": 0,
-              "refill": mid["refill"], "prewarm": 0} for s in mid["classes"]]
+    rows += [{"size": s, "kind": "mid", "tiers": mid["tiers"], "ring": mid["ring"],
+              "sll": mid["sll"], "refill": mid["refill"], "prewarm": 0} for s in mid["classes"]]
     for i, c in enumerate(rows):
         span = _span(c["size"], ss)
         blocks = span // c["size"]

@@ -170,9 +170,15 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "  tiers: [ring, sll, slab]", "  tiers: []"),
                    "spec.yaml:7: tiny.tiers: expected a non-empty list of tiers from ring, sll, slab")
 
-    def test_mid_has_no_sll_tier(self):
-        self.check(edit(SMALL, "  tiers: [ring, slab]", "  tiers: [sll, ring, slab]"),
-                   "spec.yaml:15: mid.tiers: mid classes have no sll tier (tiers: ring, slab)")
+    def test_mid_sll_out_of_range(self):
+        self.check(edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n",
+                        "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 70000\n"),
+                   "spec.yaml:17: mid.sll: 70000 is out of range 1..65536")
+
+    def test_mid_refill_larger_than_first_tier_sll(self):
+        self.check(edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n",
+                        "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 4\n"),
+                   "spec.yaml:18: mid.refill: 8 is out of range 1..4 (the sll capacity)")
 
     # ---- pass 2: sizes
     def test_sizes_unsorted(self):

@@ -235,6 +235,25 @@ class TableFrontTest(TempDirTest):
         self.assertIn("t->sll_head = *(void **)p;", malloc)
         self.assertNotIn("ring_s", malloc)
 
+    def test_lists_only_with_mid_classes(self):
+        """Mid classes may start with a list too (mid.sll): then every class is
+        list-first and the fronts have no kind test, mid classes kept."""
+        text = edit(SMALL, "tiny:\n  tiers: [ring, sll, slab]", "tiny:\n  tiers: [sll, ring, slab]")
+        out = self.generate(edit(text, "  tiers: [ring, slab]\n  ring: 16\n",
+                                 "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 32\n"))
+        rows = self.rows(out["hak_tables.c"])
+        self.assertEqual(rows[5:], [("c5", "32", "1"), ("c6", "32", "1"), ("c7", "32", "1"),
+                                    ("c8", "32", "1")])
+        self.assertNotIn("HAK_BIN_SLL", out["hak_tables.c"])
+        self.assertIn(".tiers = HAK_TIER_RING | HAK_TIER_SLL, .ring_first = 0 }", out["hak_tables.c"])
+        front = out["hak_front.h"]
+        self.assertNotIn("first_sll", front)
+        free = front.split("HAK_INLINE void hak_front_free(void *p)")[1].split("\n}\n")[0]
+        self.assertIn("t->sll_head = p;", free)
+        self.assertNotIn("ring_s", free)
+        spec = json.loads(out["spec.json"])
+        self.assertEqual((spec["mid"]["sll"], spec["mid"]["ring"], spec["mid"]["refill"]), (32, 16, 8))
+
 
 class BinPlacementTest(TempDirTest):
     """Bins in struct hak_thread_block sit where no block of a class sized in
