@@ -222,9 +222,11 @@ class TableFrontTest(TempDirTest):
         self.assertEqual(front.count("if (o & HAK_BIN_SLL) {"), 1)
         self.assertEqual(front.count("if (f->first_sll) {"), 1)
 
+    # SMALL with every tiny class starting with its list
+    TINY_LISTS_FIRST = edit(SMALL, "tiny:\n  tiers: [ring, sll, slab]", "tiny:\n  tiers: [sll, ring, slab]")
+
     def test_lists_only(self):
-        text = edit(SMALL, "tiny:\n  tiers: [ring, sll, slab]", "tiny:\n  tiers: [sll, ring, slab]")
-        out = self.generate(edit(text, "[384, 512, 1024, 2048]", "[]"))
+        out = self.generate(edit(self.TINY_LISTS_FIRST, "[384, 512, 1024, 2048]", "[]"))
         self.assertEqual(self.rows(out["hak_tables.c"]),
                          [("c0", "256", "1"), ("c1", "256", "1"), ("c2", "256", "1"), ("c3", "128", "1"),
                           ("c4", "64", "1")])
@@ -238,8 +240,7 @@ class TableFrontTest(TempDirTest):
     def test_lists_only_with_mid_classes(self):
         """Mid classes may start with a list too (mid.sll): then every class is
         list-first and the fronts have no kind test, mid classes kept."""
-        text = edit(SMALL, "tiny:\n  tiers: [ring, sll, slab]", "tiny:\n  tiers: [sll, ring, slab]")
-        out = self.generate(edit(text, "  tiers: [ring, slab]\n  ring: 16\n",
+        out = self.generate(edit(self.TINY_LISTS_FIRST, "  tiers: [ring, slab]\n  ring: 16\n",
                                  "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 32\n"))
         rows = self.rows(out["hak_tables.c"])
         self.assertEqual(rows[5:], [("c5", "32", "1"), ("c6", "32", "1"), ("c7", "32", "1"),
