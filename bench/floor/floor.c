@@ -20,6 +20,7 @@
  * chunks of their own (class BIG) with their size in the chunk's first word.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@
 #define CHUNK_SHIFT 16u       /* 64 KiB chunks */
 #define CHUNK ((size_t)1 << CHUNK_SHIFT)
 #define REGION_CHUNKS (1u << 16) /* 4 GiB of address space, reserved only */
+#define REGION_BYTES ((size_t)REGION_CHUNKS << CHUNK_SHIFT)
 #define HEADER 64u            /* a big block's size word, before the block */
 
 #if FLOOR_LIST
@@ -60,7 +62,7 @@ static char *take_chunks(size_t n, unsigned cls)
 {
     if (region == NULL) {
         /* a race here maps twice; one mapping is kept, the other is unused */
-        void *r = mmap(NULL, (size_t)REGION_CHUNKS << CHUNK_SHIFT,
+        void *r = mmap(NULL, REGION_BYTES,
                        PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (r == MAP_FAILED)
@@ -68,7 +70,7 @@ static char *take_chunks(size_t n, unsigned cls)
         char *expected = NULL;
         if (!__atomic_compare_exchange_n(&region, &expected, (char *)r, 0,
                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            munmap(r, (size_t)REGION_CHUNKS << CHUNK_SHIFT);
+            munmap(r, REGION_BYTES);
     }
     unsigned first = atomic_fetch_add(&chunks_used, (unsigned)n);
     if (first + n > REGION_CHUNKS)
@@ -78,13 +80,17 @@ static char *take_chunks(size_t n, unsigned cls)
     return region + ((size_t)first << CHUNK_SHIFT);
 }
 
+static bool in_region(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)region < REGION_BYTES;
+}
+
 /* A block's class; BIG for a pointer not from the region (none should come). */
 static unsigned class_of_block(const void *p)
 {
-    uintptr_t off = (uintptr_t)p - (uintptr_t)region;
-    if (off >= (uintptr_t)REGION_CHUNKS << CHUNK_SHIFT)
+    if (!in_region(p))
         return BIG;
-    return chunk_class[off >> CHUNK_SHIFT];
+    return chunk_class[((uintptr_t)p - (uintptr_t)region) >> CHUNK_SHIFT];
 }
 
 __attribute__((noinline)) static void *carve(unsigned cls)
@@ -109,7 +115,7 @@ __attribute__((noinline)) static void *carve(unsigned cls)
 static void *big_alloc(size_t n, size_t align)
 {
     size_t lead = align > HEADER ? align : HEADER;
-    if (n > ((size_t)REGION_CHUNKS << CHUNK_SHIFT)) {
+    if (n > REGION_BYTES) {
         errno = ENOMEM;
         return NULL;
     }
@@ -172,10 +178,7 @@ EXPORT void free(void *p)
 
 EXPORT size_t malloc_usable_size(void *p)
 {
-    if (p == NULL)
-        return 0;
-    uintptr_t off = (uintptr_t)p - (uintptr_t)region;
-    if (off >= (uintptr_t)REGION_CHUNKS << CHUNK_SHIFT)
+    if (p == NULL || !in_region(p))
         return 0;
     unsigned cls = class_of_block(p);
     return cls == BIG ? big_size(p) : (size_t)cls * GRAIN;

@@ -170,14 +170,18 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "  tiers: [ring, sll, slab]", "  tiers: []"),
                    "spec.yaml:7: tiny.tiers: expected a non-empty list of tiers from ring, sll, slab")
 
+    @staticmethod
+    def mid_lists_first(sll):
+        """SMALL with the mid classes starting with a list of `sll` blocks (line 17)."""
+        return edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n",
+                    f"  tiers: [sll, ring, slab]\n  ring: 16\n  sll: {sll}\n")
+
     def test_mid_sll_out_of_range(self):
-        self.check(edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n",
-                        "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 70000\n"),
+        self.check(self.mid_lists_first(70000),
                    "spec.yaml:17: mid.sll: 70000 is out of range 1..65536")
 
     def test_mid_refill_larger_than_first_tier_sll(self):
-        self.check(edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n",
-                        "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 4\n"),
+        self.check(self.mid_lists_first(4),
                    "spec.yaml:18: mid.refill: 8 is out of range 1..4 (the sll capacity)")
 
     # ---- pass 2: sizes
