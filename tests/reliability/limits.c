@@ -303,15 +303,20 @@ static int child_rlimit(void)
     return child_failed;
 }
 
-/* Two threads allocate mixed sizes into the limit at once, then free. */
+/* Two threads allocate mixed sizes into the limit at once, then free.
+ * Each records its blocks in an array mapped before the limit is set: mapped
+ * in the thread, it could find the address space already taken by the other
+ * thread's blocks (CI saw that as a crash of this test). */
+enum { RACER_BLOCKS = 200000 };
+static void **racer_blocks[2];
+
 static void *racer(void *arg)
 {
     uintptr_t id = (uintptr_t)arg;
-    enum { N = 200000 };
-    void **mine = mmap(NULL, N * sizeof *mine, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void **mine = racer_blocks[id - 1];
     size_t k = 0, fails = 0;
     uint64_t r = 88172645463325252ull + id;
-    while (k < N && fails < 2000) {
+    while (k < RACER_BLOCKS && fails < 2000) {
         r ^= r << 13, r ^= r >> 7, r ^= r << 17;
         size_t n = (r % 4 == 0) ? 1 + r % 200000 : 1 + r % 2048;
         errno = 0;
@@ -335,6 +340,14 @@ static void *racer(void *arg)
 static int child_rlimit_threads(void)
 {
     free(malloc(16));
+    for (int i = 0; i < 2; i++) {
+        racer_blocks[i] = mmap(NULL, RACER_BLOCKS * sizeof(void *), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (racer_blocks[i] == MAP_FAILED) {
+            say("  mmap of the block array failed");
+            return 1;
+        }
+    }
     size_t vm = status_kb("VmSize:");
     struct rlimit rl = {vm + 2 * 8 * MiB + HEADROOM, vm + 2 * 8 * MiB + HEADROOM}; /* two 8 MiB stacks */
     if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0)
