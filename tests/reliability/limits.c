@@ -304,11 +304,14 @@ static int child_rlimit(void)
 }
 
 /* Two threads allocate mixed sizes into the limit at once, then free.
- * Each records its blocks in an array mapped before the limit is set: mapped
- * in the thread, it could find the address space already taken by the other
- * thread's blocks (CI saw that as a crash of this test). */
+ * Everything the test itself needs is in place before the limit is set: each
+ * racer's block array, and the racers themselves (small stacks, held at a
+ * barrier until the limit is set).  Made later, a thread or an array could
+ * find the address space already taken by the other racer's blocks (CI saw
+ * the array's mmap fail and the test crash writing to MAP_FAILED). */
 enum { RACER_BLOCKS = 200000 };
 static void **racer_blocks[2];
+static pthread_barrier_t racers_go;
 
 static void *racer(void *arg)
 {
@@ -316,6 +319,7 @@ static void *racer(void *arg)
     void **mine = racer_blocks[id - 1];
     size_t k = 0, fails = 0;
     uint64_t r = 88172645463325252ull + id;
+    pthread_barrier_wait(&racers_go);
     while (k < RACER_BLOCKS && fails < 2000) {
         r ^= r << 13, r ^= r >> 7, r ^= r << 17;
         size_t n = (r % 4 == 0) ? 1 + r % 200000 : 1 + r % 2048;
@@ -340,24 +344,30 @@ static void *racer(void *arg)
 static int child_rlimit_threads(void)
 {
     free(malloc(16));
-    for (int i = 0; i < 2; i++) {
+    pthread_t t[2];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_barrier_init(&racers_go, NULL, 3);
+    for (uintptr_t i = 0; i < 2; i++) {
         racer_blocks[i] = mmap(NULL, RACER_BLOCKS * sizeof(void *), PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (racer_blocks[i] == MAP_FAILED) {
             say("  mmap of the block array failed");
             return 1;
         }
-    }
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + 2 * 8 * MiB + HEADROOM, vm + 2 * 8 * MiB + HEADROOM}; /* two 8 MiB stacks */
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0)
-        return 1;
-    pthread_t t[2];
-    for (uintptr_t i = 0; i < 2; i++)
-        if (pthread_create(&t[i], NULL, racer, (void *)(i + 1)) != 0) {
+        if (pthread_create(&t[i], &attr, racer, (void *)(i + 1)) != 0) {
             say("  pthread_create failed");
             return 1;
         }
+    }
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+    pthread_barrier_wait(&racers_go);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
     void *p = malloc(100000);
@@ -454,8 +464,10 @@ static void run(const char *name, int (*fn)(void))
         _exit(fn() ? 1 : 0);
     }
     int st = 0;
-    waitpid(pid, &st, 0);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) {
+        printf("FAIL %s (fork or waitpid: %s)\n", name, strerror(errno));
+        failed++;
+    } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
         printf("PASS %s\n", name);
         passed++;
     } else if (WIFEXITED(st)) {
