@@ -202,8 +202,12 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     }
     if (!reused) {
         s.base = (uintptr_t)hak_os_map(len);
-        if (s.base == 0 && hak_decay_purge_all() > 0) /* give back what is cached, try again */
+        if (s.base == 0) {
+            /* give back what is cached and try again, even if this purge found
+             * nothing: the purger may be unmapping what it took just now */
+            hak_decay_purge_all();
             s.base = (uintptr_t)hak_os_map(len);
+        }
         if (s.base == 0)
             return NULL;
         s.len = len;
@@ -212,7 +216,8 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     pthread_mutex_lock(&large_lock);
     bool ok = insert(s);
     pthread_mutex_unlock(&large_lock);
-    if (!ok && hak_decay_purge_all() > 0) { /* the table could not grow: make room, retry */
+    if (!ok) { /* the table could not grow: make room, retry (as above) */
+        hak_decay_purge_all();
         pthread_mutex_lock(&large_lock);
         ok = insert(s);
         pthread_mutex_unlock(&large_lock);
