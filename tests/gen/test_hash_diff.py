@@ -170,10 +170,16 @@ class ClosedPipeTest(TempDirTest):
         self.write("b.yaml", edit(SMALL, "metrics: false", "metrics: true"))
         for unbuffered in ("1", ""):
             env = dict(os.environ, PYTHONUNBUFFERED=unbuffered, PYTHONDONTWRITEBYTECODE="1")
-            proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gen", "hakgen"), "diff",
-                                     "a.yaml", "b.yaml"], cwd=self.tmp, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            proc.stdout.close()  # before it writes: its first write gets EPIPE
+            # the read end is closed before hakgen starts, so its first write
+            # gets EPIPE however fast it runs
+            read_end, write_end = os.pipe()
+            os.close(read_end)
+            try:
+                proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gen", "hakgen"),
+                                         "diff", "a.yaml", "b.yaml"], cwd=self.tmp, env=env,
+                                        stdout=write_end, stderr=subprocess.PIPE, text=True)
+            finally:
+                os.close(write_end)
             err = proc.stderr.read()
             proc.stderr.close()
             self.assertEqual((proc.wait(), err), (1, ""))
