@@ -64,8 +64,9 @@ deps:
 	for p in python3 /usr/bin/python3; do \
 		$$p -c 'import jinja2, yaml' 2>/dev/null && { found=1; break; }; done; \
 	[ -n "$$found" ] || missing="$$missing python3 python3-jinja2 python3-yaml"; \
-	for t in sqlite3 perl xz git valgrind redis-server clang-14; do \
-		command -v $$t >/dev/null || missing="$$missing $$(echo $$t | sed 's/^xz$$/xz-utils/')"; done; \
+	for t in sqlite3 perl xz git valgrind redis-server clang-14 pgrep; do \
+		command -v $$t >/dev/null || \
+		missing="$$missing $$(echo $$t | sed 's/^xz$$/xz-utils/; s/^pgrep$$/procps/')"; done; \
 	[ -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ] || \
 		ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
 		missing="$$missing libclang-rt-14-dev"; \

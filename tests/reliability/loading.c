@@ -241,7 +241,10 @@ int main(void)
     free(p);
     pthread_t t[2];
     for (uintptr_t i = 0; i < 2; i++)
-        pthread_create(&t[i], NULL, worker, (void *)i);
+        if (pthread_create(&t[i], NULL, worker, (void *)i) != 0) {
+            fprintf(stderr, "loading: pthread_create failed\n");
+            return 1;
+        }
     unsigned long total = 0;
     for (int i = 0; i < 2; i++) {
         void *res;

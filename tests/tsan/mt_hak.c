@@ -126,9 +126,9 @@ static int producer_consumer(void)
     pthread_t t[PRODUCERS + CONSUMERS];
     q.producers_left = PRODUCERS;
     for (int i = 0; i < PRODUCERS; i++)
-        pthread_create(&t[i], NULL, producer, (void *)(uintptr_t)(i + 1));
+        CHECK(pthread_create(&t[i], NULL, producer, (void *)(uintptr_t)(i + 1)) == 0, "pthread_create failed");
     for (int i = 0; i < CONSUMERS; i++)
-        pthread_create(&t[PRODUCERS + i], NULL, consumer, NULL);
+        CHECK(pthread_create(&t[PRODUCERS + i], NULL, consumer, NULL) == 0, "pthread_create failed");
     for (int i = 0; i < PRODUCERS + CONSUMERS; i++)
         pthread_join(t[i], NULL);
     CHECK(consumer_bad == 0, "%d blocks arrived corrupted", consumer_bad);
@@ -157,7 +157,7 @@ static int mpsc_remote_frees(void)
         }
         pthread_t t[MPSC_THREADS];
         for (uintptr_t k = 0; k < MPSC_THREADS; k++)
-            pthread_create(&t[k], NULL, free_share, (void *)k);
+            CHECK(pthread_create(&t[k], NULL, free_share, (void *)k) == 0, "pthread_create failed");
         for (int k = 0; k < MPSC_THREADS; k++)
             pthread_join(t[k], NULL);
         /* everything came back: allocating as much again finds no corruption */
@@ -206,7 +206,7 @@ static int thread_churn(void)
     for (int round = 0; round < CHURN_THREADS / 8; round++) {
         pthread_t t[8];
         for (int i = 0; i < 8; i++)
-            pthread_create(&t[i], NULL, churn_thread, &c[i]);
+            CHECK(pthread_create(&t[i], NULL, churn_thread, &c[i]) == 0, "pthread_create failed");
         for (int i = 0; i < 8; i++)
             pthread_join(t[i], NULL);
         for (int i = 0; i < 8; i++)
@@ -254,7 +254,7 @@ static int realloc_calloc_mt(void)
     consumer_bad = 0;
     pthread_t t[4];
     for (uintptr_t i = 0; i < 4; i++)
-        pthread_create(&t[i], NULL, realloc_worker, (void *)(i + 11));
+        CHECK(pthread_create(&t[i], NULL, realloc_worker, (void *)(i + 11)) == 0, "pthread_create failed");
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     CHECK(consumer_bad == 0, "realloc lost content or calloc was not zero");

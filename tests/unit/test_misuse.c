@@ -91,7 +91,7 @@ static void *double_free_in_cache(void *arg)
 static void do_double_free_deep(void *slot)
 {
     pthread_t t;
-    pthread_create(&t, NULL, double_free_in_cache, slot);
+    ck_assert_int_eq(pthread_create(&t, NULL, double_free_in_cache, slot), 0);
     pthread_join(t, NULL);
 }
 
@@ -111,7 +111,7 @@ static void *free_twice_remotely(void *p)
 static void do_double_free_remote(void *p)
 {
     pthread_t t;
-    pthread_create(&t, NULL, free_twice_remotely, p);
+    ck_assert_int_eq(pthread_create(&t, NULL, free_twice_remotely, p), 0);
     pthread_join(t, NULL);
 }
 

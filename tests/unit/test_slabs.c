@@ -144,7 +144,7 @@ START_TEST(thread_exit_returns_cached_blocks)
 {
     void *blocks[THREAD_BLOCKS];
     pthread_t t;
-    pthread_create(&t, NULL, alloc_and_exit, blocks);
+    ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_exit, blocks), 0);
     pthread_join(t, NULL);
     for (int i = 0; i < THREAD_BLOCKS; i++)
         ck_assert_uint_ne(hak_region_code((uintptr_t)blocks[i]), QUIET_CLASS + 1);
@@ -165,7 +165,7 @@ static void *alloc_and_leave(void *arg)
 static void leave_blocks_in_exited_thread(void **blocks)
 {
     pthread_t t;
-    pthread_create(&t, NULL, alloc_and_leave, blocks);
+    ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_leave, blocks), 0);
     pthread_join(t, NULL);
 }
 
@@ -234,7 +234,7 @@ static void start_remote_frees(pthread_t *t, struct remote_job *jobs, void **blo
     for (uint32_t i = 0; i < REMOTE_THREADS; i++) {
         jobs[i] = (struct remote_job){blocks, cls, i * n / REMOTE_THREADS,
                                       (i + 1) * n / REMOTE_THREADS - i * n / REMOTE_THREADS, done};
-        pthread_create(&t[i], NULL, free_remotely, &jobs[i]);
+        ck_assert_int_eq(pthread_create(&t[i], NULL, free_remotely, &jobs[i]), 0);
     }
 }
 
