@@ -35,13 +35,24 @@ uint64_t hak_now_ms(void)
 
 #define NOTHING_DUE UINT64_MAX
 
+/* One pass at a time.  A pass takes what it purges out of the caches under
+ * their locks and unmaps it after dropping them; a thread whose map failed
+ * (hak_decay_purge_all) would otherwise find the caches emptied by the
+ * background pass and the memory not yet back, and fail for nothing.  With
+ * this lock it waits for that pass to finish.  Lock order: a heap's
+ * abandoned-span locks (a trim frees spans under them, and with decay_ms 0
+ * that purges), then this, then the superslab and large locks. */
+static pthread_mutex_t purge_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* One pass over everything that may be purged; returns when what is left
  * will be due (NOTHING_DUE: nothing is left). */
 static uint64_t purge_pass(bool all, size_t *released)
 {
+    pthread_mutex_lock(&purge_lock);
     uint64_t now = hak_now_ms(), next = NOTHING_DUE;
     *released = hak_ss_purge(now, all, &next);
     *released += hak_large_purge(now, all, &next);
+    pthread_mutex_unlock(&purge_lock);
     return next;
 }
 
@@ -137,6 +148,16 @@ void hak_decay_lock(void)
 void hak_decay_unlock(void)
 {
     pthread_mutex_unlock(&decay_lock);
+}
+
+void hak_decay_purge_lock(void)
+{
+    pthread_mutex_lock(&purge_lock);
+}
+
+void hak_decay_purge_unlock(void)
+{
+    pthread_mutex_unlock(&purge_lock);
 }
 
 /* The child of fork has no purger thread: start one when needed. */

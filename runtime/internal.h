@@ -37,6 +37,8 @@ void hak_decay_poll(void) HAK_HIDDEN;   /* from a slow path holding no lock */
 size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
 void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
 void hak_decay_unlock(void) HAK_HIDDEN; /* fork: parent */
+void hak_decay_purge_lock(void) HAK_HIDDEN;   /* fork: no purge in progress */
+void hak_decay_purge_unlock(void) HAK_HIDDEN; /* fork: parent and child */
 void hak_decay_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
 
 /* ---- region.c: the address -> class map (hak_region_code in hak_abi.h) ---- */

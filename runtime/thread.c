@@ -293,30 +293,37 @@ void hak_thread_trim(void)
 
 /* ---- process start-up and fork ---- */
 
+/* Lock order, here and everywhere: the thread-block pool, the heaps' locks,
+ * the purge, the superslab and large locks, then decay's flag lock (held
+ * alone elsewhere: nothing is taken under it, and a heap trim notes freed
+ * spans under an abandoned-list lock). */
 static void fork_prepare(void)
 {
     block_lock();
-    hak_decay_lock();
     hak_heap_lock_all();
+    hak_decay_purge_lock();
     hak_ss_lock_all();
     hak_large_lock();
+    hak_decay_lock();
 }
 
 static void fork_parent(void)
 {
+    hak_decay_unlock();
     hak_large_unlock();
     hak_ss_unlock_all();
+    hak_decay_purge_unlock();
     hak_heap_unlock_all();
-    hak_decay_unlock();
     block_unlock();
 }
 
 static void fork_child(void)
 {
+    hak_decay_after_fork_child();
     hak_large_unlock();
     hak_ss_unlock_all();
+    hak_decay_purge_unlock();
     hak_heap_unlock_all();
-    hak_decay_after_fork_child();
     block_unlock();
 }
 
