@@ -94,6 +94,17 @@ void hak_stats_thread_start(void)
     pthread_mutex_unlock(&stats_lock);
 }
 
+/* fork: the child must not inherit the lock held by another thread */
+void hak_stats_lock(void)
+{
+    pthread_mutex_lock(&stats_lock);
+}
+
+void hak_stats_unlock(void)
+{
+    pthread_mutex_unlock(&stats_lock);
+}
+
 void hak_stats_thread_exit(void)
 {
     pthread_mutex_lock(&stats_lock);

@@ -294,9 +294,9 @@ void hak_thread_trim(void)
 /* ---- process start-up and fork ---- */
 
 /* Lock order, here and everywhere: the thread-block pool, the heaps' locks,
- * the purge, the superslab and large locks, then decay's flag lock (held
- * alone elsewhere: nothing is taken under it, and a heap trim notes freed
- * spans under an abandoned-list lock). */
+ * the purge, the superslab and large locks, then decay's flag lock and the
+ * metrics' lock (each held alone elsewhere: nothing is taken under them, and
+ * a heap trim notes freed spans under an abandoned-list lock). */
 static void fork_prepare(void)
 {
     block_lock();
@@ -305,10 +305,12 @@ static void fork_prepare(void)
     hak_ss_lock_all();
     hak_large_lock();
     hak_decay_lock();
+    HAK_STAT(hak_stats_lock());
 }
 
 static void fork_parent(void)
 {
+    HAK_STAT(hak_stats_unlock());
     hak_decay_unlock();
     hak_large_unlock();
     hak_ss_unlock_all();
@@ -319,6 +321,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    HAK_STAT(hak_stats_unlock());
     hak_decay_after_fork_child();
     hak_large_unlock();
     hak_ss_unlock_all();
