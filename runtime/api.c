@@ -238,5 +238,7 @@ int hak_api_trim(size_t pad)
     (void)pad;
     hak_thread_trim();
     hak_heap_trim_abandoned();
-    return hak_decay_purge_all() > 0;
+    size_t released = hak_decay_purge_all();
+    hak_decay_poll(); /* a caller's context: the purger may start here */
+    return released > 0;
 }

@@ -11,8 +11,16 @@
  * no thread is started.
  *
  * Lower layers only call hak_decay_note() ("something became free"); the
- * thread is started from hak_decay_poll(), which the slow paths call where
- * they hold no lock (pthread_create allocates).
+ * thread is started from hak_decay_poll(), called only where neither hakmem
+ * nor libc can hold a lock that pthread_create takes: the allocation slow
+ * path of a thread that has not exited, a thread's exit (hakmem's TSD
+ * destructor, after its heap is released) and malloc_trim.  Never from free:
+ * glibc frees a dead thread's TLS (_dl_deallocate_tls) with its stack-cache
+ * lock held, and pthread_create takes that lock - a free there that started
+ * the purger deadlocked the process.  So a program whose first freed span
+ * comes after its last allocation slow path gets the purge at its next one,
+ * its next thread exit or malloc_trim; until then only the cap on dirty
+ * pages (superslab.c) gives memory back.
  */
 #define _GNU_SOURCE
 #include <signal.h>

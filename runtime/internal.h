@@ -33,7 +33,7 @@ static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
     if (since + HAK_DECAY_MS < *next_ms)
         *next_ms = since + HAK_DECAY_MS;
 }
-void hak_decay_poll(void) HAK_HIDDEN;   /* from a slow path holding no lock */
+void hak_decay_poll(void) HAK_HIDDEN;   /* only where no lock can be held: see decay.c */
 size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
 void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
 void hak_decay_unlock(void) HAK_HIDDEN; /* fork: parent */

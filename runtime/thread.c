@@ -193,6 +193,7 @@ static void thread_exit(void *unused)
     hak_heap_release(thread_heap);
     thread_heap = NULL;
     block_release();
+    hak_decay_poll(); /* what the exit freed is purged even if no one allocates again */
 }
 
 /* Set up this thread's caches; false when it cannot have any (it has exited,
@@ -244,7 +245,8 @@ void hak_free_tiers(unsigned code, void *p)
 void *hak_alloc_slow(unsigned cls)
 {
     void *p;
-    hak_decay_poll();
+    if (hak_tls.state != HAK_THREAD_DEAD) /* see hak_decay_poll */
+        hak_decay_poll();
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
         HAK_STAT(hak_tls.stats[cls].alloc_slow++);
         struct hak_bin *b = bin_of(cls);
@@ -264,7 +266,8 @@ void *hak_alloc_slow(unsigned cls)
 
 void hak_free_slow(unsigned cls, void *p)
 {
-    hak_decay_poll();
+    /* no hak_decay_poll here: glibc frees dead threads' TLS with its
+     * stack-cache lock held, and pthread_create takes that lock */
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE)) {
         flush(cls, bin_of(cls));
     } else if (!thread_start()) {
