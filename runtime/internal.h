@@ -156,7 +156,8 @@ void hak_large_unlock(void) HAK_HIDDEN;
 void hak_stats_thread_start(void) HAK_HIDDEN;
 void hak_stats_thread_exit(void) HAK_HIDDEN;
 void hak_stats_lock(void) HAK_HIDDEN;   /* fork: prepare (a leaf: nothing is taken under it) */
-void hak_stats_unlock(void) HAK_HIDDEN; /* fork: parent and child */
+void hak_stats_unlock(void) HAK_HIDDEN; /* fork: parent */
+void hak_stats_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
 void hak_prof_out_add(unsigned cls, int64_t delta) HAK_HIDDEN; /* blocks out of spans, and their peak */
 extern uint64_t hak_stats_superslabs_mapped HAK_HIDDEN, hak_stats_superslabs_returned HAK_HIDDEN;
 

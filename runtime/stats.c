@@ -105,6 +105,27 @@ void hak_stats_unlock(void)
     pthread_mutex_unlock(&stats_lock);
 }
 
+/* fork, in the child (the lock held since prepare): only the forking thread
+ * exists.  The others' nodes are in TLS that glibc hands to the child's new
+ * threads (its stack cache), whose start would link the same node again - a
+ * loop in the list.  Their counts go to the totals, their nodes off the list. */
+void hak_stats_after_fork_child(void)
+{
+    for (struct stats_node *n = live_threads; n; n = n->next) {
+        if (n == &thread_node)
+            continue;
+        for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+            add(&totals[c], &n->stats[c]);
+        prof_add(&prof_totals, n->prof);
+    }
+    live_threads = NULL;
+    if (thread_node.stats != NULL) { /* this thread has its caches: it stays */
+        thread_node.prev = thread_node.next = NULL;
+        live_threads = &thread_node;
+    }
+    pthread_mutex_unlock(&stats_lock);
+}
+
 void hak_stats_thread_exit(void)
 {
     pthread_mutex_lock(&stats_lock);

@@ -43,6 +43,13 @@ gcc -O2 -fno-builtin-malloc -fno-builtin-free -o "$work/first_large" tests/metri
 HAKMEM_PROFILE="$work/profile.json" LD_PRELOAD=$lib "$work/first_large"
 check "profile: a first call that is large" \
     'grep -q "\"large_histogram\": \[\[1048575, 1\]\]" "$work/profile.json"'
+# Across fork: the child's thread reuses the TLS of a parent thread that was on
+# the live-thread list; the child's report must end and count the thread's 40
+# blocks of 5000 B (class 28, ring 64, refill 16: 3 refills of 16, 37 hits).
+gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/fork_threads" tests/metrics/fork_threads.c
+LD_PRELOAD=$lib "$work/fork_threads" "$work/fork.csv" && fork_rc=0 || fork_rc=$?
+check "fork: the child's report ends and counts its thread (exit $fork_rc; 3 = hung)" \
+    '[ "$fork_rc" = 0 ] && [ "$(grep "^28,5120," "$work/fork.csv")" = "28,5120,ring;slab,37,0,3,40,0,0,3,48,0,0,0,4,0" ]'
 quiet=$(LD_PRELOAD=$lib "$work/workload" 2>&1)
 check "nothing without HAKMEM_STATS" '[ -z "$quiet" ]'
 
