@@ -1,7 +1,7 @@
 /* rss_return: memory goes back to the OS without further calls.
  *
  * Allocates about 128 MiB in blocks of 16..8192 B from two threads and frees
- * it all.  Then it makes no allocator call (RSS is read with open/read, not
+ * it all.  Then it makes no allocator call (rss_bytes reads RSS without
  * stdio) and waits, reading RSS every 100 ms: RSS must come back within 8 MiB
  * of where it started (right after the frees it is 20-30 MiB above).  That
  * takes about 1 s (hakmem's default decay_ms); the wait gives up only after
@@ -10,25 +10,7 @@
  * it; run it against hakmem.) */
 #include <pthread.h>
 
-#include <fcntl.h>
-
 #include "common.h"
-
-/* Resident KiB from /proc/self/statm without stdio (whose fopen mallocs). */
-static long rss_kib_no_malloc(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0)
-        die("cannot open /proc/self/statm");
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    unsigned long size = 0, res = 0;
-    buf[n > 0 ? n : 0] = '\0';
-    if (sscanf(buf, "%lu %lu", &size, &res) != 2)
-        die("cannot parse /proc/self/statm: %s", buf);
-    return (long)(res * (unsigned long)sysconf(_SC_PAGESIZE) / 1024);
-}
 
 enum { PER_THREAD = 150000, SLACK_KIB = 8 * 1024 };
 
@@ -54,26 +36,26 @@ static void *churn(void *arg)
 int main(void)
 {
     g_prog = "rss_return";
-    long start = rss_kib_no_malloc();
+    long start = (long)(rss_bytes() / 1024);
     static void *blocks[2][PER_THREAD];
     memset(blocks, 0, sizeof blocks); /* touched now, so it counts in start */
-    start = rss_kib_no_malloc();
+    start = (long)(rss_bytes() / 1024);
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         if (pthread_create(&t[i], NULL, churn, blocks[i]) != 0)
             die("pthread_create failed");
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
-    long after_free = rss_kib_no_malloc(), later = after_free;
+    long after_free = (long)(rss_bytes() / 1024), later = after_free;
     int waited_ms = 0;
     const struct timespec nap = {0, 100000000};
     while (later > start + SLACK_KIB && waited_ms < 10000) {
         nanosleep(&nap, NULL);
         waited_ms += 100;
-        later = rss_kib_no_malloc();
+        later = (long)(rss_bytes() / 1024);
     }
     malloc_trim(0);
-    long trimmed = rss_kib_no_malloc();
+    long trimmed = (long)(rss_bytes() / 1024);
     printf("rss_return: start %ld KiB, after free %ld, %d ms later %ld, after malloc_trim %ld\n",
            start, after_free, waited_ms, later, trimmed);
     if (later > start + SLACK_KIB)
