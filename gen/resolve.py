@@ -16,6 +16,8 @@ MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
 HUGE_PAGE = 2 << 20        # x86-64's transparent huge page: superslab.huge_pages needs whole ones
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
 SPAN_MIN_BLOCKS = 8        # ... and it holds this many blocks: fewer means spans churn
+SPAN_MAX_BLOCKS = 64 * 64  # a span's remote frees are summarised in one 64-bit word, one
+                           # bit per bitmap word of 64 blocks (runtime/heap.c, remote_give)
 
 
 def resolve(spec):
@@ -80,6 +82,11 @@ def _check_sizes(nodes, field, prev, ss):
             raise n.error(field.format(i), f"size {size} repeats {before}")
         if size < prev:
             raise n.error(field.format(i), f"size {size} is not larger than {before} ({prev})")
+        if 0 < size <= ss["bytes"] // 4 and _span(size, ss) // size > SPAN_MAX_BLOCKS:
+            span = _span(size, ss)
+            raise n.error(field.format(i), f"size {size} puts {span // size} blocks in a "
+                          f"{span}-byte span; at most {SPAN_MAX_BLOCKS} (a larger size, or a "
+                          f"smaller superslab.slab_bytes)")
         prev = size
     return prev
 
@@ -247,6 +254,7 @@ def model(resolved, spec_path):
         "classes": rows,
         "tiny_count": len(resolved["tiny"]["classes"]),
         "max_size": max_size,
+        "span_blocks_max": max(c["blocks"] for c in rows),
         "size_table": table,
         "large_cache_bytes": resolved["large"]["cache_bytes"],
         "options": resolved["options"],

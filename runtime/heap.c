@@ -10,12 +10,15 @@
  * of this needs an atomic.
  *
  * A thread freeing a block of another heap's span sets the block's bit in
- * the span's remote bitmap (an atomic OR, which also catches a block freed
+ * the span's remote bitmap (an atomic add, which also catches a block freed
  * twice), and marks the word in the span's `remote_words` summary when it
  * is the word's first bit: a lock-free multi-producer, single-consumer
  * set.  The owner takes it back word by word with an exchange when it next
  * takes blocks from the span (its slow path: a refill) and clears those
- * live bits then.  No block's memory is read or written on either side:
+ * live bits then.  The owner takes a word only when its summary bit says
+ * so, and only the freer that found the word empty sets that bit, last:
+ * so no freer touches the span after its block can be taken back (and the
+ * span freed, its superslab unmapped).  No block's memory is read or written on either side:
  * a linked list through the blocks (built and measured first) made the
  * owner's drain a chain of dependent misses, one per block, written by
  * another core - 27% of larson's time at 4 threads.  The freer raises the
@@ -36,6 +39,8 @@
 #include <string.h>
 
 #include "internal.h"
+
+_Static_assert(HAK_SPAN_BLOCKS_MAX <= 64 * 64, "a span's remote words fit one summary word");
 
 enum { LIST_NONE, LIST_PARTIAL, LIST_FULL, LIST_ABANDONED };
 
@@ -150,30 +155,24 @@ static uint64_t *remote_bits(struct hak_span *sp)
 }
 
 /* Take back every block other threads have freed into sp: the remote words
- * the summary names (word w under bit w % 64), each emptied with one
- * exchange.  A remote bit whose live bit is already clear is a block freed
- * by another thread and again (by its owner, or after an earlier drain). */
+ * the summary names (word w under bit w: a span has at most 64 words, the
+ * generator's SPAN_MAX_BLOCKS), each emptied with one exchange.  A remote
+ * bit whose live bit is already clear is a block freed by another thread
+ * and again (by its owner, or after an earlier drain). */
 static void drain_remote(struct hak_span *sp, unsigned cls)
 {
     if (__atomic_load_n(&sp->remote_words, __ATOMIC_RELAXED) == 0)
         return;
-    /* seq_cst with remote_give's: a freer that saw the summary bit set set
-     * its word's bit before this exchange, so the load below sees it */
     uint64_t summary = __atomic_exchange_n(&sp->remote_words, 0, __ATOMIC_SEQ_CST);
     uint64_t *remote = remote_bits(sp), *live = live_bits(sp);
-    uint32_t words = (sp->carved + 63) / 64;
-    while (summary) {
-        for (uint32_t w = (uint32_t)__builtin_ctzll(summary); w < words; w += 64) {
-            if (__atomic_load_n(&remote[w], __ATOMIC_SEQ_CST) == 0)
-                continue;
-            uint64_t r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_ACQUIRE);
-            if (HAK_UNLIKELY((live[w] & r) != r))
-                hak_report_double_free("free", block_at(sp, &hak_class_info[cls],
-                                                        w * 64 + (uint32_t)__builtin_ctzll(r & ~live[w])));
-            live[w] &= ~r;
-            sp->used -= (uint32_t)__builtin_popcountll(r);
-        }
-        summary &= summary - 1;
+    for (; summary; summary &= summary - 1) {
+        uint32_t w = (uint32_t)__builtin_ctzll(summary);
+        uint64_t r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_SEQ_CST);
+        if (HAK_UNLIKELY((live[w] & r) != r))
+            hak_report_double_free("free", block_at(sp, &hak_class_info[cls],
+                                                    w * 64 + (uint32_t)__builtin_ctzll(r & ~live[w])));
+        live[w] &= ~r;
+        sp->used -= (uint32_t)__builtin_popcountll(r);
     }
 }
 
@@ -290,21 +289,24 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 /* ---- giving blocks back ---- */
 
 /* Any thread but sp's owner: set p's bit in sp's remote bitmap; a bit
- * already set means p was freed twice.  Afterwards sp may be gone at any
- * moment: its owner may take the block back and return the span. */
+ * already set means p was freed twice.  The owner takes a word's bits only
+ * after the summary names the word, and the summary bit is set by the one
+ * freer that found the word empty, as its last touch of sp: its block and
+ * every later one in the word wait for it.  A freer that found the word
+ * holding bits touches nothing more: by then its block may have been taken
+ * back and sp freed, its superslab unmapped. */
 static void remote_give(struct hak_span *sp, unsigned cls, void *p)
 {
     uint32_t i = block_index(sp, cls, p);
-    uint64_t bit = UINT64_C(1) << (i % 64), word_bit = UINT64_C(1) << (i / 64 % 64);
-    /* only the one bit is tested: x86 sets and tests it in one instruction */
-    if (HAK_UNLIKELY(__atomic_fetch_or(&remote_bits(sp)[i / 64], bit, __ATOMIC_SEQ_CST) & bit))
+    uint64_t bit = UINT64_C(1) << (i % 64);
+    /* an add, not an OR: x86 returns the whole old word from one lock xadd
+     * (an OR would be a compare-exchange loop).  Adding a bit already set
+     * carries into the next one, but a double free stops the program. */
+    uint64_t old = __atomic_fetch_add(&remote_bits(sp)[i / 64], bit, __ATOMIC_SEQ_CST);
+    if (HAK_UNLIKELY(old & bit))
         hak_report_double_free("free", p);
-    /* The summary shares the line with `owner`, just read.  Seen set, it is
-     * set before the owner's exchange of it, which comes before the owner's
-     * exchange of the word: the bit above is taken then.  Seen clear, it is
-     * set now. */
-    if (!(__atomic_load_n(&sp->remote_words, __ATOMIC_SEQ_CST) & word_bit))
-        __atomic_fetch_or(&sp->remote_words, word_bit, __ATOMIC_SEQ_CST);
+    if (old == 0)
+        __atomic_fetch_or(&sp->remote_words, UINT64_C(1) << (i / 64), __ATOMIC_SEQ_CST);
 }
 
 /* A run of frees into spans of one other heap: its hint is raised once per

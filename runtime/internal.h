@@ -74,7 +74,7 @@ struct hak_span {
     uint8_t list;                 /* which of its owner's lists it is on (heap.c) */
     struct hak_span *next, *prev; /* that list */
     /* the line other threads write */
-    uint64_t remote_words __attribute__((aligned(64))); /* atomic: bit w % 64: remote word w may have bits */
+    uint64_t remote_words __attribute__((aligned(64))); /* atomic: bit w: remote word w has bits (heap.c) */
     struct hak_heap *owner;       /* atomic: NULL while abandoned */
 };
 _Static_assert(sizeof(struct hak_span) == 128, "span meta: the owner's line, then the shared one");

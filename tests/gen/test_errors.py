@@ -273,6 +273,16 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "bytes: 2MiB", "bytes: 64MiB"),
                    "spec.yaml:5: superslab.slab_bytes: 1024 slabs per superslab; at most 512")
 
+    def test_span_with_too_many_blocks(self):
+        # 128 KiB slabs hold 8192 blocks of 16 B: more than one summary word covers
+        self.check(edit(SMALL, "slab_bytes: 64KiB", "slab_bytes: 128KiB"),
+                   "spec.yaml:9: tiny.classes[0].size: size 16 puts 8192 blocks in a 131072-byte "
+                   "span; at most 4096 (a larger size, or a smaller superslab.slab_bytes)")
+        # the same slab with 32 B as the smallest class is within the limit
+        self.write("spec.yaml", edit(edit(SMALL, "slab_bytes: 64KiB", "slab_bytes: 128KiB"),
+                                     "    - { size: 16, ring: 128, sll: 256, refill: 64 }\n", ""))
+        self.assertOk(self.hakgen("validate", "spec.yaml"))
+
     def test_huge_pages_need_whole_huge_pages(self):
         self.check(edit(SMALL, "  bytes: 2MiB\n  slab_bytes: 64KiB\n",
                         "  bytes: 1MiB\n  slab_bytes: 64KiB\n  huge_pages: true\n"),

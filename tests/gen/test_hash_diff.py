@@ -83,7 +83,7 @@ class HashTest(TempDirTest):
             ("tiers: [sll, slab]", "tiers: [ring, sll, slab]"),
             ("  tiers: [ring, sll, slab]", "  tiers: [sll, ring, slab]"),
             ("bytes: 2MiB", "bytes: 4MiB"),
-            ("slab_bytes: 64KiB", "slab_bytes: 128KiB"),
+            ("slab_bytes: 64KiB", "slab_bytes: 32KiB"),
             ("slab_bytes: 64KiB", "slab_bytes: 64KiB\n  huge_pages: true"),
             ("[384, 512, 1024, 2048]", "[384, 512, 1024, 2048, 4096]"),
             ("  ring: 16\n", "  ring: 17\n"),

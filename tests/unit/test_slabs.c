@@ -296,6 +296,44 @@ START_TEST(remote_frees_drained_while_arriving)
 }
 END_TEST
 
+/* A remote free writes the span's summary only when it found its word
+ * empty; a free into a word already holding bits writes nothing of the span
+ * but that word, because by then the owner may have taken the block back
+ * and freed the span (and the purge unmapped its superslab).  Here the
+ * owner's drain is half done when the second free comes: it has exchanged
+ * the summary, not yet the word.  The second freer leaves the summary
+ * alone; the owner's exchange of the word then takes both blocks. */
+START_TEST(remote_free_into_marked_word_leaves_span_alone)
+{
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    ck_assert_uint_ge(ci->blocks, 3);
+    struct hak_heap *owner = hak_heap_acquire(), *freer = hak_heap_acquire();
+    void *out[3], *again[2];
+    ck_assert_uint_eq(hak_heap_take(owner, QUIET_CLASS, out, 3), 3);
+    struct hak_span *sp = hak_span_of(out[0], ci->span_bytes / HAK_SLAB_BYTES);
+    struct hak_superslab *ss = hak_ss_of(sp);
+    uint64_t *word0 = &ss->remote[sp - ss->span][0];
+    ck_assert_ptr_eq(hak_span_of(out[1], ci->span_bytes / HAK_SLAB_BYTES), sp);
+
+    hak_heap_give(freer, QUIET_CLASS, &out[0], 1); /* first bit of word 0: marks it */
+    ck_assert_uint_eq(*word0, 1);
+    ck_assert_uint_eq(sp->remote_words, 1);
+    uint64_t summary = __atomic_exchange_n(&sp->remote_words, 0, __ATOMIC_SEQ_CST);
+
+    hak_heap_give(freer, QUIET_CLASS, &out[1], 1); /* word 0 holds a bit: no mark */
+    ck_assert_uint_eq(*word0, 3);
+    ck_assert_uint_eq(sp->remote_words, 0);
+
+    __atomic_store_n(&sp->remote_words, summary, __ATOMIC_SEQ_CST); /* the drain resumes */
+    ck_assert_uint_eq(hak_heap_take(owner, QUIET_CLASS, again, 2), 2);
+    ck_assert_ptr_eq(again[0], out[0]);
+    ck_assert_ptr_eq(again[1], out[1]);
+    ck_assert_uint_eq(*word0, 0);
+    ck_assert_uint_eq(sp->remote_words, 0);
+    ck_assert_uint_eq(sp->used, 3);
+}
+END_TEST
+
 /* Whether the mapping holding p has the kernel's "hg" flag (MADV_HUGEPAGE),
  * from its VmFlags line in /proc/self/smaps; -1 when that cannot be read. */
 static int mapping_has_hugepage_flag(const void *p)
@@ -346,6 +384,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, abandoned_span_adopted);
     tcase_add_test(tc, remote_frees_come_back_once);
     tcase_add_loop_test(tc, remote_frees_drained_while_arriving, 0, 2);
+    tcase_add_test(tc, remote_free_into_marked_word_leaves_span_alone);
     tcase_add_test(tc, huge_pages_as_the_spec_says);
     suite_add_tcase(s, tc);
     return s;
