@@ -169,7 +169,10 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
 {
     if (align < HAK_PAGE)
         align = HAK_PAGE;
-    if (n > PTRDIFF_MAX - align) {
+    /* n + align + a page must stay below PTRDIFF_MAX; compared in unsigned
+     * arithmetic, so an alignment above it must be refused first (2^63 made
+     * the bound wrap, and len below with it, to a few pages) */
+    if (align > (size_t)PTRDIFF_MAX / 2 || n > (size_t)PTRDIFF_MAX - align - HAK_PAGE) {
         errno = ENOMEM;
         return NULL;
     }

@@ -125,6 +125,13 @@ START_TEST(posix_memalign_semantics)
     ck_assert_int_eq(posix_memalign(&p, 4, 10), EINVAL); /* not a multiple of sizeof(void *) */
     ck_assert_int_eq(posix_memalign(&p, 0, 10), EINVAL);
     ck_assert_int_eq(posix_memalign(&p, 64, SIZE_MAX - 100), ENOMEM);
+    /* an alignment of 2^63 and a size that made the room to align it wrap
+     * around to a few pages (a pointer of 0x8000000000000000 was returned) */
+    size_t top = (size_t)1 << 63;
+    ck_assert_int_eq(posix_memalign(&p, top, top - 4094), ENOMEM);
+    ck_assert_int_eq(posix_memalign(&p, top, top - 4094 + (1u << 20)), ENOMEM);
+    ck_assert_int_eq(posix_memalign(&p, top, 10), ENOMEM);
+    ck_assert_int_eq(posix_memalign(&p, top / 2, 10), ENOMEM);
     ck_assert_ptr_eq(p, (void *)0x1); /* untouched on failure */
     ck_assert_int_eq(errno, 1234);    /* errno left alone */
     for (size_t align = sizeof(void *); align <= ((size_t)1 << 20); align *= 2) {
@@ -156,6 +163,12 @@ START_TEST(aligned_alloc_memalign_valloc_pvalloc)
     errno = 0;
     ck_assert_ptr_null(memalign(SIZE_MAX / 2 + 2, 10));
     ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_null(memalign(SIZE_MAX / 2 + 1, SIZE_MAX / 2 - 4094));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(aligned_alloc(SIZE_MAX / 2 + 1, SIZE_MAX / 2 - 4094));
+    ck_assert_int_eq(errno, ENOMEM);
     p = valloc(10);
     ck_assert_uint_eq((uintptr_t)p % (size_t)page, 0);
     free(p);
