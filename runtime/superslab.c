@@ -219,6 +219,7 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
         struct hak_superslab *ss = *pp;
         if (ss_is_empty(ss) && (all || now - ss->empty_since >= HAK_DECAY_MS)) {
             *pp = ss->next;
+            units_dirty -= ss->dirty_units; /* gone with it */
             released += HAK_SUPERSLAB_BYTES;
             hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
             HAK_STAT(hak_stats_superslabs_returned++);

@@ -103,6 +103,43 @@ START_TEST(span_reuses_resident_units)
 }
 END_TEST
 
+/* Unmapping an empty superslab forgets its dirty units.  The global dirty
+ * count used to keep them, so after a few rounds of spans freed and
+ * superslabs unmapped the cap on dirty units seemed exceeded for good, and
+ * every freed span was madvised at once instead of staying resident for
+ * reuse until the decay. */
+START_TEST(unmapping_forgets_dirty_units)
+{
+    enum { SPANS = 96, ROUNDS = 4 }; /* each round ~48 MiB of spans of 8 units */
+    static struct hak_span *sp[SPANS];
+    uint64_t next = UINT64_MAX;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < SPANS; i++)
+            ck_assert_ptr_nonnull(sp[i] = hak_ss_span_alloc(QUIET_CLASS));
+        for (int i = 0; i < SPANS; i++)
+            hak_ss_span_free(sp[i]); /* the cap purges some, the rest stay dirty */
+        hak_ss_purge(hak_now_ms(), true, &next); /* every superslab is empty: unmapped */
+    }
+    /* 8 spans' units (2 MiB): far under the cap (16 MiB), kept resident */
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    struct hak_span *few[8];
+    for (int i = 0; i < 8; i++) {
+        ck_assert_ptr_nonnull(few[i] = hak_ss_span_alloc(QUIET_CLASS));
+        memset(hak_span_base(few[i]), 0x5A, ci->span_bytes);
+    }
+    for (int i = 0; i < 8; i++)
+        hak_ss_span_free(few[i]);
+    size_t pages = ci->span_bytes / HAK_PAGE;
+    unsigned char *vec = malloc(pages);
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(mincore(hak_span_base(few[i]), ci->span_bytes, vec), 0);
+        for (size_t j = 0; j < pages; j++)
+            ck_assert_msg(vec[j] & 1, "page %zu of freed span %d was purged at once", j, i);
+    }
+    free(vec);
+}
+END_TEST
+
 /* The region map answers "not ours" for foreign, odd and large addresses
  * without reading them. */
 START_TEST(region_map_foreign)
@@ -378,6 +415,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, reuse_before_carving);
     tcase_add_test(tc, empty_span_returned);
     tcase_add_test(tc, span_reuses_resident_units);
+    tcase_add_test(tc, unmapping_forgets_dirty_units);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
