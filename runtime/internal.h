@@ -27,6 +27,14 @@ char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", 
 /* ---- decay.c: when free memory goes back to the OS (options.decay_ms) ---- */
 uint64_t hak_now_ms(void) HAK_HIDDEN;   /* monotonic, coarse */
 void hak_decay_note(void) HAK_HIDDEN;   /* something became free: purge it in time */
+/* Whether what was freed at `since` is due at `now`.  `since` may be later
+ * than `now`: a pass reads its clock before it takes the locks, a freer
+ * stamps its memory under them (now - since would wrap to "long ago"). */
+static inline bool hak_decay_is_due(uint64_t now, uint64_t since)
+{
+    return since + HAK_DECAY_MS <= now;
+}
+
 /* Lower *next_ms to since + HAK_DECAY_MS (when what was freed at `since` is due). */
 static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
 {

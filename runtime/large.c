@@ -347,7 +347,7 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
     unsigned n = 0;
     pthread_mutex_lock(&large_lock);
     /* oldest first: stop at the first one too young */
-    while (cache_count > 0 && (all || now - cache[0].freed_ms >= HAK_DECAY_MS)) {
+    while (cache_count > 0 && (all || hak_decay_is_due(now, cache[0].freed_ms))) {
         evict[n++] = cache[0];
         cache_remove(0);
     }

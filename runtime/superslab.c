@@ -217,7 +217,7 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
     pthread_mutex_lock(&ss_lock);
     for (struct hak_superslab **pp = &ss_list; *pp;) {
         struct hak_superslab *ss = *pp;
-        if (ss_is_empty(ss) && (all || now - ss->empty_since >= HAK_DECAY_MS)) {
+        if (ss_is_empty(ss) && (all || hak_decay_is_due(now, ss->empty_since))) {
             *pp = ss->next;
             units_dirty -= ss->dirty_units; /* gone with it */
             released += HAK_SUPERSLAB_BYTES;
@@ -226,7 +226,7 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
             continue;
         }
         if (ss->dirty_units != 0) {
-            if (all || now - ss->dirty_since >= HAK_DECAY_MS)
+            if (all || hak_decay_is_due(now, ss->dirty_since))
                 released += purge_units(ss);
             else
                 hak_decay_due(next_ms, ss->dirty_since);

@@ -281,6 +281,28 @@ START_TEST(large_realloc_growth_releases_cache)
 }
 END_TEST
 
+/* A purge pass whose clock was read before a large block was freed leaves
+ * the cached span for later (not due "2^64 ms ago"), then unmaps it when due. */
+START_TEST(large_purge_with_older_clock_keeps_fresh_span)
+{
+    size_t len = cacheable((size_t)1 << 20);
+    if (len <= HAK_MAX_CLASS_SIZE || len > (size_t)HAK_LARGE_CACHE_BYTES)
+        return; /* nothing large is ever cached */
+    uint64_t before = hak_now_ms();
+    unsigned char *x = malloc(len);
+    ck_assert_ptr_nonnull(x);
+    memset(x, 0x22, len);
+    free(x);
+    ck_assert(mapped(x));
+    uint64_t next = UINT64_MAX;
+    ck_assert_uint_eq(hak_large_purge(before - 1, false, &next), 0);
+    ck_assert(mapped(x));
+    ck_assert_uint_ge(next, before + HAK_DECAY_MS);
+    ck_assert_uint_ge(hak_large_purge(UINT64_MAX - HAK_DECAY_MS, false, &next), len);
+    ck_assert(!mapped(x));
+}
+END_TEST
+
 Suite *suite_api(void)
 {
     Suite *s = suite_create("api");
@@ -298,6 +320,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, large_blocks);
     tcase_add_test(tc, large_realloc_grows_into_cached_neighbour);
     tcase_add_test(tc, large_realloc_growth_releases_cache);
+    tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
     suite_add_tcase(s, tc);
     return s;
 }

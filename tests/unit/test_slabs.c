@@ -140,6 +140,27 @@ START_TEST(unmapping_forgets_dirty_units)
 }
 END_TEST
 
+/* A pass whose clock was read before a span was freed (it reads it before
+ * it takes the lock; the free stamps its units under it) leaves that span
+ * for later: it is not due yet, not due "2^64 ms ago".  Some superslab here
+ * holds only this test's spans, so it becomes empty as well as dirty. */
+START_TEST(purge_with_older_clock_leaves_fresh_spans)
+{
+    enum { SPANS = 24 }; /* over three superslabs' worth of 4-unit spans */
+    struct hak_span *sp[SPANS];
+    for (int i = 0; i < SPANS; i++)
+        ck_assert_ptr_nonnull(sp[i] = hak_ss_span_alloc(QUIET_CLASS));
+    uint64_t before = hak_now_ms();
+    for (int i = 0; i < SPANS; i++)
+        hak_ss_span_free(sp[i]);
+    uint64_t next = UINT64_MAX;
+    ck_assert_uint_eq(hak_ss_purge(before - 1, false, &next), 0);
+    ck_assert_uint_ge(next, before + HAK_DECAY_MS);
+    ck_assert_uint_le(next, hak_now_ms() + HAK_DECAY_MS);
+    ck_assert_uint_gt(hak_ss_purge(UINT64_MAX - HAK_DECAY_MS, false, &next), 0); /* all due */
+}
+END_TEST
+
 /* The region map answers "not ours" for foreign, odd and large addresses
  * without reading them. */
 START_TEST(region_map_foreign)
@@ -416,6 +437,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, empty_span_returned);
     tcase_add_test(tc, span_reuses_resident_units);
     tcase_add_test(tc, unmapping_forgets_dirty_units);
+    tcase_add_test(tc, purge_with_older_clock_leaves_fresh_spans);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
