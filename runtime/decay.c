@@ -171,7 +171,12 @@ void hak_decay_purge_unlock(void)
 /* The child of fork has no purger thread: start one when needed. */
 void hak_decay_after_fork_child(void)
 {
+    /* The parent's purger may have taken the last note and be sleeping
+     * toward its due time: the child has no such thread, so whatever waits
+     * to be purged counts as a fresh note (the child's next slow path starts
+     * its own purger).  The child holds every lock here. */
     purger_running = false;
+    work_pending = work_pending || hak_ss_purgeable_locked() || hak_large_cached_locked();
     __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
     pthread_cond_init(&decay_wake, NULL);
     pthread_mutex_unlock(&decay_lock);

@@ -130,6 +130,7 @@ void hak_ss_span_free(struct hak_span *sp) HAK_HIDDEN;
 /* Give back what has been free for HAK_DECAY_MS (or everything: all); returns
  * bytes released, and lowers *next_ms to when the rest will be due. */
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
+bool hak_ss_purgeable_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
 void hak_ss_lock_all(void) HAK_HIDDEN;   /* fork */
 void hak_ss_unlock_all(void) HAK_HIDDEN;
 
@@ -157,6 +158,7 @@ bool hak_large_free(void *p) HAK_HIDDEN;        /* false: not a large block of o
 size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ours */
 void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
 size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /* as hak_ss_purge */
+bool hak_large_cached_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
 void hak_large_lock(void) HAK_HIDDEN;
 void hak_large_unlock(void) HAK_HIDDEN;
 

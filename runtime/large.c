@@ -357,6 +357,12 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
     return unmap_spans(evict, n);
 }
 
+/* Whether spans are cached (a purge has work).  The caller holds the lock. */
+bool hak_large_cached_locked(void)
+{
+    return cache_count != 0;
+}
+
 void hak_large_lock(void)
 {
     pthread_mutex_lock(&large_lock);

@@ -239,6 +239,18 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
     return released;
 }
 
+/* Whether a purge has work here: dirty units, or an empty superslab to
+ * unmap.  The caller holds the lock (the fork child holds them all). */
+bool hak_ss_purgeable_locked(void)
+{
+    if (units_dirty != 0)
+        return true;
+    for (const struct hak_superslab *ss = ss_list; ss; ss = ss->next)
+        if (ss_is_empty(ss))
+            return true;
+    return false;
+}
+
 void hak_ss_lock_all(void)
 {
     pthread_mutex_lock(&ss_lock);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -158,6 +159,55 @@ START_TEST(purge_with_older_clock_leaves_fresh_spans)
     ck_assert_uint_ge(next, before + HAK_DECAY_MS);
     ck_assert_uint_le(next, hak_now_ms() + HAK_DECAY_MS);
     ck_assert_uint_gt(hak_ss_purge(UINT64_MAX - HAK_DECAY_MS, false, &next), 0); /* all due */
+}
+END_TEST
+
+/* Whether none of [p, p + len) is resident (or mapped at all). */
+static bool none_resident(void *p, size_t len)
+{
+    unsigned char vec[len / HAK_PAGE];
+    if (mincore(p, len, vec) != 0)
+        return true;
+    for (size_t i = 0; i < len / HAK_PAGE; i++)
+        if (vec[i] & 1)
+            return false;
+    return true;
+}
+
+/* A fork child purges what its parent left dirty.  When the fork comes, the
+ * parent's purger has taken the note of the span freed here and sleeps
+ * toward its due time; the child has no purger, so its next slow path
+ * (hak_decay_poll here) starts one, which purges the span after decay_ms.
+ * The child used to keep it until something new was freed. */
+START_TEST(fork_child_purges_what_parent_left_dirty)
+{
+    if (HAK_DECAY_MS == 0)
+        return; /* every free purges at once: no purger */
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    hak_decay_note();
+    hak_decay_poll(); /* the purger runs */
+    usleep((HAK_DECAY_MS + 300) * 1000); /* it has purged what was due and waits */
+    struct hak_span *a = hak_ss_span_alloc(QUIET_CLASS);
+    char *base = hak_span_base(a);
+    memset(base, 0x5A, ci->span_bytes);
+    hak_ss_span_free(a); /* a note: the purger takes it and sleeps */
+    ck_assert(!none_resident(base, ci->span_bytes));
+    usleep(100 * 1000);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        hak_decay_poll();
+        for (int waited = 0; waited < HAK_DECAY_MS + 5000; waited += 50) {
+            if (none_resident(base, ci->span_bytes))
+                _exit(0);
+            usleep(50 * 1000);
+        }
+        _exit(1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_msg(WEXITSTATUS(status) == 0, "the child never purged the span");
 }
 END_TEST
 
@@ -432,12 +482,14 @@ Suite *suite_slabs(void)
 {
     Suite *s = suite_create("slabs");
     TCase *tc = tcase_create("slabs");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, carve_in_order);
     tcase_add_test(tc, reuse_before_carving);
     tcase_add_test(tc, empty_span_returned);
     tcase_add_test(tc, span_reuses_resident_units);
     tcase_add_test(tc, unmapping_forgets_dirty_units);
     tcase_add_test(tc, purge_with_older_clock_leaves_fresh_spans);
+    tcase_add_test(tc, fork_child_purges_what_parent_left_dirty);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
