@@ -10,18 +10,24 @@
  * of this needs an atomic.
  *
  * A thread freeing a block of another heap's span sets the block's bit in
- * the span's remote bitmap (an atomic add, which also catches a block freed
- * twice), and marks the word in the span's `remote_words` summary when it
+ * the span's remote bitmap (a compare-exchange, which also catches a block
+ * freed twice), and marks the word in the span's `remote_words` summary when it
  * is the word's first bit: a lock-free multi-producer, single-consumer
  * set.  The owner takes it back word by word with an exchange when it next
  * takes blocks from the span (its slow path: a refill) and clears those
  * live bits then.  The owner takes a word only when its summary bit says
- * so, and only the freer that found the word empty sets that bit, last:
- * so no freer touches the span after its block can be taken back (and the
- * span freed, its superslab unmapped).  No block's memory is read or written on either side:
- * a linked list through the blocks (built and measured first) made the
- * owner's drain a chain of dependent misses, one per block, written by
- * another core - 27% of larson's time at 4 threads.  The freer raises the
+ * so, and only the freer that found the word empty sets that bit: so the
+ * other freers touch nothing of the span once their bit is set (by then
+ * their block may have been taken back, the span freed and its superslab
+ * unmapped).  The one that sets the summary bit then reads the span's owner
+ * again, to raise the hint of the heap that owns the span now (it may have
+ * been abandoned and adopted since the first read); meanwhile its heap's
+ * `marking` names the superslab, which the purge then leaves mapped.
+ *
+ * No block's memory is read or written on either side: a linked list
+ * through the blocks (built and measured first) made the owner's drain a
+ * chain of dependent misses, one per block, written by another core - 27%
+ * of larson's time at 4 threads.  The freer raises the
  * owner's per-class `remote` hint once per run, so that the owner looks at
  * its full spans again.  No path here waits on another thread, except the
  * rare ones that move a span between heaps (thread exit, adoption) or map
@@ -42,6 +48,11 @@
 
 _Static_assert(HAK_SPAN_BLOCKS_MAX <= 64 * 64, "a span's remote words fit one summary word");
 
+#ifdef HAK_TEST_HOOKS
+void (*hak_test_hook_remote_owner_read)(void);
+void (*hak_test_hook_remote_summary_set)(void);
+#endif
+
 enum { LIST_NONE, LIST_PARTIAL, LIST_FULL, LIST_ABANDONED };
 
 struct heap_class {
@@ -58,6 +69,10 @@ struct remote_hint {
 struct hak_heap {
     struct heap_class cls[HAK_NUM_CLASSES];
     struct hak_heap *next_unused; /* in the pool */
+    struct hak_heap *next_batch;  /* the first heap of each batch mapped: all heaps */
+    /* atomic: the superslab of the span whose summary this heap's thread is
+     * marking in remote_give (NULL: none); read by the purge */
+    struct hak_superslab *marking;
     struct remote_hint remote[HAK_NUM_CLASSES];
 };
 
@@ -70,7 +85,9 @@ static struct {
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hak_heap *pool; /* released heaps */
+static struct hak_heap *pool;    /* released heaps */
+static struct hak_heap *batches; /* atomic: every batch of heaps mapped (next_batch) */
+enum { HEAPS_PER_BATCH = 16 };
 
 /* The heap of threads that have none (exited, or inside start-up). */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -161,7 +178,8 @@ static uint64_t *remote_bits(struct hak_span *sp)
  * and again (by its owner, or after an earlier drain). */
 static void drain_remote(struct hak_span *sp, unsigned cls)
 {
-    if (__atomic_load_n(&sp->remote_words, __ATOMIC_RELAXED) == 0)
+    /* seq_cst: after adopt()'s store of the owner (see mark_summary) */
+    if (__atomic_load_n(&sp->remote_words, __ATOMIC_SEQ_CST) == 0)
         return;
     uint64_t summary = __atomic_exchange_n(&sp->remote_words, 0, __ATOMIC_SEQ_CST);
     uint64_t *remote = remote_bits(sp), *live = live_bits(sp);
@@ -288,25 +306,50 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 
 /* ---- giving blocks back ---- */
 
-/* Any thread but sp's owner: set p's bit in sp's remote bitmap; a bit
- * already set means p was freed twice.  The owner takes a word's bits only
- * after the summary names the word, and the summary bit is set by the one
- * freer that found the word empty, as its last touch of sp: its block and
- * every later one in the word wait for it.  A freer that found the word
+/* Set word w's bit in sp's summary, which lets the owner take the word, and
+ * return sp's owner as of then.  Both are seq_cst against adopt()'s store of
+ * the owner and its drain: either the adopter's drain sees the bit or the
+ * load here sees the adopter (a first read may have found the span
+ * abandoned, or owned by a heap that abandoned it since).  The load comes
+ * after the block can be taken back: h->marking keeps the superslab mapped
+ * until then (hak_ss_purge asks hak_heap_marking); the span itself may have
+ * been freed and given to another heap, whose hint is then raised for
+ * nothing. */
+static struct hak_heap *mark_summary(struct hak_heap *h, struct hak_span *sp, uint32_t w)
+{
+    __atomic_store_n(&h->marking, hak_ss_of(sp), __ATOMIC_SEQ_CST);
+    __atomic_fetch_or(&sp->remote_words, UINT64_C(1) << w, __ATOMIC_SEQ_CST);
+    HAK_TEST_POINT(remote_summary_set);
+    struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->marking, NULL, __ATOMIC_RELEASE);
+    return owner;
+}
+
+/* Any thread but sp's owner (h: the freer's heap): set p's bit in sp's
+ * remote bitmap; a bit already set means p was freed twice.  The owner
+ * takes a word's bits only after the summary names the word, and the
+ * summary bit is set by the one freer that found the word empty: its block
+ * and every later one in the word wait for it.  A freer that found the word
  * holding bits touches nothing more: by then its block may have been taken
- * back and sp freed, its superslab unmapped. */
-static void remote_give(struct hak_span *sp, unsigned cls, void *p)
+ * back and sp freed, its superslab unmapped.  Returns the heap that owned sp
+ * once the summary bit was set, or `owner` when this freer set none. */
+static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, unsigned cls, void *p,
+                                    struct hak_heap *owner)
 {
     uint32_t i = block_index(sp, cls, p);
-    uint64_t bit = UINT64_C(1) << (i % 64);
-    /* an add, not an OR: x86 returns the whole old word from one lock xadd
-     * (an OR would be a compare-exchange loop).  Adding a bit already set
-     * carries into the next one, but a double free stops the program. */
-    uint64_t old = __atomic_fetch_add(&remote_bits(sp)[i / 64], bit, __ATOMIC_SEQ_CST);
-    if (HAK_UNLIKELY(old & bit))
-        hak_report_double_free("free", p);
-    if (old == 0)
-        __atomic_fetch_or(&sp->remote_words, UINT64_C(1) << (i / 64), __ATOMIC_SEQ_CST);
+    uint64_t bit = UINT64_C(1) << (i % 64), *word = &remote_bits(sp)[i / 64];
+    /* a compare-exchange, not an OR (x86's lock bts returns only the one
+     * bit): the whole old word says whether this freer marks the summary,
+     * and a double free changes nothing before it stops the program */
+    uint64_t old = __atomic_load_n(word, __ATOMIC_RELAXED);
+    do {
+        if (HAK_UNLIKELY(old & bit))
+            hak_report_double_free("free", p);
+    } while (!__atomic_compare_exchange_n(word, &old, old | bit, true, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_RELAXED));
+    if (old != 0)
+        return owner;
+    return mark_summary(h, sp, i / 64);
 }
 
 /* A run of frees into spans of one other heap: its hint is raised once per
@@ -337,11 +380,12 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
      * and the block goes to the remote bitmap whoever ends up draining it. */
     struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_ACQUIRE);
     if (owner != h) {
-        if (owner != run->owner)
+        HAK_TEST_POINT(remote_owner_read);
+        struct hak_heap *now = remote_give(h, sp, cls, p, owner);
+        if (now != run->owner)
             remote_hint(run, cls);
-        run->owner = owner;
+        run->owner = now;
         run->n++;
-        remote_give(sp, cls, p);
         return;
     }
     struct heap_class *hc = &h->cls[cls];
@@ -388,17 +432,17 @@ struct hak_heap *hak_heap_acquire(void)
     if (h != NULL) {
         pool = h->next_unused;
     } else {
-        /* a page-rounded batch of heaps; never unmapped (see the top) */
-        size_t per = (sizeof *h + 63) & ~(size_t)63;
-        size_t len = (per * 16 + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1);
-        char *batch = hak_os_map(len);
+        /* a batch of heaps; never unmapped (see the top) */
+        char *batch = hak_os_map(HEAPS_PER_BATCH * sizeof *h);
         if (batch != NULL) {
-            for (size_t off = per; off + per <= len; off += per) {
-                struct hak_heap *extra = (struct hak_heap *)(batch + off);
+            for (size_t k = 1; k < HEAPS_PER_BATCH; k++) {
+                struct hak_heap *extra = (struct hak_heap *)batch + k;
                 extra->next_unused = pool;
                 pool = extra;
             }
             h = (struct hak_heap *)batch;
+            h->next_batch = batches;
+            __atomic_store_n(&batches, h, __ATOMIC_RELEASE);
         }
     }
     pthread_mutex_unlock(&pool_lock);
@@ -486,6 +530,19 @@ void hak_heap_trim(struct hak_heap *h)
             }
         }
     }
+}
+
+/* Whether some heap's thread is marking a summary in a span of ss (see
+ * mark_summary): the purge then leaves ss mapped, though it is empty. */
+bool hak_heap_marking(const struct hak_superslab *ss)
+{
+    if (__atomic_load_n(&shared_heap.marking, __ATOMIC_SEQ_CST) == ss)
+        return true;
+    for (struct hak_heap *b = __atomic_load_n(&batches, __ATOMIC_ACQUIRE); b; b = b->next_batch)
+        for (size_t k = 0; k < HEAPS_PER_BATCH; k++)
+            if (__atomic_load_n(&b[k].marking, __ATOMIC_SEQ_CST) == ss)
+                return true;
+    return false;
 }
 
 void hak_heap_lock_all(void)

@@ -9,7 +9,8 @@
  * Memory goes back to the OS in two steps, each after HAK_DECAY_MS (decay.c
  * drives them): units of freed spans stay "dirty" (resident, fast to reuse)
  * until the purge madvises them away; a superslab with no span left is
- * unmapped.  A unit reused before the purge costs no page fault, so a new
+ * unmapped (a moment later while a remote freer still reads a span header
+ * in it: heap.c, mark_summary).  A unit reused before the purge costs no page fault, so a new
  * span takes dirty units before clean ones: spans that come and go (mid_mt:
  * a few thousand a second) then reuse resident memory instead of faulting in
  * clean units while the dirty ones pile up toward the cap.  Dirty units
@@ -218,12 +219,18 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
     for (struct hak_superslab **pp = &ss_list; *pp;) {
         struct hak_superslab *ss = *pp;
         if (ss_is_empty(ss) && (all || hak_decay_is_due(now, ss->empty_since))) {
-            *pp = ss->next;
-            units_dirty -= ss->dirty_units; /* gone with it */
-            released += HAK_SUPERSLAB_BYTES;
-            hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
-            HAK_STAT(hak_stats_superslabs_returned++);
-            continue;
+            if (!hak_heap_marking(ss)) {
+                *pp = ss->next;
+                units_dirty -= ss->dirty_units; /* gone with it */
+                released += HAK_SUPERSLAB_BYTES;
+                hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
+                HAK_STAT(hak_stats_superslabs_returned++);
+                continue;
+            }
+            /* a remote freer is reading a span header of it (heap.c,
+             * mark_summary): a moment later */
+            if (now + 1 < *next_ms)
+                *next_ms = now + 1;
         }
         if (ss->dirty_units != 0) {
             if (all || hak_decay_is_due(now, ss->dirty_since))

@@ -2,7 +2,8 @@
 #
 #   make test              everything below, on the default variant (or VARIANT=NAME)
 #   make test-gen          the generator's unittest suite
-#   make test-unit         the runtime's Check suite (libhakmem.a linked in)
+#   make test-unit         the runtime's Check suite (libhakmem.a linked in), and the
+#                          races of tests/hooks replayed in one thread (runtime compiled in)
 #   make test-stress       multi-threaded stress programs under LD_PRELOAD
 #   make test-integration  real programs under LD_PRELOAD, output compared with glibc's
 #   make test-build        rebuild dependencies, variants, make install + pkg-config
@@ -34,8 +35,17 @@ $(UNIT_BIN): $(UNIT_SRCS) $(BUILD)/libhakmem.a
 		-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
 		-o $@ $(UNIT_SRCS) $(BUILD)/libhakmem.a $$(pkg-config --cflags --libs check) -lpthread
 
-test-unit: deps $(UNIT_BIN)
+# Race points: the runtime without wrappers.c, compiled in with HAK_TEST_HOOKS.
+HOOKS_BIN := $(BUILD)/tests/hooks
+HOOKS_SRCS := $(filter-out runtime/wrappers.c,$(RUNTIME_SRCS)) $(GEN)/hak_tables.c tests/hooks/test_races.c
+$(HOOKS_BIN): $(HOOKS_SRCS) $(wildcard runtime/*.h include/*.h) $(GEN)/.stamp
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -std=gnu11 -Wall -Wextra -fvisibility=hidden -DHAK_TEST_HOOKS -Iinclude \
+		-I$(GEN) -Iruntime -o $@ $(HOOKS_SRCS) $$(pkg-config --cflags --libs check) -lpthread
+
+test-unit: deps $(UNIT_BIN) $(HOOKS_BIN)
 	$(UNIT_BIN)
+	$(HOOKS_BIN)
 
 test-stress: deps $(BUILD)/libhakmem.so
 	bash tests/stress/run.sh $(LIB_SO_ABS) $(BUILD)/stress

@@ -1,0 +1,134 @@
+/*
+ * Races of a remote free, replayed in one thread.  The runtime is compiled
+ * into this binary with -DHAK_TEST_HOOKS: a free stops at a race point
+ * (internal.h, HAK_TEST_POINT) and the hook does, at that moment, what
+ * another thread could: abandon and adopt the span, take the block back,
+ * free the span, purge.  The free then goes on, and the test checks what
+ * it left.  No timing and no second thread: each interleaving happens every
+ * run.  Each test runs in its own process (Check's fork mode), so the
+ * class's lists and the superslabs start empty.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/* A mid class: 4-unit spans of a few blocks. */
+#define CLS (HAK_NUM_CLASSES - 2)
+
+static struct hak_span *span_of(void *p)
+{
+    return hak_span_of(p, hak_class_info[CLS].span_bytes / HAK_SLAB_BYTES);
+}
+
+/* ---- a remote free racing the span's abandonment and adoption ---- */
+
+static struct hak_heap *first_owner, *adopter;
+static void *adopter_block;
+
+/* Between the freer's read of the owner and its bit: the owner exits
+ * (its full span is abandoned) and another heap adopts the span, finds
+ * nothing free in it, and maps a new span for its block. */
+static void abandon_and_adopt(void)
+{
+    hak_test_hook_remote_owner_read = NULL;
+    hak_heap_release(first_owner);
+    ck_assert_uint_eq(hak_heap_take(adopter, CLS, &adopter_block, 1), 1);
+}
+
+/* The freer read the exiting owner, so its first idea is to tell that heap.
+ * It must tell the adopter instead, or the block would wait in a span on
+ * the adopter's full list that nothing makes it look at again. */
+START_TEST(remote_free_during_adoption_reaches_adopter)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    first_owner = hak_heap_acquire();
+    adopter = hak_heap_acquire();
+    struct hak_heap *freer = hak_heap_acquire();
+    void **blocks = calloc(ci->blocks, sizeof *blocks);
+    ck_assert_uint_eq(hak_heap_take(first_owner, CLS, blocks, ci->blocks), ci->blocks);
+    struct hak_span *sp = span_of(blocks[0]);
+    ck_assert_ptr_eq(span_of(blocks[ci->blocks - 1]), sp); /* one full span */
+
+    hak_test_hook_remote_owner_read = abandon_and_adopt;
+    hak_heap_give(freer, CLS, &blocks[0], 1);
+    ck_assert_ptr_null(hak_test_hook_remote_owner_read); /* the hook ran */
+    ck_assert_ptr_eq(sp->owner, adopter);
+    ck_assert_ptr_ne(span_of(adopter_block), sp);
+
+    /* the adopter uses up its new span, then finds the freed block */
+    void **more = calloc(ci->blocks, sizeof *more), *again;
+    ck_assert_uint_eq(hak_heap_take(adopter, CLS, more, ci->blocks - 1), ci->blocks - 1);
+    for (uint32_t i = 0; i < ci->blocks - 1; i++)
+        ck_assert_ptr_eq(span_of(more[i]), span_of(adopter_block));
+    ck_assert_uint_eq(hak_heap_take(adopter, CLS, &again, 1), 1);
+    ck_assert_ptr_eq(again, blocks[0]);
+    free(blocks);
+    free(more);
+}
+END_TEST
+
+/* ---- a remote free racing the span's return and the superslab's unmap ---- */
+
+static struct hak_heap *owner;
+static struct hak_superslab *ss; /* the block's */
+static bool mapped_while_marking;
+
+static bool mapped(const void *p)
+{
+    unsigned char vec[1];
+    return mincore((void *)p, HAK_PAGE, vec) == 0;
+}
+
+/* After the freer set the summary bit, before it reads the owner: the owner
+ * takes the block back, its span is now empty and goes back to the
+ * superslab, which is empty too, and malloc_trim's purge runs. */
+static void take_back_and_purge(void)
+{
+    hak_test_hook_remote_summary_set = NULL;
+    hak_heap_trim(owner);
+    uint64_t next = UINT64_MAX;
+    hak_ss_purge(hak_now_ms(), true, &next);
+    mapped_while_marking = mapped(ss);
+}
+
+/* The purge leaves the superslab mapped while the freer still reads its
+ * span header (the freer would fault), and unmaps it once the freer is done. */
+START_TEST(purge_waits_for_remote_freer)
+{
+    owner = hak_heap_acquire();
+    struct hak_heap *freer = hak_heap_acquire();
+    void *p;
+    ck_assert_uint_eq(hak_heap_take(owner, CLS, &p, 1), 1);
+    ss = hak_ss_of(p);
+
+    hak_test_hook_remote_summary_set = take_back_and_purge;
+    hak_heap_give(freer, CLS, &p, 1);
+    ck_assert_ptr_null(hak_test_hook_remote_summary_set); /* the hook ran */
+    ck_assert_uint_eq(hak_region_code((uintptr_t)p), 0); /* the span was returned */
+    ck_assert(mapped_while_marking);                      /* the superslab stayed */
+
+    uint64_t next = UINT64_MAX;
+    ck_assert_uint_eq(hak_ss_purge(hak_now_ms(), true, &next), HAK_SUPERSLAB_BYTES);
+    errno = 0;
+    ck_assert(!mapped(ss)); /* unmapped now */
+    ck_assert_int_eq(errno, ENOMEM);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("races");
+    TCase *tc = tcase_create("races");
+    tcase_add_test(tc, remote_free_during_adoption_reaches_adopter);
+    tcase_add_test(tc, purge_waits_for_remote_freer);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
