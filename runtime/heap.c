@@ -21,8 +21,10 @@
  * their block may have been taken back, the span freed and its superslab
  * unmapped).  The one that sets the summary bit then reads the span's owner
  * again, to raise the hint of the heap that owns the span now (it may have
- * been abandoned and adopted since the first read); meanwhile its heap's
- * `marking` names the superslab, which the purge then leaves mapped.
+ * been abandoned and adopted since the first read).  Throughout, the
+ * freer's heap's `marking` names the span: the purge leaves its superslab
+ * mapped, and a fork child finishes a summary its parent's freer had not
+ * set (hak_heap_after_fork_child).
  *
  * No block's memory is read or written on either side: a linked list
  * through the blocks (built and measured first) made the owner's drain a
@@ -50,6 +52,7 @@ _Static_assert(HAK_SPAN_BLOCKS_MAX <= 64 * 64, "a span's remote words fit one su
 
 #ifdef HAK_TEST_HOOKS
 void (*hak_test_hook_remote_owner_read)(void);
+void (*hak_test_hook_remote_bit_set)(void);
 void (*hak_test_hook_remote_summary_set)(void);
 #endif
 
@@ -70,9 +73,9 @@ struct hak_heap {
     struct heap_class cls[HAK_NUM_CLASSES];
     struct hak_heap *next_unused; /* in the pool */
     struct hak_heap *next_batch;  /* the first heap of each batch mapped: all heaps */
-    /* atomic: the superslab of the span whose summary this heap's thread is
-     * marking in remote_give (NULL: none); read by the purge */
-    struct hak_superslab *marking;
+    /* atomic: the span this heap's thread is freeing a block into in
+     * remote_give (NULL: none); read by the purge and the fork child */
+    struct hak_span *marking;
     struct remote_hint remote[HAK_NUM_CLASSES];
 };
 
@@ -311,18 +314,15 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
  * the owner and its drain: either the adopter's drain sees the bit or the
  * load here sees the adopter (a first read may have found the span
  * abandoned, or owned by a heap that abandoned it since).  The load comes
- * after the block can be taken back: h->marking keeps the superslab mapped
- * until then (hak_ss_purge asks hak_heap_marking); the span itself may have
- * been freed and given to another heap, whose hint is then raised for
- * nothing. */
-static struct hak_heap *mark_summary(struct hak_heap *h, struct hak_span *sp, uint32_t w)
+ * after the block can be taken back: the freer's `marking` keeps the
+ * superslab mapped until then (hak_ss_purge asks hak_heap_marking); the span
+ * itself may have been freed and given to another heap, whose hint is then
+ * raised for nothing. */
+static struct hak_heap *mark_summary(struct hak_span *sp, uint32_t w)
 {
-    __atomic_store_n(&h->marking, hak_ss_of(sp), __ATOMIC_SEQ_CST);
     __atomic_fetch_or(&sp->remote_words, UINT64_C(1) << w, __ATOMIC_SEQ_CST);
     HAK_TEST_POINT(remote_summary_set);
-    struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&h->marking, NULL, __ATOMIC_RELEASE);
-    return owner;
+    return __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
 }
 
 /* Any thread but sp's owner (h: the freer's heap): set p's bit in sp's
@@ -330,14 +330,17 @@ static struct hak_heap *mark_summary(struct hak_heap *h, struct hak_span *sp, ui
  * takes a word's bits only after the summary names the word, and the
  * summary bit is set by the one freer that found the word empty: its block
  * and every later one in the word wait for it.  A freer that found the word
- * holding bits touches nothing more: by then its block may have been taken
- * back and sp freed, its superslab unmapped.  Returns the heap that owned sp
- * once the summary bit was set, or `owner` when this freer set none. */
+ * holding bits sets nothing more: by then its block may have been taken
+ * back and sp freed.  Returns the heap that owned sp once the summary bit
+ * was set, or `owner` when this freer set none. */
 static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, unsigned cls, void *p,
                                     struct hak_heap *owner)
 {
     uint32_t i = block_index(sp, cls, p);
     uint64_t bit = UINT64_C(1) << (i % 64), *word = &remote_bits(sp)[i / 64];
+    /* relaxed: the seq_cst exchange below publishes it to whoever takes the
+     * bit back, and so to the purge after that owner frees the span */
+    __atomic_store_n(&h->marking, sp, __ATOMIC_RELAXED);
     /* a compare-exchange, not an OR (x86's lock bts returns only the one
      * bit): the whole old word says whether this freer marks the summary,
      * and a double free changes nothing before it stops the program */
@@ -347,9 +350,11 @@ static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, uns
             hak_report_double_free("free", p);
     } while (!__atomic_compare_exchange_n(word, &old, old | bit, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED));
-    if (old != 0)
-        return owner;
-    return mark_summary(h, sp, i / 64);
+    HAK_TEST_POINT(remote_bit_set);
+    if (old == 0)
+        owner = mark_summary(sp, i / 64);
+    __atomic_store_n(&h->marking, NULL, __ATOMIC_RELEASE);
+    return owner;
 }
 
 /* A run of frees into spans of one other heap: its hint is raised once per
@@ -532,17 +537,50 @@ void hak_heap_trim(struct hak_heap *h)
     }
 }
 
-/* Whether some heap's thread is marking a summary in a span of ss (see
- * mark_summary): the purge then leaves ss mapped, though it is empty. */
+static bool marks(struct hak_heap *hp, const struct hak_superslab *ss)
+{
+    struct hak_span *sp = __atomic_load_n(&hp->marking, __ATOMIC_SEQ_CST);
+    return sp != NULL && hak_ss_of(sp) == ss;
+}
+
+/* Whether some thread is freeing a block into a span of ss (remote_give):
+ * the purge then leaves ss mapped, though it is empty.  Every heap is
+ * asked: the shared one, and all of every batch (never unmapped). */
 bool hak_heap_marking(const struct hak_superslab *ss)
 {
-    if (__atomic_load_n(&shared_heap.marking, __ATOMIC_SEQ_CST) == ss)
+    if (marks(&shared_heap, ss))
         return true;
     for (struct hak_heap *b = __atomic_load_n(&batches, __ATOMIC_ACQUIRE); b; b = b->next_batch)
         for (size_t k = 0; k < HEAPS_PER_BATCH; k++)
-            if (__atomic_load_n(&b[k].marking, __ATOMIC_SEQ_CST) == ss)
+            if (marks(&b[k], ss))
                 return true;
     return false;
+}
+
+/* Fork child: a parent thread that was in remote_give when the fork came
+ * (gone now) may have set its block's remote bit and not yet the word's
+ * summary bit, which no later free into the word would set.  Summarise
+ * every word of its span that holds bits, and raise the owner's hint. */
+static void finish_marking(struct hak_heap *hp)
+{
+    struct hak_span *sp = hp->marking;
+    hp->marking = NULL;
+    if (sp == NULL || sp->units == 0) /* none, or the span was freed meanwhile */
+        return;
+    uint64_t *remote = remote_bits(sp);
+    for (uint32_t w = 0; w < (sp->carved + 63) / 64; w++)
+        if (remote[w] != 0)
+            sp->remote_words |= UINT64_C(1) << w;
+    if (sp->remote_words != 0 && sp->owner != NULL)
+        sp->owner->remote[sp->cls].pending = 1;
+}
+
+void hak_heap_after_fork_child(void)
+{
+    finish_marking(&shared_heap);
+    for (struct hak_heap *b = batches; b; b = b->next_batch)
+        for (size_t k = 0; k < HEAPS_PER_BATCH; k++)
+            finish_marking(&b[k]);
 }
 
 void hak_heap_lock_all(void)

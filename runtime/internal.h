@@ -146,12 +146,14 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
 void hak_heap_trim_abandoned(void) HAK_HIDDEN;           /* free abandoned spans now empty */
 void hak_heap_trim(struct hak_heap *h) HAK_HIDDEN;       /* free h's empty spans, even the last */
 bool hak_heap_marking(const struct hak_superslab *ss) HAK_HIDDEN; /* purge: keep ss mapped */
+void hak_heap_after_fork_child(void) HAK_HIDDEN; /* finish the gone threads' remote frees */
 
 /* Race points (heap.c) where tests/hooks, built with -DHAK_TEST_HOOKS,
  * stops a free to act as another thread: a race replayed in one thread.
  * Other builds have no hook and no test of one. */
 #ifdef HAK_TEST_HOOKS
 extern void (*hak_test_hook_remote_owner_read)(void);  /* give_one: owner read, nothing set */
+extern void (*hak_test_hook_remote_bit_set)(void);     /* remote_give: bit set, not the summary */
 extern void (*hak_test_hook_remote_summary_set)(void); /* mark_summary: bit set, owner not read */
 #define HAK_TEST_POINT(name)                  \
     do {                                      \

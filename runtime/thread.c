@@ -325,6 +325,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     HAK_STAT(hak_stats_after_fork_child());
+    hak_heap_after_fork_child();
     hak_decay_after_fork_child();
     hak_large_unlock();
     hak_ss_unlock_all();

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -119,12 +121,53 @@ START_TEST(purge_waits_for_remote_freer)
 }
 END_TEST
 
+/* ---- a fork while another thread is in a remote free ---- */
+
+static struct hak_heap *fork_owner;
+static void *fork_block;
+
+/* After the freer set the block's remote bit, before the word's summary
+ * bit: the process forks.  In the child the freeing thread is gone (this
+ * child never returns from the hook); the owner, whose span is full, must
+ * still get the block back. */
+static void fork_and_check(void)
+{
+    hak_test_hook_remote_bit_set = NULL;
+    pid_t pid = fork();
+    if (pid != 0) {
+        ck_assert_int_gt(pid, 0);
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_msg(WEXITSTATUS(status) == 0, "the child's owner did not get the block back");
+        return;
+    }
+    void *again;
+    _exit(hak_heap_take(fork_owner, CLS, &again, 1) == 1 && again == fork_block ? 0 : 1);
+}
+
+START_TEST(fork_during_remote_free_loses_no_block)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    fork_owner = hak_heap_acquire();
+    struct hak_heap *freer = hak_heap_acquire();
+    void **blocks = calloc(ci->blocks, sizeof *blocks);
+    ck_assert_uint_eq(hak_heap_take(fork_owner, CLS, blocks, ci->blocks), ci->blocks);
+    fork_block = blocks[0];
+    hak_test_hook_remote_bit_set = fork_and_check;
+    hak_heap_give(freer, CLS, &blocks[0], 1);
+    ck_assert_ptr_null(hak_test_hook_remote_bit_set); /* the hook ran */
+    free(blocks);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("races");
     TCase *tc = tcase_create("races");
     tcase_add_test(tc, remote_free_during_adoption_reaches_adopter);
     tcase_add_test(tc, purge_waits_for_remote_freer);
+    tcase_add_test(tc, fork_during_remote_free_loses_no_block);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
