@@ -217,7 +217,12 @@ static bool thread_start(void)
     }
     hak_tls.state = HAK_THREAD_LIVE;
     HAK_STAT(hak_stats_thread_start());
-    pthread_setspecific(thread_key, &hak_tls); /* non-NULL: the destructor runs */
+    /* non-NULL: the destructor runs.  Not when this is already the last
+     * round of another key's destructors (glibc runs at most
+     * PTHREAD_DESTRUCTOR_ITERATIONS, 4): a thread whose very first
+     * allocation comes there keeps its heap and caches, never released.
+     * Nothing tells a thread which round it is in. */
+    pthread_setspecific(thread_key, &hak_tls);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
         prewarm(cls);
     return true;
