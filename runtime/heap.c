@@ -338,9 +338,11 @@ static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, uns
 {
     uint32_t i = block_index(sp, cls, p);
     uint64_t bit = UINT64_C(1) << (i % 64), *word = &remote_bits(sp)[i / 64];
-    /* relaxed: the seq_cst exchange below publishes it to whoever takes the
-     * bit back, and so to the purge after that owner frees the span */
-    __atomic_store_n(&h->marking, sp, __ATOMIC_RELAXED);
+    /* the seq_cst exchange below publishes it to whoever takes the bit back,
+     * and so to the purge after that owner frees the span (release: a plain
+     * store on x86, and no reliance on a relaxed store's place in the
+     * release sequence) */
+    __atomic_store_n(&h->marking, sp, __ATOMIC_RELEASE);
     /* a compare-exchange, not an OR (x86's lock bts returns only the one
      * bit): the whole old word says whether this freer marks the summary,
      * and a double free changes nothing before it stops the program */
@@ -557,12 +559,17 @@ bool hak_heap_marking(const struct hak_superslab *ss)
     return false;
 }
 
-/* Fork child: a parent thread that was in remote_give when the fork came
- * (gone now) may have set its block's remote bit and not yet the word's
- * summary bit, which no later free into the word would set.  Summarise
- * every word of its span that holds bits, and raise the owner's hint. */
-static void finish_marking(struct hak_heap *hp)
+/* Fork child: finish what a parent thread (gone now) was doing in a run of
+ * remote frees when the fork came.  In remote_give it may have set its
+ * block's remote bit and not yet the word's summary bit, which no later
+ * free into the word would set: every word of its span that holds bits is
+ * summarised.  And it may have set summaries and not yet raised the run's
+ * hint (remote_hint comes at the end of a run): every class's hint of
+ * every heap is raised, so each looks at its full spans once. */
+static void finish_frees(struct hak_heap *hp)
 {
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
+        hp->remote[cls].pending = 1;
     struct hak_span *sp = hp->marking;
     hp->marking = NULL;
     if (sp == NULL || sp->units == 0) /* none, or the span was freed meanwhile */
@@ -571,16 +578,14 @@ static void finish_marking(struct hak_heap *hp)
     for (uint32_t w = 0; w < (sp->carved + 63) / 64; w++)
         if (remote[w] != 0)
             sp->remote_words |= UINT64_C(1) << w;
-    if (sp->remote_words != 0 && sp->owner != NULL)
-        sp->owner->remote[sp->cls].pending = 1;
 }
 
 void hak_heap_after_fork_child(void)
 {
-    finish_marking(&shared_heap);
+    finish_frees(&shared_heap);
     for (struct hak_heap *b = batches; b; b = b->next_batch)
         for (size_t k = 0; k < HEAPS_PER_BATCH; k++)
-            finish_marking(&b[k]);
+            finish_frees(&b[k]);
 }
 
 void hak_heap_lock_all(void)

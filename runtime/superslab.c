@@ -142,7 +142,15 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     bits_set(ss->unit_dirty, (unsigned)first, k, false);
     ss->free_units -= k;
     struct hak_span *sp = &ss->span[first];
-    *sp = (struct hak_span){.cls = (uint16_t)cls, .units = (uint16_t)k};
+    /* the owner's fields; a late remote freer of the span that had these
+     * units may still load `owner` (heap.c, mark_summary): atomics there */
+    sp->carved = sp->scan = sp->used = 0;
+    sp->cls = (uint16_t)cls;
+    sp->units = (uint16_t)k;
+    sp->list = 0;
+    sp->next = sp->prev = NULL;
+    __atomic_store_n(&sp->remote_words, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&sp->owner, NULL, __ATOMIC_RELAXED);
     hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, (uint8_t)(cls + 1));
     pthread_mutex_unlock(&ss_lock);
     return sp;

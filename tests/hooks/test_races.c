@@ -161,6 +161,36 @@ START_TEST(fork_during_remote_free_loses_no_block)
 }
 END_TEST
 
+/* The same fork, later in the run: the freer has set the first block's bits
+ * and summary and gone on to the next block, before it raised the owner's
+ * hint (once per run, at its end).  The owner's span is full, so without
+ * the hint it would never look at it again. */
+static int owner_reads;
+
+static void fork_at_second_block(void)
+{
+    if (++owner_reads < 2)
+        return;
+    hak_test_hook_remote_owner_read = NULL;
+    fork_and_check();
+}
+
+START_TEST(fork_before_run_hint_loses_no_block)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    ck_assert_uint_ge(ci->blocks, 2);
+    fork_owner = hak_heap_acquire();
+    struct hak_heap *freer = hak_heap_acquire();
+    void **blocks = calloc(ci->blocks, sizeof *blocks);
+    ck_assert_uint_eq(hak_heap_take(fork_owner, CLS, blocks, ci->blocks), ci->blocks);
+    fork_block = blocks[0];
+    hak_test_hook_remote_owner_read = fork_at_second_block;
+    hak_heap_give(freer, CLS, blocks, 2);
+    ck_assert_ptr_null(hak_test_hook_remote_owner_read); /* the hook ran */
+    free(blocks);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("races");
@@ -168,6 +198,7 @@ int main(void)
     tcase_add_test(tc, remote_free_during_adoption_reaches_adopter);
     tcase_add_test(tc, purge_waits_for_remote_freer);
     tcase_add_test(tc, fork_during_remote_free_loses_no_block);
+    tcase_add_test(tc, fork_before_run_hint_loses_no_block);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
