@@ -247,6 +247,13 @@ void hak_free_tiers(unsigned code, void *p)
     hak_front_free_class(code, p);
 }
 
+/* tiers: [slab]: the class caches nothing, every block comes from and goes
+ * back to the thread's heap */
+static bool has_cache(unsigned cls)
+{
+    return hak_class_info[cls].tiers & (HAK_TIER_RING | HAK_TIER_SLL);
+}
+
 void *hak_alloc_slow(unsigned cls)
 {
     void *p;
@@ -255,9 +262,12 @@ void *hak_alloc_slow(unsigned cls)
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
         HAK_STAT(hak_tls.stats[cls].alloc_slow++);
         struct hak_bin *b = bin_of(cls);
-        if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
+        if (!has_cache(cls))
+            p = hak_heap_take(thread_heap, cls, &p, 1) == 1 ? p : NULL;
+        else if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
             return hak_front_alloc_class(cls);
-        p = refill(cls, b);
+        else
+            p = refill(cls, b);
     } else {
         struct hak_heap *h = hak_heap_shared_lock();
         if (hak_heap_take(h, cls, &p, 1) == 0)
@@ -273,15 +283,20 @@ void hak_free_slow(unsigned cls, void *p)
 {
     /* no hak_decay_poll here: glibc frees dead threads' TLS with its
      * stack-cache lock held, and pthread_create takes that lock */
-    if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE)) {
-        flush(cls, bin_of(cls));
-    } else if (!thread_start()) {
+    bool live = HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE);
+    if (!live && !thread_start()) {
         hak_heap_give(hak_heap_shared_lock(), cls, &p, 1);
         hak_heap_shared_unlock();
         return;
     }
     HAK_STAT(hak_tls.stats[cls].free_slow++);
-    hak_front_free_class(cls + 1, p); /* there is room now */
+    if (!has_cache(cls)) {
+        hak_heap_give(thread_heap, cls, &p, 1);
+        return;
+    }
+    if (live)
+        flush(cls, bin_of(cls)); /* a thread set up just now has room */
+    hak_front_free_class(cls + 1, p);
 }
 
 /* malloc_trim: this thread's caches give everything back (the thread stays
