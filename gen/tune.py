@@ -276,10 +276,14 @@ def choose_classes(counts, last_pos, max_classes, prior=True):
 
 
 def waste(counts, sizes):
-    """sum(count * (class - size)) of a histogram {size: count} under class sizes."""
+    """sum(count * (class - size)) of a histogram {size: count} under class sizes.  Sizes
+    above the largest class are large blocks there, outside this sum (the profile may come
+    from a spec whose classes go further than the base's)."""
     total = 0
     for s, c in counts.items():
-        total += c * (next(x for x in sizes if x >= s) - s)
+        fit = next((x for x in sizes if x >= s), None)
+        if fit is not None:
+            total += c * (fit - s)
     return total
 
 

@@ -359,6 +359,21 @@ class TuneCommandTest(TempDirTest):
         proc = self.tune("p.json", "-o", "bad.yaml", "--huge-pages", "maybe")
         self.assertEqual(proc.returncode, 2)
 
+    def test_requests_beyond_the_base_classes(self):
+        # a profile of a spec whose classes go past the base's 32 KiB: the base's fit
+        # leaves those requests out (they are large blocks there), the tuned classes keep
+        # the largest request (it was a StopIteration traceback)
+        p = profile({64: 10})
+        p["size_histogram"].append([40960, 3])
+        p["classes"].append({"size": 40960, "allocs": 3, "frees": 3, "peak_out": 3,
+                             "remote_frees": 0, "alloc_bursts": [[1, 3]], "free_bursts": [[1, 3]]})
+        self.write_profile(p)
+        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        sizes, _ = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        self.assertEqual(sizes[-1], 40960)
+        self.assertIn(64, sizes)
+        self.assertEqual(tune.waste({48: 2, 40960: 3}, [64, 128]), 32)
+
     def test_tiny_mid_split_and_caches(self):
         hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
         bursts = {32: ([[64, 100]], [[64, 100]]),          # long bursts: a big ring
