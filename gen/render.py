@@ -4,6 +4,7 @@ import os
 import jinja2
 
 import resolve
+from specload import SpecError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = os.path.join(ROOT, "templates")
@@ -49,20 +50,57 @@ def render_all(resolved, spec_path):
     return out
 
 
+class OutputError(SpecError):
+    """A generated file that cannot be written: PATH: cannot write: reason (exit 2)."""
+
+    def __init__(self, path, e):
+        reason = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+        Exception.__init__(self, f"{path}: cannot write: {reason}")
+        self.file, self.line, self.field, self.message = path, 0, "", reason
+
+
+def _unchanged(path, text):
+    """Whether path already holds exactly text (missing or unreadable: no)."""
+    if os.path.isdir(path):
+        raise OutputError(path, "it is a directory")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read() == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def generate(resolved, spec_path, outdir):
-    os.makedirs(outdir, exist_ok=True)
-    changed = []
-    for name, text in sorted(render_all(resolved, spec_path).items()):
-        path = os.path.join(outdir, name)
+    """Write the generated files into outdir, all of them or none: every changed one
+    goes to NAME.tmp first, and only once all are written are they renamed over
+    their targets; on a failure the .tmp files are removed and outdir is as it was.
+    An unchanged file is not rewritten (make rebuilds nothing).  Returns the paths
+    written."""
+    files = render_all(resolved, spec_path)
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise OutputError(outdir, "it is not a directory")
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as e:
+        raise OutputError(outdir, e)
+    pending = [os.path.join(outdir, name) for name, text in sorted(files.items())
+               if not _unchanged(os.path.join(outdir, name), text)]
+    written = []
+    try:
+        for path in pending:
+            written.append(path + ".tmp")
+            with open(path + ".tmp", "w", encoding="utf-8", newline="\n") as f:
+                f.write(files[os.path.basename(path)])
+    except OSError as e:
+        for tmp in written:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise OutputError(written[-1][:-len(".tmp")], e)
+    for path in pending:  # renames within one directory: nothing left to fail but the OS
         try:
-            with open(path, encoding="utf-8", newline="") as f:
-                if f.read() == text:
-                    continue
-        except FileNotFoundError:
-            pass
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        changed.append(path)
-    return changed
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            raise OutputError(path, e)
+    return pending

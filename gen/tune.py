@@ -689,6 +689,10 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
                 f.write(text)
             os.replace(out_path + ".tmp", out_path)
         except OSError as e:
+            try:
+                os.unlink(out_path + ".tmp")
+            except OSError:
+                pass
             raise ProfileError(out_path, f"cannot write: {e.strerror or e}")
     return (f"hakgen: {'unchanged' if unchanged else 'wrote'} {out_path}: {summary}; "
             f"spec {resolved['name']} {resolve.spec_hash(resolved)}")

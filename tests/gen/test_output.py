@@ -71,6 +71,50 @@ class DeterminismTest(TempDirTest):
                          [f"hakgen: wrote out/{n}" for n in sorted(OUTPUTS)])
 
 
+class OutputErrorTest(TempDirTest):
+    """A generated file that cannot be written: one line PATH: cannot write: reason,
+    exit 2, and the output directory as it was (no file of the new spec, no .tmp)."""
+
+    def snapshot(self, outdir):
+        return {n: os.stat(os.path.join(outdir, n)).st_mtime_ns for n in sorted(os.listdir(outdir))}
+
+    def test_failed_write_changes_nothing(self):
+        self.write("s.yaml", SMALL)
+        self.assertOk(self.hakgen("generate", "s.yaml", "out"))
+        before, old = read_outputs(os.path.join(self.tmp, "out")), self.snapshot(os.path.join(self.tmp, "out"))
+        # the third file's scratch copy cannot be written: as on a full disk
+        os.symlink("/dev/full", os.path.join(self.tmp, "out", "hak_tables.c.tmp"))
+        self.write("s.yaml", edit(SMALL, "free_check: guarded", "free_check: trusted"))
+        self.assertSpecError(self.hakgen("generate", "s.yaml", "out"),
+                             "out/hak_tables.c: cannot write: No space left on device")
+        self.assertEqual(read_outputs(os.path.join(self.tmp, "out")), before)
+        self.assertEqual(self.snapshot(os.path.join(self.tmp, "out")), old)  # .tmp removed too
+        self.assertOk(self.hakgen("generate", "s.yaml", "out"))  # and it works once it can
+        self.assertIn("trusted", read_outputs(os.path.join(self.tmp, "out"))["spec.json"])
+
+    def test_output_paths_that_cannot_be_written(self):
+        self.write("s.yaml", SMALL)
+        self.write("afile", "keep\n")
+        self.assertSpecError(self.hakgen("generate", "s.yaml", "afile"),
+                             "afile: cannot write: it is not a directory")
+        self.assertSpecError(self.hakgen("generate", "s.yaml", "afile/out"),
+                             "afile/out: cannot write: Not a directory")
+        os.makedirs(os.path.join(self.tmp, "o", "hak_spec.h"))
+        self.assertSpecError(self.hakgen("generate", "s.yaml", "o"),
+                             "o/hak_spec.h: cannot write: it is a directory")
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "o")), ["hak_spec.h"])
+        with open(os.path.join(self.tmp, "afile"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), "keep\n")
+
+    def test_unreadable_old_output_is_overwritten(self):
+        self.write("s.yaml", SMALL)
+        os.makedirs(os.path.join(self.tmp, "out"))
+        with open(os.path.join(self.tmp, "out", "hak_spec.h"), "wb") as f:
+            f.write(b"\xff\xfe not UTF-8")
+        self.assertOk(self.hakgen("generate", "s.yaml", "out"))
+        self.assertIn("#define HAK_SPEC_NAME", read_outputs(os.path.join(self.tmp, "out"))["hak_spec.h"])
+
+
 class ProvenanceTest(TempDirTest):
     def check_banner(self, spec_rel, make_cmd):
         out = os.path.join(self.tmp, "out")

@@ -334,6 +334,10 @@ class TuneCommandTest(TempDirTest):
         self.assertNotIn("Traceback", proc.stderr)
         self.assertEqual(proc.returncode, 2)
         self.assertRegex(proc.stderr, r"^missing\.yaml:0: \(file\): no such file\n$")
+        os.makedirs(os.path.join(self.tmp, "d.yaml"))
+        self.assertProfileError(self.tune("p.json", "-o", "d.yaml"),
+                                "d.yaml: cannot write: Is a directory")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "d.yaml.tmp")))
         proc = self.hakgen("tune", "p.json")  # argparse: -o is required
         self.assertEqual(proc.returncode, 2)
         self.assertIn("-o", proc.stderr)
