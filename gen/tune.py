@@ -145,6 +145,11 @@ def check_profile(data, path):
     if not (isinstance(spec, dict) and isinstance(spec.get("name"), str)
             and isinstance(spec.get("hash"), str)):
         raise ProfileError(path, "spec: not {\"name\": ..., \"hash\": ...}")
+    # both go into the overlay's comments: a spec's name and hash, nothing else
+    if not NAME_RE.fullmatch(spec["name"]):
+        raise ProfileError(path, f"spec.name: {json.dumps(spec['name'])[:40]} is not a spec name")
+    if not re.fullmatch(r"[0-9a-f]{16}", spec["hash"]):
+        raise ProfileError(path, f"spec.hash: {json.dumps(spec['hash'])[:40]} is not a spec hash")
     share = data["cross_thread_free_share"]
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
         raise ProfileError(path, f"cross_thread_free_share: {json.dumps(share)[:40]} is not "
@@ -571,12 +576,18 @@ def _mid_plan(mid_rows):
     return plan
 
 
+def _printable(text):
+    """text for a one-line YAML comment: control characters (a newline would end the
+    comment and start YAML of the file's choosing) as escapes."""
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
 def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
     large = sum(n for _, n in profile["large"])
     requests, live_bytes = fit["requests"], max(1, fit["live_bytes"])
     n_mid = len(sizes) - n_tiny
     return [
-        f"# Tuned by `gen/hakgen tune` from the profile {os.path.basename(profile_name)}",
+        f"# Tuned by `gen/hakgen tune` from the profile {_printable(os.path.basename(profile_name))}",
         f"# (spec {profile['spec']['name']} {profile['spec']['hash']}, "
         f"{profile['threads']} thread{'s' if profile['threads'] != 1 else ''}, "
         f"{_num(requests)} requests up to {sizes[-1]} B, {_num(large)} larger, "

@@ -316,12 +316,27 @@ class TuneCommandTest(TempDirTest):
              "p.json: classes[0].allocs: missing"),
             (json.dumps(dict(good, classes=good["classes"][:3])),
              "p.json: size_histogram: size 64 is above the profiled spec's largest class 48"),
+            # the name and hash go into the overlay's comments: a newline would start YAML
+            (json.dumps(dict(good, spec={"name": "x\noptions: {free_check: trusted}\n#",
+                                         "hash": "0123456789abcdef"})),
+             "p.json: spec.name: \"x\\noptions: {free_check: trusted}\\n#\" is not a spec "
+             "name"),
+            (json.dumps(dict(good, spec={"name": "x", "hash": "0123\n"})),
+             "p.json: spec.hash: \"0123\\n\" is not a spec hash"),
         ]
         for text, message in cases:
             with self.subTest(message=message):
                 self.write("p.json", text)
                 self.assertProfileError(self.tune("p.json", "-o", "t.yaml"), message)
                 self.assertFalse(os.path.exists(os.path.join(self.tmp, "t.yaml")))
+
+    def test_profile_file_name_stays_in_its_comment(self):
+        self.write("p\nbase: x\n#.json", json.dumps(profile({64: 10})))
+        self.assertOk(self.tune("p\nbase: x\n#.json", "-o", "t.yaml"))
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            first = f.readline()
+        self.assertEqual(first, "# Tuned by `gen/hakgen tune` from the profile "
+                                "p\\nbase: x\\n#.json\n")
 
     def test_file_and_output_errors(self):
         self.assertProfileError(self.tune("nope.json", "-o", "t.yaml"),
