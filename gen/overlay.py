@@ -15,6 +15,9 @@ import schema
 from specload import Node, SpecError, load
 
 
+MAX_BASES = 64  # overlays on overlays: far more than anyone writes, far less than the stack
+
+
 def load_spec(path, display=None, _chain=()):
     """Load a spec or overlay and return the merged, shape-checked Node tree."""
     name = display or path
@@ -33,6 +36,8 @@ def load_spec(path, display=None, _chain=()):
         if any(os.path.realpath(base_path) == r for r, _ in chain):
             cycle = " -> ".join([n for _, n in chain] + [base_display])
             raise base_node.error("base", f"overlays form a cycle: {cycle}")
+        if len(chain) >= MAX_BASES:
+            raise base_node.error("base", f"more than {MAX_BASES} overlays on top of each other")
         merged = load_spec(base_path, base_display, chain)
         if "name" not in checked.value:
             stem = os.path.splitext(os.path.basename(path))[0]

@@ -16,6 +16,7 @@ MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
 HUGE_PAGE = 2 << 20        # x86-64's transparent huge page: superslab.huge_pages needs whole ones
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
 SPAN_MIN_BLOCKS = 8        # ... and it holds this many blocks: fewer means spans churn
+MAX_CLASS_SIZE = 1 << 20  # the size->class table has a byte per 16 B up to the largest class
 SPAN_MAX_BLOCKS = 64 * 64  # a span's remote frees are summarised in one 64-bit word, one
                            # bit per bitmap word of 64 blocks (runtime/heap.c, remote_give)
 
@@ -82,6 +83,9 @@ def _check_sizes(nodes, field, prev, ss):
             raise n.error(field.format(i), f"size {size} repeats {before}")
         if size < prev:
             raise n.error(field.format(i), f"size {size} is not larger than {before} ({prev})")
+        if size > MAX_CLASS_SIZE:
+            raise n.error(field.format(i), f"size {size} is above {MAX_CLASS_SIZE}, the largest "
+                          f"class size (larger requests are large allocations)")
         if 0 < size <= ss["bytes"] // 4 and _span(size, ss) // size > SPAN_MAX_BLOCKS:
             span = _span(size, ss)
             raise n.error(field.format(i), f"size {size} puts {span // size} blocks in a "

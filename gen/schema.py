@@ -35,6 +35,8 @@ class Bytes(Int):
             m = _BYTES_RE.match(v)
             if not m:
                 raise node.error(field, f"expected a byte size such as 65536 or 64KiB, got {v!r}")
+            if len(m.group(1)) > 30:  # int() refuses thousands of digits; this is far out anyway
+                raise node.error(field, f"{v.strip()[:30]}... is out of range {self.lo}..{self.hi}")
             v = int(m.group(1)) * _UNITS[m.group(2) or ""]
         return Int.check(self, Node(v, node.file, node.line), field)
 

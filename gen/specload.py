@@ -4,6 +4,8 @@ yaml.safe_load drops positions; yaml.compose keeps a mark on every node.  We
 turn the node graph into `Node` values: mappings become dicts of Node, lists
 become lists of Node, scalars become Python values, each with file and line.
 """
+import re
+
 import yaml
 from yaml.constructor import SafeConstructor
 
@@ -41,10 +43,18 @@ class Node:
 _scalars = SafeConstructor()
 
 
-def _convert(node, file, _open=frozenset()):
+MAX_NODES = 100_000  # a spec is a few hundred; aliases of aliases can expand to billions
+
+
+def _convert(node, file, _open=frozenset(), _budget=None):
     line = node.start_mark.line + 1
     if id(node) in _open:  # an alias inside its own anchor: `a: &x [*x]`
         raise SpecError(file, line, "(yaml)", "an alias refers to a node that contains it")
+    budget = _budget if _budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(file, line, "(yaml)", f"more than {MAX_NODES} values once aliases are "
+                        "expanded")
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
@@ -62,25 +72,41 @@ def _convert(node, file, _open=frozenset()):
             if key in out:
                 raise SpecError(file, key_node.start_mark.line + 1, str(key),
                                 f"repeated key (first at line {out[key].line})")
-            value = _convert(value_node, file, _open | {id(node)})
+            value = _convert(value_node, file, _open | {id(node)}, budget)
             if isinstance(value.value, (dict, list)):  # a block value below its key: the key's line
                 value.line = min(value.line, key_node.start_mark.line + 1)
             out[key] = value
         return Node(out, file, line)
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(item, file, _open | {id(node)}) for item in node.value], file, line)
+        return Node([_convert(item, file, _open | {id(node)}, budget) for item in node.value],
+                    file, line)
     if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
         return Node(node.value, file, line)  # keep as text; the schema rejects it
     return Node(_scalar(node, file), file, line)
 
 
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+
+
 def _scalar(node, file):
-    """A scalar's Python value; a value its explicit tag cannot read (`!!int x`) is an error."""
+    """A scalar's Python value; a value its explicit tag cannot read (`!!int x`) is an error,
+    and so is an integer not written in plain decimal: YAML 1.1 reads 010 as 8 and 1:00 as
+    60, which no one writing a spec means."""
+    line, text = node.start_mark.line + 1, _short(node.value)
     try:
-        return _scalars.construct_object(node)
-    except (ValueError, KeyError) as e:
-        raise SpecError(file, node.start_mark.line + 1, "(yaml)",
-                        f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}") from e
+        value = _scalars.construct_object(node)
+    except (ValueError, KeyError, IndexError, OverflowError) as e:
+        raise SpecError(file, line, "(yaml)",
+                        f"{text} is not a valid {node.tag.rsplit(':', 1)[-1]}") from e
+    if node.tag == "tag:yaml.org,2002:int" and not _DECIMAL.fullmatch(node.value):
+        raise SpecError(file, line, "(yaml)", f"{text} is not a decimal integer (YAML 1.1 "
+                        f"reads it as {_short(str(value))})")
+    return value
+
+
+def _short(text):
+    """repr of a scalar's text for a message, at most about 40 characters."""
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
 
 
 def load(path, display=None):
@@ -96,6 +122,8 @@ def load(path, display=None):
     last_line = text.rstrip().count("\n") + 1
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise SpecError(name, 0, "(yaml)", "malformed YAML: nested too deeply")
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         if e.context_mark and mark.index >= len(text):  # ran off the end: where the open `[` began
@@ -112,10 +140,12 @@ def load(path, display=None):
                         f"{e.reason}")
     except yaml.YAMLError as e:
         raise SpecError(name, 0, "(yaml)", f"malformed YAML: {str(e).splitlines()[0]}")
-    if root is None:
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
         raise SpecError(name, 1, "(file)", "empty spec")
     try:
         return _convert(root, name)
+    except RecursionError:
+        raise SpecError(name, 0, "(yaml)", "nested too deeply")
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
         raise SpecError(name, mark.line + 1 if mark else 0, "(yaml)", str(e.problem))

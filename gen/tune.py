@@ -99,7 +99,12 @@ def load_profile(path):
         raise ProfileError(path, f"malformed JSON: {e.msg} (column {e.colno})", e.lineno)
     except RecursionError:
         raise ProfileError(path, "malformed JSON: nested too deeply")
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise ProfileError(path, f"malformed JSON: {str(e).split(';')[0]}")
     return check_profile(data, path)
+
+
+INT_MAX = 2 ** 64 - 1  # the metrics build counts and sizes in 64-bit unsigned integers
 
 
 def _int(value, path, field, lo=0):
@@ -107,6 +112,8 @@ def _int(value, path, field, lo=0):
         raise ProfileError(path, f"{field}: {json.dumps(value)[:40]} is not an integer")
     if value < lo:
         raise ProfileError(path, f"{field}: {value} is below {lo}")
+    if value > INT_MAX:
+        raise ProfileError(path, f"{field}: {str(value)[:40]} is above {INT_MAX}")
     return value
 
 
@@ -134,7 +141,7 @@ def check_profile(data, path):
         what = data.get("format") if isinstance(data, dict) else None
         got = f"format {json.dumps(what)}" if what is not None else "no \"format\" field"
         raise ProfileError(path, f"not a hakmem profile ({got}; expected \"{FORMAT}\")")
-    if data.get("version") != VERSION:
+    if data.get("version") != VERSION or isinstance(data.get("version"), bool):
         raise ProfileError(path, f"profile version {json.dumps(data.get('version'))} is not "
                                  f"supported (this hakgen reads version {VERSION})")
     for key in ("spec", "threads", "cross_thread_free_share", "size_histogram",

@@ -75,6 +75,61 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "decay_ms: 1000", 'decay_ms: !!int "soon"'),
                    "spec.yaml:24: (yaml): 'soon' is not a valid int")
 
+    def test_empty_or_odd_explicit_tags(self):
+        self.check(edit(SMALL, "decay_ms: 1000", 'decay_ms: !!int ""'),
+                   "spec.yaml:24: (yaml): '' is not a valid int")
+        self.check(edit(SMALL, "decay_ms: 1000", 'decay_ms: !!int "-"'),
+                   "spec.yaml:24: (yaml): '-' is not a valid int")
+        self.check(edit(SMALL, "decay_ms: 1000", 'decay_ms: !!float ""'),
+                   "spec.yaml:24: (yaml): '' is not a valid float")
+
+    def test_integers_are_decimal(self):
+        # YAML 1.1 reads these as numbers no one writing a spec means
+        for text, value in (("010", "8"), ("1:00", "60"), ("0x10", "16"), ("0b11", "3"),
+                            ("1_000", "1000")):
+            with self.subTest(text):
+                self.check(edit(SMALL, "  ring: 16\n", f"  ring: {text}\n"),
+                           f"spec.yaml:16: (yaml): '{text}' is not a decimal integer "
+                           f"(YAML 1.1 reads it as '{value}')")
+
+    def test_huge_numbers(self):
+        self.check(edit(SMALL, "cache_bytes: 64MiB", "cache_bytes: " + "9" * 5000),
+                   "spec.yaml:20: (yaml): '" + "9" * 37 + "'... is not a valid int")
+        self.check(edit(SMALL, "cache_bytes: 64MiB", 'cache_bytes: "' + "9" * 5000 + 'MiB"'),
+                   "spec.yaml:20: large.cache_bytes: " + "9" * 30 + "... is out of range "
+                   "0..1099511627776")
+
+    def test_nested_too_deeply(self):
+        self.check("a: " + "[" * 3000 + "\n", "spec.yaml:0: (yaml): malformed YAML: nested too deeply")
+        deep = "a:\n" + "".join("  " * (i + 1) + "b:\n" for i in range(700)) + "  " * 701 + "1\n"
+        self.check(deep, "spec.yaml:0: (yaml): malformed YAML: nested too deeply")
+
+    def test_aliases_expanding_to_millions(self):
+        lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+        for i in range(1, 9):
+            prev, name = chr(96 + i), chr(97 + i)
+            lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+        self.check("\n".join(lines) + "\n",
+                   "spec.yaml:1: (yaml): more than 100000 values once aliases are expanded")
+
+    def test_only_a_document_marker(self):
+        self.check("---\n", "spec.yaml:1: (file): empty spec")
+
+    def test_class_above_the_largest_size(self):
+        self.check(edit(SMALL, "  bytes: 2MiB\n", "  bytes: 16MiB\n").replace(
+            "[384, 512, 1024, 2048]", "[384, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, "
+            "131072, 262144, 524288, 1048576, 2097152]"),
+            "spec.yaml:18: mid.classes[13]: size 2097152 is above 1048576, the largest class "
+            "size (larger requests are large allocations)")
+
+    def test_overlays_too_deep(self):
+        self.write("s0.yaml", SMALL)
+        for i in range(1, 70):
+            self.write(f"s{i}.yaml", f"base: s{i - 1}.yaml\n")
+        self.assertSpecError(self.hakgen("validate", "s69.yaml"),
+                             "s6.yaml:1: base: more than 64 overlays on top of each other")
+        self.assertOk(self.hakgen("validate", "s60.yaml"))
+
     def test_merge_key(self):
         self.check(edit(SMALL, "options:\n", "options:\n  <<: {metrics: true}\n"),
                    "spec.yaml:22: <<: YAML merge keys are not supported")

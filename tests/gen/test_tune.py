@@ -316,6 +316,17 @@ class TuneCommandTest(TempDirTest):
              "p.json: classes[0].allocs: missing"),
             (json.dumps(dict(good, classes=good["classes"][:3])),
              "p.json: size_histogram: size 64 is above the profiled spec's largest class 48"),
+            (json.dumps(dict(good, version=True)),
+             "p.json: profile version true is not supported (this hakgen reads version 1)"),
+            ('{"format": "hakmem-profile", "version": 1, "threads": ' + "9" * 5000 + "}",
+             "p.json: malformed JSON: Exceeds the limit (4300 digits) for integer string "
+             "conversion: value has 5000 digits"),
+            (json.dumps(dict(good, threads=10 ** 400)),
+             "p.json: threads: " + "1" + "0" * 39 + " is above 18446744073709551615"),
+            (json.dumps(dict(good, classes=[dict(good["classes"][0],
+                                                 alloc_bursts=[[1, 2 ** 64]])])),
+             "p.json: classes[0].alloc_bursts[0] count: 18446744073709551616 is above "
+             "18446744073709551615"),
             # the name and hash go into the overlay's comments: a newline would start YAML
             (json.dumps(dict(good, spec={"name": "x\noptions: {free_check: trusted}\n#",
                                          "hash": "0123456789abcdef"})),
