@@ -10,6 +10,7 @@ The overlay language (documented in spec/README.md):
 Positions are kept, so an error in a merged value names the file that set it.
 """
 import os
+import re
 
 import schema
 from specload import Node, SpecError, load
@@ -41,6 +42,9 @@ def load_spec(path, display=None, _chain=()):
         merged = load_spec(base_path, base_display, chain)
         if "name" not in checked.value:
             stem = os.path.splitext(os.path.basename(path))[0]
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", stem):  # schema.Name
+                raise SpecError(name, 1, "name", f"the file's name gives the name {stem!r}, "
+                                "not one of letters, digits, '_', '-', '.': set name: in it")
             checked.value["name"] = Node(stem, name, 1)
         checked = merge(merged, checked)
         del checked.value["base"]

@@ -73,8 +73,11 @@ def _convert(node, file, _open=frozenset(), _budget=None):
                 raise SpecError(file, key_node.start_mark.line + 1, str(key),
                                 f"repeated key (first at line {out[key].line})")
             value = _convert(value_node, file, _open | {id(node)}, budget)
+            key_line = key_node.start_mark.line + 1
             if isinstance(value.value, (dict, list)):  # a block value below its key: the key's line
-                value.line = min(value.line, key_node.start_mark.line + 1)
+                value.line = min(value.line, key_line)
+            elif value.line < key_line:  # an alias: its anchor is above; errors name the use
+                value.line = key_line
             out[key] = value
         return Node(out, file, line)
     if isinstance(node, yaml.SequenceNode):

@@ -112,6 +112,18 @@ class SpecErrorTest(TempDirTest):
         self.check("\n".join(lines) + "\n",
                    "spec.yaml:1: (yaml): more than 100000 values once aliases are expanded")
 
+    def test_alias_error_names_where_it_is_used(self):
+        # the anchor is on line 9, the alias that makes the error on line 17
+        text = edit(SMALL, "{ size: 16, ring: 128,", "{ size: 16, ring: &n 128,")
+        self.check(edit(text, "  refill: 8\n", "  refill: *n\n"),
+                   "spec.yaml:17: mid.refill: 128 is out of range 1..16 (the ring capacity)")
+
+    def test_stem_that_is_no_name(self):
+        self.write("base.yaml", SMALL)
+        self.check("base: base.yaml\n", "my variant.yaml:1: name: the file's name gives the name "
+                   "'my variant', not one of letters, digits, '_', '-', '.': set name: in it",
+                   name="my variant.yaml")
+
     def test_only_a_document_marker(self):
         self.check("---\n", "spec.yaml:1: (file): empty spec")
 
