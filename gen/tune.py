@@ -640,6 +640,7 @@ def _class_lines(tiny_rows, mid_rows, mid_plan, requests):
         lines.append(f"    - {_class_entry(r):<{width}}  # {_class_note(r, requests)}")
     lines += [
         "mid:",
+        "  tiers: [ring, slab]  # ring first, as every tuned class (whatever the base's)",
         f"  ring: {mid_plan['ring']}" + " " * (4 - len(str(mid_plan['ring'])))
         + "# shared by the mid classes: "
         + (f"p90 burst {mid_plan['p90']}, {_pct(mid_plan['requests'] / max(1, requests))} "
@@ -694,7 +695,11 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
         with open(check, "w", encoding="utf-8") as f:
             f.write(re.sub(r"(?m)^base: .*$", "base: " + json.dumps(os.path.abspath(base_path)),
                            text, count=1))
-        resolved = resolve.resolve(overlay.load_spec(check, out_path))
+        try:
+            resolved = resolve.resolve(overlay.load_spec(check, out_path))
+        except SpecError as e:  # a bug of tune's: say that nothing was written
+            raise ProfileError(out_path, f"not written: the tuned overlay does not validate "
+                                         f"({e})")
     try:  # like `generate`: an unchanged file is not rewritten (make rebuilds nothing)
         with open(out_path, encoding="utf-8", newline="") as f:
             unchanged = f.read() == text

@@ -404,6 +404,17 @@ class TuneCommandTest(TempDirTest):
         self.assertIn(64, sizes)
         self.assertEqual(tune.waste({48: 2, 40960: 3}, [64, 128]), 32)
 
+    def test_base_with_list_first_mid_classes(self):
+        # the tuned overlay sets the mid tiers it sizes (ring first); a base whose mid
+        # classes start with a 2-block list made its refill 4 fail validation
+        self.write("b.yaml", f"base: {json.dumps(DEFAULT_SPEC)}\n"
+                             "mid: {tiers: [sll, slab], sll: 2, refill: 1}\n")
+        self.write_profile(profile({64: 10, 4096: 10}))
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "t.yaml", "--base", "b.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        self.assertEqual(r["mid"]["tiers"], ["ring", "slab"])
+        self.assertLessEqual(r["mid"]["refill"], r["mid"]["ring"])
+
     def test_tiny_mid_split_and_caches(self):
         hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
         bursts = {32: ([[64, 100]], [[64, 100]]),          # long bursts: a big ring
