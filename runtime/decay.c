@@ -33,6 +33,7 @@ static pthread_cond_t decay_wake = PTHREAD_COND_INITIALIZER;
 static bool work_pending;  /* something freed since the purge last cleared this */
 static bool purger_wanted; /* atomic: hak_decay_poll should start the thread */
 static bool purger_running;
+static uint64_t retry_after_ms; /* atomic: no new try to start the purger before */
 
 uint64_t hak_now_ms(void)
 {
@@ -111,10 +112,37 @@ void hak_decay_note(void)
     pthread_mutex_unlock(&decay_lock);
 }
 
+/* The purger thread, detached, with every signal blocked (the program's
+ * signals are not for it).  A 64 KiB stack first; glibc refuses a stack that
+ * cannot hold the program's static TLS (its __thread data: 1 MiB in some
+ * programs), and then the default size (address space, resident only as
+ * touched). */
+static bool start_purger(void)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    bool ok = false;
+    for (int small = 1; small >= 0 && !ok; small--) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (small)
+            pthread_attr_setstacksize(&attr, 64 * 1024);
+        pthread_t t;
+        ok = pthread_create(&t, &attr, purger, NULL) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
 void hak_decay_poll(void)
 {
     if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED)))
         return;
+    if (hak_now_ms() < __atomic_load_n(&retry_after_ms, __ATOMIC_RELAXED))
+        return; /* the thread could not be started just now */
     pthread_mutex_lock(&decay_lock);
     bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED);
     purger_running = purger_running || start;
@@ -122,23 +150,18 @@ void hak_decay_poll(void)
     pthread_mutex_unlock(&decay_lock);
     if (!start)
         return;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* the program's signals are not for it */
-    pthread_t t;
-    bool ok = pthread_create(&t, &attr, purger, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (!ok) { /* no thread: try again at the next poll */
-        pthread_mutex_lock(&decay_lock);
-        purger_running = false;
-        __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
-        pthread_mutex_unlock(&decay_lock);
-    }
+    if (start_purger())
+        return;
+    /* no thread (out of threads or memory): purge what is due now, and try
+     * again at a poll after a decay at the soonest, not at every one */
+    size_t released;
+    (void)purge_pass(false, &released);
+    __atomic_store_n(&retry_after_ms, hak_now_ms() + (HAK_DECAY_MS > 0 ? HAK_DECAY_MS : 1),
+                     __ATOMIC_RELAXED);
+    pthread_mutex_lock(&decay_lock);
+    purger_running = false;
+    __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&decay_lock);
 }
 
 size_t hak_decay_purge_all(void)
