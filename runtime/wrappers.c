@@ -66,3 +66,42 @@ HAK_EXPORT int malloc_trim(size_t pad)
 {
     return hak_api_trim(pad);
 }
+
+/* glibc's own names for the same functions, which some programs and
+ * libraries call directly (a block from glibc's __libc_malloc would be a
+ * foreign pointer to hakmem's free, and the other way round). */
+
+HAK_EXPORT void *__libc_malloc(size_t n)
+{
+    return hak_front_malloc(n);
+}
+
+HAK_EXPORT void __libc_free(void *p)
+{
+    hak_front_free(p);
+}
+
+HAK_EXPORT void *__libc_calloc(size_t n, size_t size)
+{
+    return hak_api_calloc(n, size);
+}
+
+HAK_EXPORT void *__libc_realloc(void *p, size_t n)
+{
+    return hak_api_realloc(p, n);
+}
+
+HAK_EXPORT void *__libc_memalign(size_t align, size_t n)
+{
+    return hak_api_memalign(align, n);
+}
+
+HAK_EXPORT void *__libc_valloc(size_t n)
+{
+    return hak_api_valloc(n);
+}
+
+HAK_EXPORT void *__libc_pvalloc(size_t n)
+{
+    return hak_api_pvalloc(n);
+}

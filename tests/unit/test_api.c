@@ -303,6 +303,41 @@ START_TEST(large_purge_with_older_clock_keeps_fresh_span)
 }
 END_TEST
 
+/* glibc's internal names are hakmem's too: a block from one frees with the other. */
+void *__libc_malloc(size_t);
+void __libc_free(void *);
+void *__libc_calloc(size_t, size_t);
+void *__libc_realloc(void *, size_t);
+void *__libc_memalign(size_t, size_t);
+void *__libc_valloc(size_t);
+void *__libc_pvalloc(size_t);
+
+START_TEST(libc_names_are_hakmem)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char *p = __libc_malloc(100);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_ge(malloc_usable_size(p), 100); /* a foreign block would abort here */
+    memset(p, 0x33, 100);
+    p = __libc_realloc(p, 5000);
+    for (int i = 0; i < 100; i++)
+        ck_assert_uint_eq(p[i], 0x33);
+    free(p);
+    __libc_free(malloc(100));
+    unsigned char *z = __libc_calloc(10, 100);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_uint_eq(z[i], 0);
+    free(z);
+    void *a = __libc_memalign(256, 100), *v = __libc_valloc(10), *pv = __libc_pvalloc(10);
+    ck_assert_uint_eq((uintptr_t)a % 256, 0);
+    ck_assert_uint_eq((uintptr_t)v % (size_t)page, 0);
+    ck_assert_uint_ge(malloc_usable_size(pv), (size_t)page);
+    __libc_free(a);
+    __libc_free(v);
+    __libc_free(pv);
+}
+END_TEST
+
 Suite *suite_api(void)
 {
     Suite *s = suite_create("api");
@@ -321,6 +356,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, large_realloc_grows_into_cached_neighbour);
     tcase_add_test(tc, large_realloc_growth_releases_cache);
     tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
+    tcase_add_test(tc, libc_names_are_hakmem);
     suite_add_tcase(s, tc);
     return s;
 }
