@@ -70,38 +70,10 @@ HAK_EXPORT int malloc_trim(size_t pad)
 /* glibc's own names for the same functions, which some programs and
  * libraries call directly (a block from glibc's __libc_malloc would be a
  * foreign pointer to hakmem's free, and the other way round). */
-
-HAK_EXPORT void *__libc_malloc(size_t n)
-{
-    return hak_front_malloc(n);
-}
-
-HAK_EXPORT void __libc_free(void *p)
-{
-    hak_front_free(p);
-}
-
-HAK_EXPORT void *__libc_calloc(size_t n, size_t size)
-{
-    return hak_api_calloc(n, size);
-}
-
-HAK_EXPORT void *__libc_realloc(void *p, size_t n)
-{
-    return hak_api_realloc(p, n);
-}
-
-HAK_EXPORT void *__libc_memalign(size_t align, size_t n)
-{
-    return hak_api_memalign(align, n);
-}
-
-HAK_EXPORT void *__libc_valloc(size_t n)
-{
-    return hak_api_valloc(n);
-}
-
-HAK_EXPORT void *__libc_pvalloc(size_t n)
-{
-    return hak_api_pvalloc(n);
-}
+HAK_EXPORT void *__libc_malloc(size_t n) __attribute__((alias("malloc")));
+HAK_EXPORT void __libc_free(void *p) __attribute__((alias("free")));
+HAK_EXPORT void *__libc_calloc(size_t n, size_t size) __attribute__((alias("calloc")));
+HAK_EXPORT void *__libc_realloc(void *p, size_t n) __attribute__((alias("realloc")));
+HAK_EXPORT void *__libc_memalign(size_t align, size_t n) __attribute__((alias("memalign")));
+HAK_EXPORT void *__libc_valloc(size_t n) __attribute__((alias("valloc")));
+HAK_EXPORT void *__libc_pvalloc(size_t n) __attribute__((alias("pvalloc")));

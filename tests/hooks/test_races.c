@@ -26,6 +26,17 @@ static struct hak_span *span_of(void *p)
     return hak_span_of(p, hak_class_info[CLS].span_bytes / HAK_SLAB_BYTES);
 }
 
+/* Every block of one new span of h (a fresh heap: the class's lists are
+ * empty), as a calloc'd array. */
+static void **take_full_span(struct hak_heap *h)
+{
+    uint32_t n = hak_class_info[CLS].blocks;
+    void **blocks = calloc(n, sizeof *blocks);
+    ck_assert_uint_eq(hak_heap_take(h, CLS, blocks, n), n);
+    ck_assert_ptr_eq(span_of(blocks[n - 1]), span_of(blocks[0]));
+    return blocks;
+}
+
 /* ---- a remote free racing the span's abandonment and adoption ---- */
 
 static struct hak_heap *first_owner, *adopter;
@@ -50,10 +61,8 @@ START_TEST(remote_free_during_adoption_reaches_adopter)
     first_owner = hak_heap_acquire();
     adopter = hak_heap_acquire();
     struct hak_heap *freer = hak_heap_acquire();
-    void **blocks = calloc(ci->blocks, sizeof *blocks);
-    ck_assert_uint_eq(hak_heap_take(first_owner, CLS, blocks, ci->blocks), ci->blocks);
+    void **blocks = take_full_span(first_owner);
     struct hak_span *sp = span_of(blocks[0]);
-    ck_assert_ptr_eq(span_of(blocks[ci->blocks - 1]), sp); /* one full span */
 
     hak_test_hook_remote_owner_read = abandon_and_adopt;
     hak_heap_give(freer, CLS, &blocks[0], 1);
@@ -148,11 +157,9 @@ static void fork_and_check(void)
 
 START_TEST(fork_during_remote_free_loses_no_block)
 {
-    const struct hak_class_info *ci = &hak_class_info[CLS];
     fork_owner = hak_heap_acquire();
     struct hak_heap *freer = hak_heap_acquire();
-    void **blocks = calloc(ci->blocks, sizeof *blocks);
-    ck_assert_uint_eq(hak_heap_take(fork_owner, CLS, blocks, ci->blocks), ci->blocks);
+    void **blocks = take_full_span(fork_owner);
     fork_block = blocks[0];
     hak_test_hook_remote_bit_set = fork_and_check;
     hak_heap_give(freer, CLS, &blocks[0], 1);
@@ -181,8 +188,7 @@ START_TEST(fork_before_run_hint_loses_no_block)
     ck_assert_uint_ge(ci->blocks, 2);
     fork_owner = hak_heap_acquire();
     struct hak_heap *freer = hak_heap_acquire();
-    void **blocks = calloc(ci->blocks, sizeof *blocks);
-    ck_assert_uint_eq(hak_heap_take(fork_owner, CLS, blocks, ci->blocks), ci->blocks);
+    void **blocks = take_full_span(fork_owner);
     fork_block = blocks[0];
     hak_test_hook_remote_owner_read = fork_at_second_block;
     hak_heap_give(freer, CLS, blocks, 2);
