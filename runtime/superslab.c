@@ -10,8 +10,8 @@
  * drives them): units of freed spans stay "dirty" (resident, fast to reuse)
  * until the purge madvises them away; a superslab with no span left is
  * unmapped (a moment later while a remote freer still reads a span header
- * in it: heap.c, mark_summary).  A unit reused before the purge costs no page fault, so a new
- * span takes dirty units before clean ones: spans that come and go (mid_mt:
+ * in it: heap.c, mark_summary).  A unit reused before the purge costs no
+ * page fault, so a new span takes dirty units before clean ones: spans that come and go (mid_mt:
  * a few thousand a second) then reuse resident memory instead of faulting in
  * clean units while the dirty ones pile up toward the cap.  Dirty units
  * are also capped (DIRTY_MIN_UNITS, 16 MiB, or an eighth of the units in spans): a
@@ -147,7 +147,7 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     sp->carved = sp->scan = sp->used = 0;
     sp->cls = (uint16_t)cls;
     sp->units = (uint16_t)k;
-    sp->list = 0;
+    sp->list = 0; /* on no list (heap.c's LIST_NONE) */
     sp->next = sp->prev = NULL;
     __atomic_store_n(&sp->remote_words, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&sp->owner, NULL, __ATOMIC_RELAXED);
