@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 1
+#define HAK_RUNTIME_VERSION 2
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -53,17 +53,16 @@ struct hak_bin {
     uint32_t sll_s;   /* L1: length of the list + 1 */
     void *sll_head;   /* L1: blocks linked through their first word */
 };
-/* The ring's slots follow the header, so the word before slot 0 is sll_head:
- * a guarded free compares p with "the top of the ring" without testing for
- * an empty ring first; when it is empty that word is the list's head (or
- * NULL), and p there is a double free too. */
-_Static_assert(offsetof(struct hak_bin, sll_head) + sizeof(void *) == sizeof(struct hak_bin),
-               "sll_head is the last word before the ring");
-/* Word w of bin t and the ring behind it: ring[i] is word i + 2 (sll_head,
- * ring[-1], is word 1).  The fronts index by the unsigned count this way
- * (ring[s - 2] is word s): no sign extension on the fast path. */
-_Static_assert(sizeof(struct hak_bin) == 2 * sizeof(void *), "a bin's header is 2 words");
-#define HAK_RING_WORD(t, w) (((void **)(t))[w])
+
+/*
+ * Guarded mode (hak_front.h): a block in a thread's cache carries
+ * hak_cache_key in its second word (every class is at least 16 bytes, and the
+ * list links through the first); a block handed out has it cleared.  The key
+ * is random, set once before any thread has a cache (runtime/thread.c), and
+ * never 0.  hak_free_keyed: a free met a block that carries it.
+ */
+#define HAK_KEY_WORD(p) (((uintptr_t *)(p))[1])
+extern uintptr_t hak_cache_key HAK_HIDDEN;
 
 /*
  * Per-class counters of a metrics build (options.metrics: true), one set per
@@ -186,11 +185,14 @@ int hak_thread_setup(void) HAK_HIDDEN HAK_NOINLINE;
 /* Misuse found by a guarded front: print "hakmem: free(): ..." and abort. */
 HAK_NORETURN void hak_report_invalid(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;
 HAK_NORETURN void hak_report_double_free(const char *fn, const void *p) HAK_HIDDEN HAK_NOINLINE;
-/* The same for free()'s generated front.  They never return either, but are
- * not declared noreturn: a front reaches them with a jump instead of a call,
+/* The first for free()'s generated front.  It never returns either, but is
+ * not declared noreturn: a front reaches it with a jump instead of a call,
  * so that free needs no stack frame (a call site keeps the stack aligned, two
- * instructions on every free).  The front returns right after them. */
+ * instructions on every free).  The front returns right after it. */
 void hak_front_invalid(const void *p) HAK_HIDDEN HAK_NOINLINE;
-void hak_front_double_free(const void *p) HAK_HIDDEN HAK_NOINLINE;
+/* Guarded mode: p carries the cache key.  Reports a double free when p is in
+ * the thread's caches or free in its span; otherwise frees p (a tail call from
+ * the front, for the same reason). */
+void hak_free_keyed(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
 
 #endif /* HAK_ABI_H */

@@ -40,10 +40,6 @@ void hak_front_invalid(const void *p)
     report("free", "invalid pointer", p);
 }
 
-void hak_front_double_free(const void *p)
-{
-    report("free", "double free", p);
-}
 
 /* ---- what the generated front hands over ---- */
 
@@ -62,7 +58,8 @@ void hak_free_other(void *p)
         hak_report_invalid("free", p);
 }
 
-/* The class of block p, after checking it starts a block (guarded mode). */
+/* The class of block p, after checking (guarded mode) that it starts a
+ * block and is not one known to be free: realloc would copy from it. */
 static unsigned class_of_block(const char *fn, unsigned code, const void *p)
 {
     unsigned cls = code - 1;
@@ -71,6 +68,8 @@ static unsigned class_of_block(const char *fn, unsigned code, const void *p)
         uint32_t off = (uint32_t)((uintptr_t)p & (ci->span_bytes - 1));
         if (off % ci->size != 0 || off / ci->size >= ci->blocks)
             hak_report_invalid(fn, p);
+        if (HAK_KEY_WORD(p) == hak_cache_key && hak_thread_block_freed(cls, p))
+            report(fn, "freed pointer", p);
     }
     return cls;
 }

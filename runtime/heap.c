@@ -307,6 +307,22 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
     return n;
 }
 
+/* Guarded mode (thread.c's hak_free_keyed): whether block p, a block start
+ * in a live span of class cls, is free in a span that h owns: its live bit is
+ * clear (given back, or never handed out), or another thread's free of it
+ * waits in the remote bitmap.  False for another heap's span, whose bitmap is
+ * not h's to read. */
+bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p)
+{
+    struct hak_span *sp = hak_span_of(p, hak_class_info[cls].span_bytes / HAK_SLAB_BYTES);
+    if (__atomic_load_n(&sp->owner, __ATOMIC_RELAXED) != h)
+        return false;
+    uint32_t i = block_index(sp, cls, p);
+    uint64_t bit = UINT64_C(1) << (i % 64);
+    return !(live_bits(sp)[i / 64] & bit) ||
+           (__atomic_load_n(&remote_bits(sp)[i / 64], __ATOMIC_RELAXED) & bit);
+}
+
 /* ---- giving blocks back ---- */
 
 /* Set word w's bit in sp's summary, which lets the owner take the word, and

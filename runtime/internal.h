@@ -145,6 +145,7 @@ void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32
 void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n) HAK_HIDDEN; /* rest */
 void hak_heap_trim_abandoned(void) HAK_HIDDEN;           /* free abandoned spans now empty */
 void hak_heap_trim(struct hak_heap *h) HAK_HIDDEN;       /* free h's empty spans, even the last */
+bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p) HAK_HIDDEN; /* guarded free */
 bool hak_heap_marking(const struct hak_superslab *ss) HAK_HIDDEN; /* purge: keep ss mapped */
 void hak_heap_after_fork_child(void) HAK_HIDDEN; /* finish the gone threads' remote frees */
 
@@ -168,6 +169,7 @@ void hak_heap_unlock_all(void) HAK_HIDDEN;
 
 /* ---- thread.c: the per-thread caches' slow paths, thread start and exit ---- */
 bool hak_global_init(void) HAK_HIDDEN;
+bool hak_thread_block_freed(unsigned cls, const void *p) HAK_HIDDEN; /* guarded: p has the key */
 void hak_thread_trim(void) HAK_HIDDEN;
 
 /* ---- large.c: mmap'd spans above the largest class ---- */

@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
 
 #include "internal.h"
 
@@ -228,6 +230,66 @@ static bool thread_start(void)
     return true;
 }
 
+/* ---- guarded mode: the cache key (hak_abi.h) ---- */
+
+uintptr_t hak_cache_key;
+
+/* Random, so that a program's data equals it only by chance, and odd: never
+ * 0 (the word of a block handed out) nor a pointer to anything aligned,
+ * which is what a block's second word most often holds. */
+static void set_cache_key(void)
+{
+    uintptr_t key = 0;
+    if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* no entropy yet (early boot) or no syscall: the kernel's bytes for
+         * this process, bytes 0-7 being the stack protector's */
+        const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+        if (r != NULL)
+            memcpy(&key, r + 8, sizeof key);
+        key ^= (uintptr_t)&key * UINT64_C(0x9E3779B97F4A7C15);
+    }
+    hak_cache_key = key | 1;
+}
+
+/* Whether p is one of the blocks class cls's caches hold.  The list is walked
+ * only through blocks of the class: a block the program wrote to after
+ * freeing it may have broken the link, and the walk stops there. */
+static bool in_cache(unsigned cls, const void *p)
+{
+    struct hak_bin *b = bin_of(cls);
+    void **ring = ring_of(b);
+    for (uint32_t i = 0; i + 1 < b->ring_s; i++)
+        if (ring[i] == p)
+            return true;
+    void *q = b->sll_head;
+    for (uint32_t i = 0; i + 1 < b->sll_s && hak_region_code((uintptr_t)q) == cls + 1; i++) {
+        if (q == p)
+            return true;
+        q = *(void **)q;
+    }
+    return false;
+}
+
+/* Whether block p of class cls, carrying the key, is known to be free: in
+ * this thread's caches or free in a span of its heap.  A block another
+ * thread's cache holds is not found here; that double free is caught when
+ * the caches give their blocks back (heap.c). */
+bool hak_thread_block_freed(unsigned cls, const void *p)
+{
+    return hak_tls.state == HAK_THREAD_LIVE &&
+           (in_cache(cls, p) || hak_heap_holds_free(thread_heap, cls, p));
+}
+
+/* A free met p carrying the key (hak_front.h): a double free, or the
+ * program's data that happened to equal the key, and p is freed as usual. */
+void hak_free_keyed(unsigned cls, void *p)
+{
+    if (hak_thread_block_freed(cls, p))
+        hak_report_double_free("free", p);
+    HAK_KEY_WORD(p) = 0;
+    hak_front_free_class(cls + 1, p);
+}
+
 /* ---- the slow paths the generated fronts call ---- */
 
 int hak_thread_setup(void)
@@ -276,6 +338,8 @@ void *hak_alloc_slow(unsigned cls)
     }
     if (p == NULL)
         errno = ENOMEM;
+    else if (HAK_GUARDED)
+        HAK_KEY_WORD(p) = 0; /* it may have been cached, given back and taken again */
     return p;
 }
 
@@ -376,6 +440,7 @@ bool hak_global_init(void)
     if (global_state != 2) {
         in_global_init = true;
         global_state = 1;
+        set_cache_key(); /* before any thread has a cache, for good */
         pthread_key_create(&thread_key, thread_exit);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         show_spec();

@@ -146,6 +146,61 @@ static void do_double_free_full_ring(void *unused)
     }
 }
 
+/* free(p); free(q); free(p): p is under q in the cache.  Guarded mode finds
+ * it by its key at the third free; the child must not get past it. */
+static void do_double_free_under_another(void *pq)
+{
+    void **b = pq;
+    free(b[0]);
+    free(b[1]);
+    free(b[0]);
+}
+
+/* The class's first tier full, then three blocks on the next one: the first
+ * of them, deep in the list, freed again. */
+static void do_double_free_deep_in_list(void *unused)
+{
+    (void)unused;
+    enum { N = 70000 };
+    static void *blocks[N];
+    unsigned c = class_64();
+    for (int i = 0; i < N; i++)
+        blocks[i] = malloc(64);
+    for (int i = 0; i < N; i++) {
+        free(blocks[i]);
+        if (first_tier_full(c)) {
+            free(blocks[i + 1]);
+            free(blocks[i + 2]);
+            free(blocks[i + 3]);
+            free(blocks[i + 1]);
+            return;
+        }
+    }
+}
+
+/* p went back to its span (malloc_trim empties the caches; `keep`, in the
+ * same span, keeps the span alive), then is freed again. */
+static void do_double_free_after_trim(void *pk)
+{
+    void **b = pk;
+    free(b[0]);
+    malloc_trim(0);
+    free(b[0]);
+}
+
+/* realloc and malloc_usable_size of a freed block: nothing is copied from it. */
+static void do_realloc_freed(void *p)
+{
+    free(p);
+    free(realloc(p, 200)); /* not reached */
+}
+
+static void do_usable_freed(void *p)
+{
+    free(p);
+    malloc_usable_size(p);
+}
+
 START_TEST(free_stack_pointer)
 {
     char local[64] = {0};
@@ -220,6 +275,59 @@ START_TEST(double_free_full_ring)
 }
 END_TEST
 
+START_TEST(double_free_under_another_block)
+{
+    void *b[2] = {malloc(64), malloc(64)};
+    expect_abort(do_double_free_under_another, b, "hakmem: free(): double free", b[0]);
+}
+END_TEST
+
+START_TEST(double_free_deep_in_list)
+{
+    expect_abort(do_double_free_deep_in_list, NULL, "hakmem: free(): double free", NULL);
+}
+END_TEST
+
+START_TEST(double_free_after_block_went_back)
+{
+    const struct hak_class_info *ci = &hak_class_info[class_64()];
+    void *b[2] = {malloc(64), NULL};
+    for (int i = 0; i < 1000 && b[1] == NULL; i++) {
+        void *k = malloc(64);
+        if (((uintptr_t)k ^ (uintptr_t)b[0]) < ci->span_bytes)
+            b[1] = k; /* same span: kept allocated */
+    }
+    ck_assert_ptr_nonnull(b[1]);
+    expect_abort(do_double_free_after_trim, b, "hakmem: free(): double free", b[0]);
+}
+END_TEST
+
+START_TEST(realloc_and_usable_size_of_freed_block)
+{
+    void *p = malloc(100);
+    expect_abort(do_realloc_freed, p, "hakmem: realloc(): freed pointer", p);
+    expect_abort(do_usable_freed, p, "hakmem: malloc_usable_size(): freed pointer", p);
+}
+END_TEST
+
+/* A block whose second word equals the key by chance (the program's data) is
+ * freed as any other, and handed out again exactly once, the word cleared. */
+START_TEST(program_data_equal_to_key_is_no_double_free)
+{
+    ck_assert_uint_eq(hak_cache_key & 1, 1);
+    uintptr_t *q = malloc(64);
+    q[0] = 7;
+    q[1] = hak_cache_key;
+    free(q);
+    uintptr_t *again = malloc(64), *next = malloc(64);
+    ck_assert_ptr_eq(again, q);
+    ck_assert_uint_eq(again[1], 0);
+    ck_assert_ptr_ne(next, q);
+    free(next);
+    free(again);
+}
+END_TEST
+
 START_TEST(realloc_interior_pointer)
 {
     char *p = malloc(100);
@@ -235,11 +343,17 @@ Suite *suite_misuse(void)
     if (HAK_GUARDED) {
         tcase_add_test(tc, realloc_interior_pointer);
         const struct hak_class_info *ci = &hak_class_info[class_64()];
-        if ((ci->tiers & HAK_TIER_RING) && (ci->tiers & HAK_TIER_SLL))
+        if ((ci->tiers & HAK_TIER_RING) && (ci->tiers & HAK_TIER_SLL)) {
             tcase_add_test(tc, double_free_full_ring);
+            tcase_add_test(tc, double_free_deep_in_list);
+        }
         tcase_add_test(tc, free_interior_pointer);
         tcase_add_test(tc, free_misaligned_pointer);
         tcase_add_test(tc, double_free_top_of_cache);
+        tcase_add_test(tc, double_free_under_another_block);
+        tcase_add_test(tc, double_free_after_block_went_back);
+        tcase_add_test(tc, realloc_and_usable_size_of_freed_block);
+        tcase_add_test(tc, program_data_equal_to_key_is_no_double_free);
     }
     /* caught on the slow paths whatever free_check says */
     tcase_add_test(tc, free_stack_pointer);
