@@ -41,6 +41,15 @@ void hak_front_invalid(const void *p)
 }
 
 
+/* p is neither a block of a class nor a live large block: a large block
+ * freed before, while its pages are still cached, or anything else. */
+HAK_NORETURN static void report_not_large(const char *fn, const char *freed, const void *p)
+{
+    if (hak_large_in_cache(p))
+        report(fn, freed, p);
+    hak_report_invalid(fn, p);
+}
+
 /* ---- what the generated front hands over ---- */
 
 void *hak_large_malloc(size_t n)
@@ -55,7 +64,7 @@ void *hak_large_malloc(size_t n)
 void hak_free_other(void *p)
 {
     if (p != NULL && !hak_large_free(p))
-        hak_report_invalid("free", p);
+        report_not_large("free", "double free", p);
 }
 
 /* The class of block p, after checking (guarded mode) that it starts a
@@ -115,7 +124,7 @@ size_t hak_api_usable_size(void *p)
         return hak_class_info[class_of_block("malloc_usable_size", code, p)].size;
     size_t usable = hak_large_usable(p);
     if (usable == 0)
-        hak_report_invalid("malloc_usable_size", p);
+        report_not_large("malloc_usable_size", "freed pointer", p);
     return usable;
 }
 
@@ -136,7 +145,7 @@ void *hak_api_realloc(void *p, size_t n)
     } else {
         old = hak_large_usable(p);
         if (old == 0)
-            hak_report_invalid("realloc", p);
+            report_not_large("realloc", "freed pointer", p);
         void *q;
         if (n > HAK_MAX_CLASS_SIZE && (q = hak_large_realloc(p, n)) != NULL)
             return q; /* else (mremap refused: a range of two mappings) copy below */

@@ -255,6 +255,16 @@ bool hak_large_free(void *p)
     return true;
 }
 
+bool hak_large_in_cache(const void *p)
+{
+    bool in = false;
+    pthread_mutex_lock(&large_lock);
+    for (unsigned i = 0; i < cache_count && !in; i++)
+        in = (uintptr_t)p - cache[i].base < cache[i].len;
+    pthread_mutex_unlock(&large_lock);
+    return in;
+}
+
 size_t hak_large_usable(const void *p)
 {
     pthread_mutex_lock(&large_lock);

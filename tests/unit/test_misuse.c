@@ -201,6 +201,12 @@ static void do_usable_freed(void *p)
     malloc_usable_size(p);
 }
 
+static void do_free_twice(void *p)
+{
+    free(p);
+    free(p);
+}
+
 START_TEST(free_stack_pointer)
 {
     char local[64] = {0};
@@ -328,6 +334,18 @@ START_TEST(program_data_equal_to_key_is_no_double_free)
 }
 END_TEST
 
+/* A large block's pages stay cached after its free (for decay_ms): a second
+ * free, realloc or malloc_usable_size finds the pointer among them. */
+START_TEST(large_block_freed_twice)
+{
+    void *p = malloc(1 << 20);
+    expect_abort(do_free_twice, p, "hakmem: free(): double free", p);
+    expect_abort(do_realloc_freed, p, "hakmem: realloc(): freed pointer", p);
+    expect_abort(do_usable_freed, p, "hakmem: malloc_usable_size(): freed pointer", p);
+    free(p);
+}
+END_TEST
+
 START_TEST(realloc_interior_pointer)
 {
     char *p = malloc(100);
@@ -361,6 +379,8 @@ Suite *suite_misuse(void)
     tcase_add_test(tc, double_free_deep_in_cache);
     tcase_add_test(tc, double_free_by_another_thread);
     tcase_add_test(tc, realloc_and_usable_size_foreign);
+    if (HAK_DECAY_MS > 0) /* else the pages are unmapped at once: an invalid pointer */
+        tcase_add_test(tc, large_block_freed_twice);
     suite_add_tcase(s, tc);
     return s;
 }
