@@ -93,6 +93,16 @@ static void block_unlock(void) { pthread_mutex_unlock(&pool_lock); }
 
 /* ---- refill and flush ---- */
 
+/* Guarded mode: the key in every block a refill caches (hak_abi.h), as a
+ * free would have put it there.  A block never handed out carries it too, so
+ * that free() of one (a pointer one block past the program's own, say) is
+ * found in the cache, not cached a second time. */
+static void stamp(void *const *blocks, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        HAK_KEY_WORD(blocks[i]) = hak_cache_key;
+}
+
 /* Fill class cls's first cache tier (empty) from the thread's heap; return one
  * more block for the caller, or NULL when memory is exhausted. */
 static void *refill(unsigned cls, struct hak_bin *b)
@@ -105,6 +115,8 @@ static void *refill(unsigned cls, struct hak_bin *b)
         HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
         if (n == 0)
             return NULL;
+        if (HAK_GUARDED)
+            stamp(ring, n - 1);
         b->ring_s = n; /* n - 1 blocks stay cached (count + 1) */
         return ring[n - 1];
     }
@@ -124,6 +136,8 @@ static void *refill(unsigned cls, struct hak_bin *b)
                 continue;
             }
             *(void **)batch[i] = b->sll_head;
+            if (HAK_GUARDED)
+                HAK_KEY_WORD(batch[i]) = hak_cache_key;
             b->sll_head = batch[i];
             b->sll_s++;
         }

@@ -346,6 +346,23 @@ START_TEST(large_block_freed_twice)
 }
 END_TEST
 
+/* Enough 64 B blocks that the last refills come from fresh spans, then the
+ * free of a block the cache holds but never handed out: a block start the
+ * program never got (one past its own block, say). */
+START_TEST(free_of_block_never_handed_out)
+{
+    enum { N = 70000 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++)
+        blocks[i] = malloc(64);
+    const struct hak_class_info *ci = &hak_class_info[class_64()];
+    struct hak_bin *b = (struct hak_bin *)((char *)&hak_tls + ci->bin_offset);
+    void *cached = ci->ring_first ? ((void **)(b + 1))[b->ring_s - 2] : b->sll_head;
+    ck_assert_ptr_nonnull(cached);
+    expect_abort(do_free, cached, "hakmem: free(): double free", cached);
+}
+END_TEST
+
 START_TEST(realloc_interior_pointer)
 {
     char *p = malloc(100);
@@ -372,6 +389,8 @@ Suite *suite_misuse(void)
         tcase_add_test(tc, double_free_after_block_went_back);
         tcase_add_test(tc, realloc_and_usable_size_of_freed_block);
         tcase_add_test(tc, program_data_equal_to_key_is_no_double_free);
+        if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))
+            tcase_add_test(tc, free_of_block_never_handed_out);
     }
     /* caught on the slow paths whatever free_check says */
     tcase_add_test(tc, free_stack_pointer);
