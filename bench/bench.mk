@@ -30,13 +30,28 @@ BENCH_STATIC_SIZES := 16 32 64 128 256 512 1024
 BENCH_STATIC_BINS := $(BENCH_STATIC_SIZES:%=$(BUILD)/bench/fixed_static_%)
 BENCH_STATIC_LOG := $(BUILD)/bench/static-build.log
 
-BENCH_ALLOCS := --peers --hakmem $(abspath $(BUILD)/libhakmem.so)
+# The subject's trusted mode: the same spec with free_check: trusted (an
+# overlay written into build/), a row of its own that shows what guarded
+# mode's checks cost; the report never counts it as a peer (report.py).
+TRUSTED_VARIANT := $(VARIANT)-trusted
+TRUSTED_SPEC := build/$(TRUSTED_VARIANT).yaml
+TRUSTED_SO := build/$(TRUSTED_VARIANT)/libhakmem.so
+BENCH_ALLOCS := --peers --alloc hakmem-trusted=$(abspath $(TRUSTED_SO)) \
+	--hakmem $(abspath $(BUILD)/libhakmem.so)
 BENCH_RUN_FLAGS := $(if $(filter-out 0,$(QUICK)),--quick) \
 	$(if $(BENCH),--bench $(BENCH)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
-.PHONY: bench bench-ir bench-bins bench-static bench-peers bench-floor bench-floor-libs
+.PHONY: bench bench-ir bench-bins bench-static bench-peers bench-floor bench-floor-libs bench-trusted
 
-bench: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS)
+$(TRUSTED_SPEC): $(SPEC)
+	@mkdir -p $(@D)
+	printf 'base: %s\noptions:\n  free_check: trusted\n' "$(abspath $(SPEC))" >$@
+
+bench-trusted: $(TRUSTED_SPEC)
+	@$(MAKE) --no-print-directory VARIANT=$(TRUSTED_VARIANT) SPEC=$(TRUSTED_SPEC) \
+		GEN=build/$(TRUSTED_VARIANT)/generated all
+
+bench: deps bench-peers bench-trusted $(BUILD)/libhakmem.so $(BENCH_BINS)
 	@mkdir -p $(BUILD)/bench
 	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
 		bench-static >$(BENCH_STATIC_LOG) 2>&1 || { \
@@ -46,7 +61,7 @@ bench: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS)
 	$(PYTHON) bench/run.py $(BENCH_ALLOCS) --static-dir $(BUILD)/bench \
 		$(BENCH_RUN_FLAGS)
 
-bench-ir: deps $(BUILD)/libhakmem.so $(BENCH_DIR)/fixed $(BENCH_DIR)/mixed
+bench-ir: deps bench-trusted $(BUILD)/libhakmem.so $(BENCH_DIR)/fixed $(BENCH_DIR)/mixed
 	@sh bench/install-peers.sh valgrind
 	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
 		$(BUILD)/bench/fixed_static_64 >/dev/null 2>&1 || \

@@ -92,9 +92,16 @@ def summarize(rows, workloads, names, subject):
     return summary
 
 
+def is_own_build(name, subject):
+    """Another build of the subject (SUBJECT-something: hakmem-trusted,
+    hakmem-static): a row of its own, never a peer."""
+    return name.startswith(subject + "-")
+
+
 def best_peer(stats, names, subject):
-    """The fastest allocator other than the subject (by median ops/s)."""
-    peers = [a for a in names if a != subject and stats[a].ops_per_sec]
+    """The fastest peer of the subject (by median ops/s)."""
+    peers = [a for a in names
+             if a != subject and not is_own_build(a, subject) and stats[a].ops_per_sec]
     return max(peers, key=lambda a: stats[a].ops_per_sec, default=None)
 
 
