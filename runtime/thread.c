@@ -357,23 +357,41 @@ void *hak_alloc_slow(unsigned cls)
     return p;
 }
 
+/* A block given straight to a heap, with no cache between (guarded mode):
+ * it carries the key as a cached block does, so that a second free, realloc
+ * or malloc_usable_size of it is found (hak_thread_block_freed). */
+static void give_uncached(struct hak_heap *h, unsigned cls, void *p)
+{
+    if (HAK_GUARDED)
+        HAK_KEY_WORD(p) = hak_cache_key;
+    hak_heap_give(h, cls, &p, 1);
+}
+
 void hak_free_slow(unsigned cls, void *p)
 {
     /* no hak_decay_poll here: glibc frees dead threads' TLS with its
      * stack-cache lock held, and pthread_create takes that lock */
     bool live = HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE);
     if (!live && !thread_start()) {
-        hak_heap_give(hak_heap_shared_lock(), cls, &p, 1);
+        give_uncached(hak_heap_shared_lock(), cls, p);
         hak_heap_shared_unlock();
         return;
     }
     HAK_STAT(hak_tls.stats[cls].free_slow++);
     if (!has_cache(cls)) {
-        hak_heap_give(thread_heap, cls, &p, 1);
+        give_uncached(thread_heap, cls, p);
         return;
     }
-    if (live)
-        flush(cls, bin_of(cls)); /* a thread set up just now has room */
+    if (live) { /* a thread set up just now has room */
+        /* the key first: the flush may give p's first copy back, to a span
+         * of another heap, where it is no longer found */
+        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key) {
+            if (hak_thread_block_freed(cls, p))
+                hak_report_double_free("free", p);
+            HAK_KEY_WORD(p) = 0;
+        }
+        flush(cls, bin_of(cls));
+    }
     hak_front_free_class(cls + 1, p);
 }
 

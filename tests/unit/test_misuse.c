@@ -156,28 +156,6 @@ static void do_double_free_under_another(void *pq)
     free(b[0]);
 }
 
-/* The class's first tier full, then three blocks on the next one: the first
- * of them, deep in the list, freed again. */
-static void do_double_free_deep_in_list(void *unused)
-{
-    (void)unused;
-    enum { N = 70000 };
-    static void *blocks[N];
-    unsigned c = class_64();
-    for (int i = 0; i < N; i++)
-        blocks[i] = malloc(64);
-    for (int i = 0; i < N; i++) {
-        free(blocks[i]);
-        if (first_tier_full(c)) {
-            free(blocks[i + 1]);
-            free(blocks[i + 2]);
-            free(blocks[i + 3]);
-            free(blocks[i + 1]);
-            return;
-        }
-    }
-}
-
 /* p went back to its span (malloc_trim empties the caches; `keep`, in the
  * same span, keeps the span alive), then is freed again. */
 static void do_double_free_after_trim(void *pk)
@@ -205,6 +183,79 @@ static void do_free_twice(void *p)
 {
     free(p);
     free(p);
+}
+
+/* Blocks the class's caches hold in this thread. */
+static uint32_t cached_count(unsigned c)
+{
+    const struct hak_class_info *ci = &hak_class_info[c];
+    const struct hak_bin *b = (const struct hak_bin *)((const char *)&hak_tls + ci->bin_offset);
+    return (b->ring_s ? b->ring_s - 1 : 0) + (b->sll_s ? b->sll_s - 1 : 0);
+}
+
+/* Another thread frees the main thread's blocks until its caches are full,
+ * then frees the last one again: that free finds every tier full, and the
+ * flush before it gives the first copy back to the main thread's span, where
+ * this thread cannot see it.  The key is checked before the flush. */
+static void *free_until_full_then_again(void *blocks)
+{
+    void **b = blocks;
+    unsigned c = class_64();
+    const struct hak_class_info *ci = &hak_class_info[c];
+    int i = 0;
+    do
+        free(b[i++]);
+    while (cached_count(c) < ci->ring + ci->sll);
+    free(b[i - 1]);
+    /* not reached: caught at this thread's exit is too late (the owner may
+     * have taken the first copy back and handed it out by then) */
+    fputs("second free returned\n", stderr);
+    return NULL;
+}
+
+static void do_double_free_when_caches_full(void *blocks)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_until_full_then_again, blocks), 0);
+    pthread_join(t, NULL);
+}
+
+/* A free after the thread's own exit (a later pthread key destructor) goes
+ * straight to a heap, with no cache; the block's owner then frees it again. */
+static pthread_key_t late_key;
+static void late_free(void *p)
+{
+    static int round;
+    if (++round < 3) { /* after hakmem's own destructor, which ran in round 1 */
+        pthread_setspecific(late_key, p);
+        return;
+    }
+    free(p);
+}
+
+static void *exit_with_late_free(void *p)
+{
+    free(malloc(1)); /* this thread has caches, and their destructor */
+    pthread_setspecific(late_key, p);
+    return NULL;
+}
+
+static void do_double_free_after_late_free(void *p)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_key_create(&late_key, late_free), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, exit_with_late_free, p), 0);
+    pthread_join(t, NULL);
+    free(p);
+}
+
+/* The first class with no cache tier (tiers: [slab]), or HAK_NUM_CLASSES. */
+static unsigned uncached_class(void)
+{
+    unsigned c = 0;
+    while (c < HAK_NUM_CLASSES && (hak_class_info[c].tiers & (HAK_TIER_RING | HAK_TIER_SLL)))
+        c++;
+    return c;
 }
 
 START_TEST(free_stack_pointer)
@@ -288,9 +339,23 @@ START_TEST(double_free_under_another_block)
 }
 END_TEST
 
+/* The class's first tier full, then three blocks on the next one: the first
+ * of them, deep in the list, freed again. */
 START_TEST(double_free_deep_in_list)
 {
-    expect_abort(do_double_free_deep_in_list, NULL, "hakmem: free(): double free", NULL);
+    enum { N = 70000 };
+    static void *blocks[N];
+    unsigned c = class_64();
+    for (int i = 0; i < N; i++)
+        blocks[i] = malloc(64);
+    int i = 0;
+    while (i < N - 3 && !first_tier_full(c))
+        free(blocks[i++]);
+    ck_assert(first_tier_full(c));
+    free(blocks[i]);
+    free(blocks[i + 1]);
+    free(blocks[i + 2]);
+    expect_abort(do_free, blocks[i], "hakmem: free(): double free", blocks[i]);
 }
 END_TEST
 
@@ -357,9 +422,42 @@ START_TEST(free_of_block_never_handed_out)
         blocks[i] = malloc(64);
     const struct hak_class_info *ci = &hak_class_info[class_64()];
     struct hak_bin *b = (struct hak_bin *)((char *)&hak_tls + ci->bin_offset);
+    /* the last malloc may have emptied the first tier: one more refills it */
+    for (int i = 0; i < 64 && (ci->ring_first ? b->ring_s : b->sll_s) < 2; i++)
+        (void)malloc(64);
+    ck_assert_uint_ge(ci->ring_first ? b->ring_s : b->sll_s, 2);
     void *cached = ci->ring_first ? ((void **)(b + 1))[b->ring_s - 2] : b->sll_head;
-    ck_assert_ptr_nonnull(cached);
     expect_abort(do_free, cached, "hakmem: free(): double free", cached);
+}
+END_TEST
+
+START_TEST(double_free_when_caches_are_full)
+{
+    const struct hak_class_info *ci = &hak_class_info[class_64()];
+    uint32_t n = ci->ring + ci->sll;
+    void **blocks = malloc(n * sizeof *blocks);
+    for (uint32_t i = 0; i < n; i++)
+        blocks[i] = malloc(64);
+    /* the child's thread stops at the first free that fills its caches; a
+     * prewarmed thread gets there before the last block */
+    expect_abort(do_double_free_when_caches_full, blocks, "hakmem: free(): double free", NULL);
+}
+END_TEST
+
+START_TEST(double_free_after_free_by_exited_thread)
+{
+    void *p = malloc(64);
+    expect_abort(do_double_free_after_late_free, p, "hakmem: free(): double free", p);
+}
+END_TEST
+
+/* A class with no cache gives a freed block straight back to its span: its
+ * realloc is still a freed pointer, reported before anything is copied. */
+START_TEST(realloc_of_freed_uncached_block)
+{
+    void *p = malloc(hak_class_info[uncached_class()].size);
+    expect_abort(do_realloc_freed, p, "hakmem: realloc(): freed pointer", p);
+    expect_abort(do_usable_freed, p, "hakmem: malloc_usable_size(): freed pointer", p);
 }
 END_TEST
 
@@ -389,6 +487,11 @@ Suite *suite_misuse(void)
         tcase_add_test(tc, double_free_after_block_went_back);
         tcase_add_test(tc, realloc_and_usable_size_of_freed_block);
         tcase_add_test(tc, program_data_equal_to_key_is_no_double_free);
+        tcase_add_test(tc, double_free_after_free_by_exited_thread);
+        if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))
+            tcase_add_test(tc, double_free_when_caches_are_full);
+        if (uncached_class() < HAK_NUM_CLASSES)
+            tcase_add_test(tc, realloc_of_freed_uncached_block);
         if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))
             tcase_add_test(tc, free_of_block_never_handed_out);
     }
