@@ -461,6 +461,24 @@ START_TEST(realloc_of_freed_uncached_block)
 }
 END_TEST
 
+/* More blocks freed than the caches hold, so that the rest go back to their
+ * spans with the key in them; every block handed out again, from a cache or
+ * by a refill's slow path, has it cleared. */
+START_TEST(blocks_handed_out_carry_no_key)
+{
+    enum { N = 4096 };
+    static uintptr_t *blocks[N];
+    for (int i = 0; i < N; i++)
+        blocks[i] = malloc(64);
+    for (int i = 0; i < N; i++)
+        free(blocks[i]);
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(64);
+        ck_assert_msg(blocks[i][1] != hak_cache_key, "block %d handed out with the key", i);
+    }
+}
+END_TEST
+
 START_TEST(realloc_interior_pointer)
 {
     char *p = malloc(100);
@@ -488,6 +506,7 @@ Suite *suite_misuse(void)
         tcase_add_test(tc, realloc_and_usable_size_of_freed_block);
         tcase_add_test(tc, program_data_equal_to_key_is_no_double_free);
         tcase_add_test(tc, double_free_after_free_by_exited_thread);
+        tcase_add_test(tc, blocks_handed_out_carry_no_key);
         if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))
             tcase_add_test(tc, double_free_when_caches_are_full);
         if (uncached_class() < HAK_NUM_CLASSES)
