@@ -42,10 +42,10 @@ void hak_front_invalid(const void *p)
 
 
 /* p is neither a block of a class nor a live large block: a large block
- * freed before, while its pages are still cached, or anything else. */
+ * freed lately, while its pages are still cached, or anything else. */
 HAK_NORETURN static void report_not_large(const char *fn, const char *freed, const void *p)
 {
-    if (hak_large_in_cache(p))
+    if (hak_large_was_freed(p))
         report(fn, freed, p);
     hak_report_invalid(fn, p);
 }

@@ -176,7 +176,7 @@ void hak_thread_trim(void) HAK_HIDDEN;
 void *hak_large_alloc(size_t n, size_t align, bool *zeroed) HAK_HIDDEN;
 bool hak_large_free(void *p) HAK_HIDDEN;        /* false: not a large block of ours */
 size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ours */
-bool hak_large_in_cache(const void *p) HAK_HIDDEN; /* in a freed span not yet unmapped */
+bool hak_large_was_freed(const void *p) HAK_HIDDEN; /* freed lately, pages still cached */
 void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
 size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /* as hak_ss_purge */
 bool hak_large_cached_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */

@@ -32,6 +32,10 @@ static size_t table_cap, table_used; /* used counts live and deleted slots */
 static struct span cache[CACHE_SLOTS]; /* oldest first; .user unused */
 static unsigned cache_count;
 static size_t cache_bytes;
+/* The addresses of the last blocks freed, for the reports only */
+#define FREED_RECENT 64
+static uintptr_t freed_recent[FREED_RECENT];
+static unsigned freed_next;
 
 static size_t slot_of(uintptr_t user, size_t cap)
 {
@@ -247,6 +251,7 @@ bool hak_large_free(void *p)
     }
     struct span freed = *s;
     s->user = DELETED;
+    freed_recent[freed_next++ % FREED_RECENT] = freed.user;
     freed.freed_ms = hak_now_ms();
     n = cache_put(freed, evict);
     pthread_mutex_unlock(&large_lock);
@@ -255,14 +260,18 @@ bool hak_large_free(void *p)
     return true;
 }
 
-bool hak_large_in_cache(const void *p)
+/* Whether p is a block freed lately whose pages are still cached: the
+ * report of a second free, realloc or malloc_usable_size says so. */
+bool hak_large_was_freed(const void *p)
 {
-    bool in = false;
+    bool recent = false, cached = false;
     pthread_mutex_lock(&large_lock);
-    for (unsigned i = 0; i < cache_count && !in; i++)
-        in = (uintptr_t)p - cache[i].base < cache[i].len;
+    for (unsigned i = 0; i < FREED_RECENT; i++)
+        recent |= freed_recent[i] == (uintptr_t)p;
+    for (unsigned i = 0; i < cache_count; i++)
+        cached |= (uintptr_t)p - cache[i].base < cache[i].len;
     pthread_mutex_unlock(&large_lock);
-    return in;
+    return recent && cached;
 }
 
 size_t hak_large_usable(const void *p)

@@ -179,6 +179,12 @@ static void do_usable_freed(void *p)
     malloc_usable_size(p);
 }
 
+static void do_free_interior_of_freed(void *p)
+{
+    free(p);
+    free((char *)p + 4096);
+}
+
 static void do_free_twice(void *p)
 {
     free(p);
@@ -407,6 +413,8 @@ START_TEST(large_block_freed_twice)
     expect_abort(do_free_twice, p, "hakmem: free(): double free", p);
     expect_abort(do_realloc_freed, p, "hakmem: realloc(): freed pointer", p);
     expect_abort(do_usable_freed, p, "hakmem: malloc_usable_size(): freed pointer", p);
+    /* a pointer into it is no block of any kind */
+    expect_abort(do_free_interior_of_freed, p, "hakmem: free(): invalid pointer", (char *)p + 4096);
     free(p);
 }
 END_TEST
