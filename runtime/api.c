@@ -241,6 +241,13 @@ void *hak_api_pvalloc(size_t n)
  * spans (its own and abandoned ones), dirty pages, cached large spans.
  * Returns 1 when memory was released, as glibc does; pad is ignored (hakmem
  * keeps no heap top to pad). */
+void hak_api_usage(struct hak_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    hak_ss_usage(u);
+    hak_large_usage(u);
+}
+
 int hak_api_trim(size_t pad)
 {
     (void)pad;

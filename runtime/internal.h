@@ -131,6 +131,17 @@ void hak_ss_span_free(struct hak_span *sp) HAK_HIDDEN;
  * bytes released, and lowers *next_ms to when the rest will be due. */
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
 bool hak_ss_purgeable_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
+/* What the allocator holds, for mallinfo2 and malloc_stats (api.c). */
+struct hak_usage {
+    size_t ss_mapped;     /* superslabs mapped */
+    size_t ss_in_spans;   /* their units in spans (blocks out, cached or free in a span) */
+    size_t ss_dirty;      /* their free units not yet given back to the OS */
+    size_t large_count;   /* large blocks live */
+    size_t large_bytes;   /* their mappings */
+    size_t large_cached;  /* freed large spans kept for reuse */
+    size_t large_max_count, large_max_bytes; /* the most ever live at once */
+};
+void hak_ss_usage(struct hak_usage *u) HAK_HIDDEN;
 void hak_ss_lock_all(void) HAK_HIDDEN;   /* fork */
 void hak_ss_unlock_all(void) HAK_HIDDEN;
 
@@ -180,6 +191,7 @@ bool hak_large_was_freed(const void *p) HAK_HIDDEN; /* freed lately, pages still
 void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
 size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /* as hak_ss_purge */
 bool hak_large_cached_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
+void hak_large_usage(struct hak_usage *u) HAK_HIDDEN;
 void hak_large_lock(void) HAK_HIDDEN;
 void hak_large_unlock(void) HAK_HIDDEN;
 
@@ -205,5 +217,6 @@ void *hak_api_valloc(size_t n) HAK_HIDDEN;
 void *hak_api_pvalloc(size_t n) HAK_HIDDEN;
 size_t hak_api_usable_size(void *p) HAK_HIDDEN;
 int hak_api_trim(size_t pad) HAK_HIDDEN;
+void hak_api_usage(struct hak_usage *u) HAK_HIDDEN;
 
 #endif /* HAK_INTERNAL_H */

@@ -78,6 +78,20 @@ static bool grow(void)
     return true;
 }
 
+/* Live spans and their bytes, and the most of each at once (mallinfo2,
+ * malloc_stats); the lock guards them. */
+static size_t live_count, live_bytes, max_count, max_bytes;
+
+static void count_live(ptrdiff_t spans, ptrdiff_t bytes)
+{
+    live_count += (size_t)spans;
+    live_bytes += (size_t)bytes;
+    if (live_count > max_count)
+        max_count = live_count;
+    if (live_bytes > max_bytes)
+        max_bytes = live_bytes;
+}
+
 static bool insert(struct span s)
 {
     if ((table_used + 1) * 2 > table_cap && !grow())
@@ -88,7 +102,15 @@ static bool insert(struct span s)
     if (table[i].user == 0)
         table_used++;
     table[i] = s;
+    count_live(1, (ptrdiff_t)s.len);
     return true;
+}
+
+/* Span s is no longer live: its slot is free for the next insert. */
+static void delete(struct span *s)
+{
+    s->user = DELETED;
+    count_live(-1, -(ptrdiff_t)s->len);
 }
 
 /* Unmap spans taken out of the cache (after dropping the lock); their bytes. */
@@ -250,7 +272,7 @@ bool hak_large_free(void *p)
         return false;
     }
     struct span freed = *s;
-    s->user = DELETED;
+    delete(s);
     freed_recent[freed_next++ % FREED_RECENT] = freed.user;
     freed.freed_ms = hak_now_ms();
     n = cache_put(freed, evict);
@@ -294,6 +316,7 @@ static bool grow_into_cache(struct span *s, size_t extra)
         if (cache[i].base != s->base + s->len || cache[i].len < extra)
             continue;
         s->len += extra;
+        count_live(0, (ptrdiff_t)extra);
         cache[i].base += extra;
         cache[i].len -= extra;
         cache_bytes -= extra;
@@ -348,7 +371,7 @@ void *hak_large_realloc(void *p, size_t n)
         size_t old_len = s->len;
         base = hak_os_remap((void *)s->base, s->len, len);
         if (base != NULL) {
-            s->user = DELETED;
+            delete(s);
             insert((struct span){.user = (uintptr_t)base + offset, .base = (uintptr_t)base,
                                  .len = len});
             if (len > old_len)
@@ -374,6 +397,17 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
         hak_decay_due(next_ms, cache[0].freed_ms);
     pthread_mutex_unlock(&large_lock);
     return unmap_spans(evict, n);
+}
+
+void hak_large_usage(struct hak_usage *u)
+{
+    pthread_mutex_lock(&large_lock);
+    u->large_count = live_count;
+    u->large_bytes = live_bytes;
+    u->large_cached = cache_bytes;
+    u->large_max_count = max_count;
+    u->large_max_bytes = max_bytes;
+    pthread_mutex_unlock(&large_lock);
 }
 
 /* Whether spans are cached (a purge has work).  The caller holds the lock. */

@@ -254,6 +254,17 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
     return released;
 }
 
+/* mallinfo: what the superslabs hold, in bytes (struct hak_usage). */
+void hak_ss_usage(struct hak_usage *u)
+{
+    pthread_mutex_lock(&ss_lock);
+    for (struct hak_superslab *ss = ss_list; ss; ss = ss->next)
+        u->ss_mapped += HAK_SUPERSLAB_BYTES;
+    u->ss_in_spans = units_in_spans * HAK_SLAB_BYTES;
+    u->ss_dirty = units_dirty * HAK_SLAB_BYTES;
+    pthread_mutex_unlock(&ss_lock);
+}
+
 /* Whether a purge has work here: dirty units, or an empty superslab to
  * unmap.  The caller holds the lock (the fork child holds them all). */
 bool hak_ss_purgeable_locked(void)

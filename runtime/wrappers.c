@@ -5,6 +5,9 @@
  * not replace malloc (the ThreadSanitizer tests) leaves this file out.
  */
 #define _GNU_SOURCE
+#include <limits.h>
+#include <stdio.h>
+
 #include "internal.h"
 
 HAK_EXPORT void *malloc(size_t n)
@@ -65,6 +68,78 @@ HAK_EXPORT size_t malloc_usable_size(void *p)
 HAK_EXPORT int malloc_trim(size_t pad)
 {
     return hak_api_trim(pad);
+}
+
+/*
+ * glibc's statistics, from what hakmem holds (README, "Semantics"): arena is
+ * the superslabs (small and mid blocks), uordblks their bytes in spans and
+ * headers (blocks handed out, cached by threads, or free inside a span),
+ * fordblks the rest; hblks and hblkhd the live large blocks; keepcost what
+ * malloc_trim(0) would give back now.  Counts glibc keeps per chunk are 0.
+ */
+/* glibc's struct mallinfo2 and struct mallinfo, field for field.  Not from
+ * <malloc.h>: its declarations of malloc and the rest carry attributes that
+ * the __libc_ aliases below would then have to repeat. */
+struct mallinfo2 {
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+struct mallinfo {
+    int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+
+static struct mallinfo2 usage_info(void)
+{
+    struct hak_usage u;
+    hak_api_usage(&u);
+    size_t headers = u.ss_mapped / HAK_SUPERSLAB_BYTES * HAK_SS_HEADER_UNITS * HAK_SLAB_BYTES;
+    return (struct mallinfo2){
+        .arena = u.ss_mapped,
+        .hblks = u.large_count,
+        .hblkhd = u.large_bytes,
+        .uordblks = u.ss_in_spans + headers,
+        .fordblks = u.ss_mapped - u.ss_in_spans - headers,
+        .keepcost = u.ss_dirty + u.large_cached,
+    };
+}
+
+HAK_EXPORT struct mallinfo2 mallinfo2(void)
+{
+    return usage_info();
+}
+
+static int clamp_int(size_t v)
+{
+    return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+/* The old interface: int fields, each at most INT_MAX (glibc truncates). */
+HAK_EXPORT struct mallinfo mallinfo(void)
+{
+    struct mallinfo2 m = usage_info();
+    return (struct mallinfo){
+        .arena = clamp_int(m.arena),
+        .hblks = clamp_int(m.hblks),
+        .hblkhd = clamp_int(m.hblkhd),
+        .uordblks = clamp_int(m.uordblks),
+        .fordblks = clamp_int(m.fordblks),
+        .keepcost = clamp_int(m.keepcost),
+    };
+}
+
+/* glibc's layout on stderr, with no malloc: one arena, the superslabs. */
+HAK_EXPORT void malloc_stats(void)
+{
+    struct hak_usage u;
+    hak_api_usage(&u);
+    struct mallinfo2 m = usage_info();
+    char out[512];
+    snprintf(out, sizeof out,
+             "Arena 0:\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+             "Total (incl. mmap):\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+             "max mmap regions = %10zu\nmax mmap bytes   = %10zu\n",
+             m.arena, m.uordblks, m.arena + u.large_bytes + u.large_cached,
+             m.uordblks + u.large_bytes, u.large_max_count, u.large_max_bytes);
+    hak_os_write_stderr(out);
 }
 
 /* glibc's own names for the same functions, which some programs and

@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -338,12 +340,103 @@ START_TEST(libc_names_are_hakmem)
 }
 END_TEST
 
+/* mallinfo2 from what hakmem holds: a large block counts once in hblks and
+ * with its whole mapping in hblkhd, until it is freed; the superslabs are
+ * the arena, split between spans (uordblks) and free units (fordblks). */
+START_TEST(mallinfo2_reports_hakmem)
+{
+    malloc_trim(0); /* no cached large span: the next one is mapped to size */
+    struct mallinfo2 before = mallinfo2();
+    void *big = malloc(3 << 20);
+    struct mallinfo2 with = mallinfo2();
+    ck_assert_uint_eq(with.hblks, before.hblks + 1);
+    ck_assert_uint_eq(with.hblkhd, before.hblkhd + (3 << 20));
+    free(big);
+    struct mallinfo2 after = mallinfo2();
+    ck_assert_uint_eq(after.hblks, before.hblks);
+    ck_assert_uint_eq(after.hblkhd, before.hblkhd);
+    ck_assert_uint_ge(after.keepcost, 3 << 20); /* cached, for malloc_trim */
+
+    enum { N = 65536 };
+    static void *small[N]; /* 4 MiB of 64 B blocks */
+    for (int i = 0; i < N; i++)
+        small[i] = malloc(64);
+    struct mallinfo2 m = mallinfo2();
+    ck_assert_uint_eq(m.arena % HAK_SUPERSLAB_BYTES, 0);
+    ck_assert_uint_eq(m.uordblks + m.fordblks, m.arena);
+    ck_assert_uint_ge(m.uordblks, before.uordblks + ((size_t)N * 64));
+    ck_assert_uint_eq(m.ordblks + m.smblks + m.usmblks + m.fsmblks, 0);
+    struct mallinfo old = mallinfo();
+    ck_assert_int_eq(old.arena, (int)m.arena);
+    ck_assert_int_eq(old.uordblks, (int)m.uordblks);
+    for (int i = 0; i < N; i++)
+        free(small[i]);
+}
+END_TEST
+
+/* malloc_stats prints glibc's seven lines on stderr, with mallinfo2's
+ * numbers and the large blocks on top. */
+static void stats_child(int fd, size_t big)
+{
+    void *p = malloc(big);
+    struct mallinfo2 m = mallinfo2();
+    struct hak_usage u; /* the cached large spans and the most live at once */
+    hak_api_usage(&u);
+    if (u.large_max_count < 1 || u.large_max_bytes < big)
+        _exit(4);
+    char want[512];
+    snprintf(want, sizeof want,
+             "Arena 0:\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+             "Total (incl. mmap):\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+             "max mmap regions = %10zu\nmax mmap bytes   = %10zu\n",
+             m.arena, m.uordblks, m.arena + m.hblkhd + u.large_cached, m.uordblks + m.hblkhd,
+             u.large_max_count, u.large_max_bytes);
+    if (write(fd, want, strlen(want)) < 0)
+        _exit(3);
+    close(fd);
+    dup2(fd + 1, 2);
+    malloc_stats();
+    free(p);
+    _exit(0);
+}
+
+START_TEST(malloc_stats_prints_glibc_layout)
+{
+    int want_fds[2], got_fds[2];
+    ck_assert_int_eq(pipe(want_fds), 0);
+    ck_assert_int_eq(pipe(got_fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(want_fds[0]);
+        close(got_fds[0]);
+        if (dup2(want_fds[1], 10) < 0 || dup2(got_fds[1], 11) < 0)
+            _exit(3);
+        stats_child(10, 5 << 20);
+    }
+    close(want_fds[1]);
+    close(got_fds[1]);
+    char want[512] = {0}, got[512] = {0};
+    size_t nw = 0, ng = 0;
+    ssize_t n;
+    while ((n = read(want_fds[0], want + nw, sizeof want - 1 - nw)) > 0)
+        nw += (size_t)n;
+    while ((n = read(got_fds[0], got + ng, sizeof got - 1 - ng)) > 0)
+        ng += (size_t)n;
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
 Suite *suite_api(void)
 {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, malloc_zero_is_unique);
+    tcase_add_test(tc, mallinfo2_reports_hakmem);
+    tcase_add_test(tc, malloc_stats_prints_glibc_layout);
     tcase_add_test(tc, malloc_impossible_sizes);
     tcase_add_test(tc, calloc_overflow_and_zeroing);
     tcase_add_test(tc, realloc_keeps_content_across_classes);
