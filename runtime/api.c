@@ -237,10 +237,7 @@ void *hak_api_pvalloc(size_t n)
     return aligned(HAK_PAGE, rounded ? rounded : HAK_PAGE);
 }
 
-/* Give back at once everything that can be: this thread's caches, empty
- * spans (its own and abandoned ones), dirty pages, cached large spans.
- * Returns 1 when memory was released, as glibc does; pad is ignored (hakmem
- * keeps no heap top to pad). */
+/* What the allocator holds (mallinfo2, malloc_stats in wrappers.c). */
 void hak_api_usage(struct hak_usage *u)
 {
     memset(u, 0, sizeof *u);
@@ -248,6 +245,10 @@ void hak_api_usage(struct hak_usage *u)
     hak_large_usage(u);
 }
 
+/* Give back at once everything that can be: this thread's caches, empty
+ * spans (its own and abandoned ones), dirty pages, cached large spans.
+ * Returns 1 when memory was released, as glibc does; pad is ignored (hakmem
+ * keeps no heap top to pad). */
 int hak_api_trim(size_t pad)
 {
     (void)pad;

@@ -74,9 +74,11 @@ HAK_EXPORT int malloc_trim(size_t pad)
  * glibc's statistics, from what hakmem holds (README, "Semantics"): arena is
  * the superslabs (small and mid blocks), uordblks their bytes in spans and
  * headers (blocks handed out, cached by threads, or free inside a span),
- * fordblks the rest; hblks and hblkhd the live large blocks; keepcost what
- * malloc_trim(0) would give back now.  Counts glibc keeps per chunk are 0.
+ * fordblks the rest, keepcost the part of it still resident (a purge gives
+ * it back); hblks and hblkhd the live large blocks.  Counts glibc keeps per
+ * chunk are 0.
  */
+
 /* glibc's struct mallinfo2 and struct mallinfo, field for field.  Not from
  * <malloc.h>: its declarations of malloc and the rest carry attributes that
  * the __libc_ aliases below would then have to repeat. */
@@ -87,24 +89,24 @@ struct mallinfo {
     int arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
 };
 
-static struct mallinfo2 usage_info(void)
+static struct mallinfo2 info_of(const struct hak_usage *u)
 {
-    struct hak_usage u;
-    hak_api_usage(&u);
-    size_t headers = u.ss_mapped / HAK_SUPERSLAB_BYTES * HAK_SS_HEADER_UNITS * HAK_SLAB_BYTES;
+    size_t headers = u->ss_mapped / HAK_SUPERSLAB_BYTES * HAK_SS_HEADER_UNITS * HAK_SLAB_BYTES;
     return (struct mallinfo2){
-        .arena = u.ss_mapped,
-        .hblks = u.large_count,
-        .hblkhd = u.large_bytes,
-        .uordblks = u.ss_in_spans + headers,
-        .fordblks = u.ss_mapped - u.ss_in_spans - headers,
-        .keepcost = u.ss_dirty + u.large_cached,
+        .arena = u->ss_mapped,
+        .hblks = u->large_count,
+        .hblkhd = u->large_bytes,
+        .uordblks = u->ss_in_spans + headers,
+        .fordblks = u->ss_mapped - u->ss_in_spans - headers,
+        .keepcost = u->ss_dirty,
     };
 }
 
 HAK_EXPORT struct mallinfo2 mallinfo2(void)
 {
-    return usage_info();
+    struct hak_usage u;
+    hak_api_usage(&u);
+    return info_of(&u);
 }
 
 static int clamp_int(size_t v)
@@ -112,10 +114,10 @@ static int clamp_int(size_t v)
     return v > INT_MAX ? INT_MAX : (int)v;
 }
 
-/* The old interface: int fields, each at most INT_MAX (glibc truncates). */
+/* The old interface: int fields, each at most INT_MAX (where glibc's wrap). */
 HAK_EXPORT struct mallinfo mallinfo(void)
 {
-    struct mallinfo2 m = usage_info();
+    struct mallinfo2 m = mallinfo2();
     return (struct mallinfo){
         .arena = clamp_int(m.arena),
         .hblks = clamp_int(m.hblks),
@@ -126,12 +128,14 @@ HAK_EXPORT struct mallinfo mallinfo(void)
     };
 }
 
-/* glibc's layout on stderr, with no malloc: one arena, the superslabs. */
+/* glibc's seven lines on stderr, one arena (the superslabs); the totals add
+ * the large blocks, live and cached.  Formatted on the stack: nothing here
+ * allocates unless the program has made stderr buffered. */
 HAK_EXPORT void malloc_stats(void)
 {
     struct hak_usage u;
     hak_api_usage(&u);
-    struct mallinfo2 m = usage_info();
+    struct mallinfo2 m = info_of(&u);
     char out[512];
     snprintf(out, sizeof out,
              "Arena 0:\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
@@ -139,7 +143,7 @@ HAK_EXPORT void malloc_stats(void)
              "max mmap regions = %10zu\nmax mmap bytes   = %10zu\n",
              m.arena, m.uordblks, m.arena + u.large_bytes + u.large_cached,
              m.uordblks + u.large_bytes, u.large_max_count, u.large_max_bytes);
-    hak_os_write_stderr(out);
+    fputs(out, stderr);
 }
 
 /* glibc's own names for the same functions, which some programs and
