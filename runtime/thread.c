@@ -130,14 +130,14 @@ static void *refill(unsigned cls, struct hak_bin *b)
             break;
         want -= n;
         HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
+        if (HAK_GUARDED)
+            stamp(batch, n); /* got's too: hak_alloc_slow clears it */
         for (uint32_t i = 0; i < n; i++) {
             if (got == NULL) {
                 got = batch[i];
                 continue;
             }
             *(void **)batch[i] = b->sll_head;
-            if (HAK_GUARDED)
-                HAK_KEY_WORD(batch[i]) = hak_cache_key;
             b->sll_head = batch[i];
             b->sll_s++;
         }
@@ -286,21 +286,26 @@ static bool in_cache(unsigned cls, const void *p)
 
 /* Whether block p of class cls, carrying the key, is known to be free: in
  * this thread's caches or free in a span of its heap.  A block another
- * thread's cache holds is not found here; that double free is caught when
- * the caches give their blocks back (heap.c). */
+ * thread's cache holds is not found here (README, "Semantics"). */
 bool hak_thread_block_freed(unsigned cls, const void *p)
 {
     return hak_tls.state == HAK_THREAD_LIVE &&
            (in_cache(cls, p) || hak_heap_holds_free(thread_heap, cls, p));
 }
 
-/* A free met p carrying the key (hak_front.h): a double free, or the
- * program's data that happened to equal the key, and p is freed as usual. */
-void hak_free_keyed(unsigned cls, void *p)
+/* A free met p carrying the key: a double free, or the program's data that
+ * happened to equal the key, which is cleared so that p caches as any block. */
+static void free_check_key(unsigned cls, void *p)
 {
     if (hak_thread_block_freed(cls, p))
         hak_report_double_free("free", p);
     HAK_KEY_WORD(p) = 0;
+}
+
+/* The front's call when p carries the key (hak_front.h). */
+void hak_free_keyed(unsigned cls, void *p)
+{
+    free_check_key(cls, p);
     hak_front_free_class(cls + 1, p);
 }
 
@@ -385,11 +390,8 @@ void hak_free_slow(unsigned cls, void *p)
     if (live) { /* a thread set up just now has room */
         /* the key first: the flush may give p's first copy back, to a span
          * of another heap, where it is no longer found */
-        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key) {
-            if (hak_thread_block_freed(cls, p))
-                hak_report_double_free("free", p);
-            HAK_KEY_WORD(p) = 0;
-        }
+        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key)
+            free_check_key(cls, p);
         flush(cls, bin_of(cls));
     }
     hak_front_free_class(cls + 1, p);
