@@ -4,23 +4,33 @@
  * Freed spans and cached large spans stay resident for HAK_DECAY_MS
  * (options.decay_ms), so a program that frees and allocates again reuses warm
  * pages; after that the purge gives them back (madvise, munmap).  The purge
- * runs on a background thread, started the first time anything is freed, so
- * that memory goes back even when the program makes no further call: after a
- * program frees everything and waits past decay_ms, its RSS is back near its
- * start.  With decay_ms 0 the purge runs at once, on the freeing thread, and
- * no thread is started.
+ * runs on a background thread, so that memory goes back even when the
+ * program makes no further call: after a program frees everything and waits
+ * past decay_ms, its RSS is back near its start.  With decay_ms 0 the purge
+ * runs at once, on the freeing thread, and no thread is started.
  *
- * Lower layers only call hak_decay_note() ("something became free"); the
- * thread is started from hak_decay_poll(), called only where neither hakmem
- * nor libc can hold a lock that pthread_create takes: the allocation slow
- * path of a thread that has not exited, a thread's exit (hakmem's TSD
- * destructor, after its heap is released) and malloc_trim.  Never from free:
- * glibc frees a dead thread's TLS (_dl_deallocate_tls) with its stack-cache
- * lock held, and pthread_create takes that lock - a free there that started
- * the purger deadlocked the process.  So a program whose first freed span
- * comes after its last allocation slow path gets the purge at its next one,
- * its next thread exit or malloc_trim; until then only the cap on dirty
- * pages (superslab.c) gives memory back.
+ * The thread is started only once HAK_PURGER_MIN_BYTES or more are dirty or
+ * cached at the same time.  Less is purged by the first allocation slow path
+ * after it is due (or malloc_trim, or the cap on dirty units, superslab.c),
+ * so it stays resident while the program makes no such call; a later free
+ * may bring it over the threshold.  A program that never has that much to
+ * give back stays as single-threaded as it made itself:
+ * unshare(CLONE_NEWUSER) and setns() into a user namespace refuse a process
+ * with a second thread (EINVAL), and the small tools that call them (sandbox
+ * launchers) have freed a few spans by then.
+ *
+ * Lower layers only call hak_decay_note() ("something became free, and this
+ * much is mine to give back"); the thread is started from hak_decay_poll(),
+ * called only where neither hakmem nor libc can hold a lock that
+ * pthread_create takes: the allocation slow path of a thread that has not
+ * exited, a thread's exit (hakmem's TSD destructor, after its heap is
+ * released) and malloc_trim.  Never from free: glibc frees a dead thread's
+ * TLS (_dl_deallocate_tls) with its stack-cache lock held, and pthread_create
+ * takes that lock - a free there that started the purger deadlocked the
+ * process.  So a program whose first freed span comes after its last
+ * allocation slow path gets the purge at its next one, its next thread exit
+ * or malloc_trim; until then only the cap on dirty pages (superslab.c) gives
+ * memory back.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -33,6 +43,8 @@ static pthread_cond_t decay_wake = PTHREAD_COND_INITIALIZER;
 static bool work_pending;  /* something freed since the purge last cleared this */
 static bool purger_wanted; /* atomic: hak_decay_poll should start the thread */
 static bool purger_running;
+static size_t pending[HAK_DECAY_LAYERS]; /* what each layer last said it holds, in bytes */
+static uint64_t small_due_ms = UINT64_MAX; /* atomic: with no purger, when a poll purges what waits */
 static uint64_t retry_after_ms; /* atomic: no new try to start the purger before */
 
 uint64_t hak_now_ms(void)
@@ -43,6 +55,14 @@ uint64_t hak_now_ms(void)
 }
 
 #define NOTHING_DUE UINT64_MAX
+
+static bool purger_worth_it(void)
+{
+    size_t sum = 0;
+    for (int i = 0; i < HAK_DECAY_LAYERS; i++)
+        sum += pending[i];
+    return sum >= HAK_PURGER_MIN_BYTES;
+}
 
 /* One pass at a time.  A pass takes what it purges out of the caches under
  * their locks and unmaps it after dropping them; a thread whose map failed
@@ -61,6 +81,18 @@ static uint64_t purge_pass(bool all, size_t *released)
     uint64_t now = hak_now_ms(), next = NOTHING_DUE;
     *released = hak_ss_purge(now, all, &next);
     *released += hak_large_purge(now, all, &next);
+    struct hak_usage left = {0};
+    hak_ss_usage(&left);
+    hak_large_usage(&left);
+    pthread_mutex_lock(&decay_lock);
+    pending[HAK_DECAY_SS] = left.ss_dirty;
+    pending[HAK_DECAY_LARGE] = left.large_cached;
+    if (!purger_running && HAK_DECAY_MS > 0) { /* what is left: a thread, or a later poll */
+        work_pending = purger_worth_it();
+        __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
+        __atomic_store_n(&small_due_ms, work_pending ? NOTHING_DUE : next, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&decay_lock);
     pthread_mutex_unlock(&purge_lock);
     return next;
 }
@@ -94,7 +126,7 @@ static void *purger(void *unused)
     return NULL;
 }
 
-void hak_decay_note(void)
+void hak_decay_note(unsigned layer, size_t holds)
 {
     if (HAK_DECAY_MS == 0) {
         size_t released;
@@ -102,12 +134,18 @@ void hak_decay_note(void)
         return;
     }
     pthread_mutex_lock(&decay_lock);
-    if (!work_pending) {
-        work_pending = true;
-        if (purger_running)
+    pending[layer] = holds;
+    if (purger_running) {
+        if (!work_pending) {
+            work_pending = true;
             pthread_cond_signal(&decay_wake);
-        else
-            __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
+        }
+    } else if (purger_worth_it()) {
+        work_pending = true;
+        __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
+    } else if (__atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) == NOTHING_DUE) {
+        /* too little for a thread: an allocation slow path purges it */
+        __atomic_store_n(&small_due_ms, hak_now_ms() + HAK_DECAY_MS, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&decay_lock);
 }
@@ -139,29 +177,39 @@ static bool start_purger(void)
 
 void hak_decay_poll(void)
 {
-    if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED)))
+    if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
+                   __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) == NOTHING_DUE))
         return;
-    if (hak_now_ms() < __atomic_load_n(&retry_after_ms, __ATOMIC_RELAXED))
+    uint64_t now = hak_now_ms();
+    size_t released;
+    if (!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED)) {
+        /* less than a thread is for: purged here once it is due, by the
+         * one poll that claims it (the pass sets the next due time) */
+        uint64_t due = __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED);
+        if (now >= due && __atomic_compare_exchange_n(&small_due_ms, &due, NOTHING_DUE, false,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            (void)purge_pass(false, &released);
+        return;
+    }
+    if (now < __atomic_load_n(&retry_after_ms, __ATOMIC_RELAXED))
         return; /* the thread could not be started just now */
     pthread_mutex_lock(&decay_lock);
     bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED);
     purger_running = purger_running || start;
     __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
+    if (start)
+        __atomic_store_n(&small_due_ms, NOTHING_DUE, __ATOMIC_RELAXED); /* the thread's now */
     pthread_mutex_unlock(&decay_lock);
-    if (!start)
-        return;
-    if (start_purger())
+    if (!start || start_purger())
         return;
     /* no thread (out of threads or memory): purge what is due now, and try
      * again at a poll after a decay at the soonest, not at every one */
-    size_t released;
-    (void)purge_pass(false, &released);
-    __atomic_store_n(&retry_after_ms, hak_now_ms() + (HAK_DECAY_MS > 0 ? HAK_DECAY_MS : 1),
+    __atomic_store_n(&retry_after_ms, now + (HAK_DECAY_MS > 0 ? HAK_DECAY_MS : 1),
                      __ATOMIC_RELAXED);
     pthread_mutex_lock(&decay_lock);
     purger_running = false;
-    __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&decay_lock);
+    (void)purge_pass(false, &released); /* and wants the thread again if worth it */
 }
 
 size_t hak_decay_purge_all(void)
@@ -199,8 +247,11 @@ void hak_decay_after_fork_child(void)
      * to be purged counts as a fresh note (the child's next slow path starts
      * its own purger).  The child holds every lock here. */
     purger_running = false;
-    work_pending = work_pending || hak_ss_purgeable_locked() || hak_large_cached_locked();
+    bool any = hak_ss_purgeable_locked() || hak_large_cached_locked();
+    work_pending = any && purger_worth_it();
     __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
+    __atomic_store_n(&small_due_ms, any && !work_pending ? hak_now_ms() + HAK_DECAY_MS : NOTHING_DUE,
+                     __ATOMIC_RELAXED);
     pthread_cond_init(&decay_wake, NULL);
     pthread_mutex_unlock(&decay_lock);
 }

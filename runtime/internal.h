@@ -26,7 +26,13 @@ char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", 
 
 /* ---- decay.c: when free memory goes back to the OS (options.decay_ms) ---- */
 uint64_t hak_now_ms(void) HAK_HIDDEN;   /* monotonic, coarse */
-void hak_decay_note(void) HAK_HIDDEN;   /* something became free: purge it in time */
+/* Something became free: purge it in time.  `holds` is what the layer now
+ * holds to give back (dirty units, cached large spans), in bytes. */
+enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_LAYERS };
+void hak_decay_note(unsigned layer, size_t holds) HAK_HIDDEN;
+/* The purger thread is started only when this much is dirty or cached
+ * (decay.c: a process with less stays single-threaded). */
+#define HAK_PURGER_MIN_BYTES ((size_t)4 << 20)
 /* Whether what was freed at `since` is due at `now`.  `since` may be later
  * than `now`: a pass reads its clock before it takes the locks, a freer
  * stamps its memory under them (now - since would wrap to "long ago"). */

@@ -276,9 +276,10 @@ bool hak_large_free(void *p)
     freed_recent[freed_next++ % FREED_RECENT] = freed.user;
     freed.freed_ms = hak_now_ms();
     n = cache_put(freed, evict);
+    size_t cached = cache_bytes;
     pthread_mutex_unlock(&large_lock);
     unmap_spans(evict, n);
-    hak_decay_note();
+    hak_decay_note(HAK_DECAY_LARGE, cached);
     return true;
 }
 

@@ -216,8 +216,9 @@ void hak_ss_span_free(struct hak_span *sp)
         ss->empty_since = now;
     if (units_dirty > DIRTY_MIN_UNITS && units_dirty > units_in_spans / 8)
         purge_over_cap();
+    size_t dirty = units_dirty * HAK_SLAB_BYTES;
     pthread_mutex_unlock(&ss_lock);
-    hak_decay_note();
+    hak_decay_note(HAK_DECAY_SS, dirty);
 }
 
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)

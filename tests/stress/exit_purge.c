@@ -13,7 +13,8 @@
  *   cached      ten detached threads with default stacks exiting one by one
  *               (glibc frees the TLS of a cached stack it evicts, past
  *               40 MiB of cached stacks).
- * Each thread allocates and frees 100 blocks, waits to be released and exits;
+ * Each thread allocates and frees 100 blocks and one of 8 MiB (enough for the
+ * purger to be wanted), waits to be released and exits;
  * the child's main thread makes no allocator call meanwhile, then creates and
  * joins one more thread.  A child still alive after 20 s has hung.
  *
@@ -44,6 +45,12 @@ static void *worker(void *arg)
         verify(blocks[i], 64, (uint64_t)(id * 100 + i), 0, "worker verifying");
         free(blocks[i]);
     }
+    /* enough freed for the purger to be wanted (hakmem starts it only for
+     * 4 MiB or more): the exit's poll starts it */
+    char *big = malloc((size_t)8 << 20);
+    if (!big) die("worker: malloc(8 MiB) returned NULL");
+    big[0] = 1;
+    free(big);
     sem_wait(&go[id]);
     return NULL;
 }

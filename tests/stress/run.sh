@@ -7,7 +7,7 @@
 #   BUILD_DIR  where the programs are built (default: build/stress, relative
 #              to the repository root).
 #   PROGRAM    run only these (selftest xthread_free thread_churn api_mt fork_mt trim_fork exit_purge
-#              rss_return)
+#              rss_return one_thread)
 # Environment: STRESS_SCALE (default 1) multiplies the work of every program;
 #   STRESS_TIMEOUT (default 120 x max(1, STRESS_SCALE)) seconds per program;
 #   CC (default gcc);
@@ -37,7 +37,7 @@ SCALE=${STRESS_SCALE:-1}
 TIMEOUT=${STRESS_TIMEOUT:-$(awk -v s="$SCALE" 'BEGIN { t = 120 * s; if (t < 120) t = 120; printf "%d", t + 0.5 }')}
 CC=${CC:-gcc}
 
-PROGS=(selftest xthread_free thread_churn api_mt fork_mt trim_fork exit_purge rss_return)
+PROGS=(selftest xthread_free thread_churn api_mt fork_mt trim_fork exit_purge rss_return one_thread)
 [ ${#ONLY[@]} -gt 0 ] && PROGS=("${ONLY[@]}")
 
 # -fno-builtin-*: gcc must not elide or merge allocation calls.

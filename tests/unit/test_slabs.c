@@ -1,6 +1,7 @@
 /* Heaps and spans: carving, reuse, return of empty spans, the region map,
  * remote frees, thread exit, abandonment and adoption. */
 #include <check.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,31 +175,125 @@ static bool none_resident(void *p, size_t len)
     return true;
 }
 
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Spans of QUIET_CLASS holding at least `bytes`, written so that they are
+ * resident; returns how many (at most max). */
+static int alloc_dirty_spans(struct hak_span **sp, int max, size_t bytes)
+{
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    int n = (int)((bytes + ci->span_bytes - 1) / ci->span_bytes);
+    ck_assert_int_le(n, max);
+    for (int i = 0; i < n; i++) {
+        ck_assert_ptr_nonnull(sp[i] = hak_ss_span_alloc(QUIET_CLASS));
+        memset(hak_span_base(sp[i]), 0x5A, ci->span_bytes);
+    }
+    return n;
+}
+
+enum { MAX_SPANS = (int)(2 * HAK_PURGER_MIN_BYTES / (16 << 10)) }; /* 16 KiB slabs and up */
+
+/* Less than HAK_PURGER_MIN_BYTES to give back starts no purger thread: a
+ * program stays single-threaded (unshare(CLONE_NEWUSER) needs that); once
+ * that much is dirty, the next poll starts it. */
+START_TEST(purger_waits_for_enough_to_give_back)
+{
+    if (HAK_DECAY_MS == 0)
+        return; /* every free purges at once: no purger */
+    const size_t span = hak_class_info[QUIET_CLASS].span_bytes;
+    hak_decay_purge_all(); /* what the harness left: nothing is dirty now */
+    hak_decay_poll();
+    int before = thread_count();
+    static struct hak_span *sp[MAX_SPANS];
+    int n = alloc_dirty_spans(sp, MAX_SPANS, HAK_PURGER_MIN_BYTES + span);
+    int below = (int)(HAK_PURGER_MIN_BYTES / span) - 1; /* one span short */
+    ck_assert_int_ge(below, 1);
+    for (int i = 0; i < below; i++)
+        hak_ss_span_free(sp[i]);
+    hak_decay_poll();
+    usleep(50 * 1000);
+    ck_assert_int_eq(thread_count(), before);
+    for (int i = below; i < n; i++)
+        hak_ss_span_free(sp[i]);
+    hak_decay_poll();
+    ck_assert_int_eq(thread_count(), before + 1);
+}
+END_TEST
+
+/* What is too little for the purger thread goes back at the first poll (an
+ * allocation slow path) after decay_ms, on the polling thread. */
+START_TEST(poll_purges_a_little_once_due)
+{
+    if (HAK_DECAY_MS == 0)
+        return; /* every free purges at once */
+    const size_t span = hak_class_info[QUIET_CLASS].span_bytes;
+    hak_decay_purge_all();
+    hak_decay_poll();
+    int before = thread_count();
+    static struct hak_span *sp[MAX_SPANS];
+    int n = alloc_dirty_spans(sp, MAX_SPANS, 2 * span);
+    char *base[MAX_SPANS];
+    for (int i = 0; i < n; i++) {
+        base[i] = hak_span_base(sp[i]);
+        hak_ss_span_free(sp[i]);
+    }
+    hak_decay_poll(); /* not due yet */
+    for (int i = 0; i < n; i++)
+        ck_assert(!none_resident(base[i], span));
+    usleep((HAK_DECAY_MS + 100) * 1000);
+    for (int i = 0; i < n; i++) /* nothing purges without a poll */
+        ck_assert(!none_resident(base[i], span));
+    hak_decay_poll();
+    for (int i = 0; i < n; i++)
+        ck_assert(none_resident(base[i], span));
+    ck_assert_int_eq(thread_count(), before);
+}
+END_TEST
+
 /* A fork child purges what its parent left dirty.  When the fork comes, the
- * parent's purger has taken the note of the span freed here and sleeps
+ * parent's purger has taken the note of the spans freed here and sleeps
  * toward its due time; the child has no purger, so its next slow path
- * (hak_decay_poll here) starts one, which purges the span after decay_ms.
- * The child used to keep it until something new was freed. */
+ * (hak_decay_poll here) starts one, which purges the spans after decay_ms.
+ * The child used to keep them until something new was freed. */
 START_TEST(fork_child_purges_what_parent_left_dirty)
 {
     if (HAK_DECAY_MS == 0)
         return; /* every free purges at once: no purger */
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
-    hak_decay_note();
+    static struct hak_span *sp[MAX_SPANS];
+    int n = alloc_dirty_spans(sp, MAX_SPANS, HAK_PURGER_MIN_BYTES);
+    for (int i = 0; i < n; i++)
+        hak_ss_span_free(sp[i]);
     hak_decay_poll(); /* the purger runs */
     usleep((HAK_DECAY_MS + 300) * 1000); /* it has purged what was due and waits */
-    struct hak_span *a = hak_ss_span_alloc(QUIET_CLASS);
-    char *base = hak_span_base(a);
-    memset(base, 0x5A, ci->span_bytes);
-    hak_ss_span_free(a); /* a note: the purger takes it and sleeps */
-    ck_assert(!none_resident(base, ci->span_bytes));
+    n = alloc_dirty_spans(sp, MAX_SPANS, HAK_PURGER_MIN_BYTES);
+    char *base[MAX_SPANS];
+    for (int i = 0; i < n; i++) {
+        base[i] = hak_span_base(sp[i]);
+        hak_ss_span_free(sp[i]); /* a note: the purger takes it and sleeps */
+    }
+    for (int i = 0; i < n; i++)
+        ck_assert(!none_resident(base[i], ci->span_bytes));
     usleep(100 * 1000);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         hak_decay_poll();
         for (int waited = 0; waited < HAK_DECAY_MS + 5000; waited += 50) {
-            if (none_resident(base, ci->span_bytes))
+            int left = 0;
+            for (int i = 0; i < n; i++)
+                left += !none_resident(base[i], ci->span_bytes);
+            if (left == 0)
                 _exit(0);
             usleep(50 * 1000);
         }
@@ -207,7 +302,7 @@ START_TEST(fork_child_purges_what_parent_left_dirty)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status));
-    ck_assert_msg(WEXITSTATUS(status) == 0, "the child never purged the span");
+    ck_assert_msg(WEXITSTATUS(status) == 0, "the child never purged the spans");
 }
 END_TEST
 
@@ -489,6 +584,8 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, span_reuses_resident_units);
     tcase_add_test(tc, unmapping_forgets_dirty_units);
     tcase_add_test(tc, purge_with_older_clock_leaves_fresh_spans);
+    tcase_add_test(tc, purger_waits_for_enough_to_give_back);
+    tcase_add_test(tc, poll_purges_a_little_once_due);
     tcase_add_test(tc, fork_child_purges_what_parent_left_dirty);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
