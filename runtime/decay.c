@@ -10,10 +10,11 @@
  * runs at once, on the freeing thread, and no thread is started.
  *
  * The thread is started only once HAK_PURGER_MIN_BYTES or more are dirty or
- * cached at the same time.  Less is purged by the first allocation slow path
- * after it is due (or malloc_trim, or the cap on dirty units, superslab.c),
- * so it stays resident while the program makes no such call; a later free
- * may bring it over the threshold.  A program that never has that much to
+ * cached at the same time: a note (what a layer holds after a free) makes it
+ * wanted, and the poll that would start it counts again (memory freed and
+ * taken again since is not there to give back).  Less is purged by the
+ * first allocation slow path after it is due, so it stays resident while the
+ * program makes no such call.  A program that never has that much to
  * give back stays as single-threaded as it made itself:
  * unshare(CLONE_NEWUSER) and setns() into a user namespace refuse a process
  * with a second thread (EINVAL), and the small tools that call them (sandbox
@@ -24,10 +25,10 @@
  * called only where neither hakmem nor libc can hold a lock that
  * pthread_create takes: the allocation slow path of a thread that has not
  * exited, a thread's exit (hakmem's TSD destructor, after its heap is
- * released) and malloc_trim.  Never from free: glibc frees a dead thread's
- * TLS (_dl_deallocate_tls) with its stack-cache lock held, and pthread_create
- * takes that lock - a free there that started the purger deadlocked the
- * process.  So a program whose first freed span comes after its last
+ * released) and malloc_trim (which purges everything first).  Never from
+ * free: glibc frees a dead thread's TLS (_dl_deallocate_tls) with its
+ * stack-cache lock held, and pthread_create takes that lock - a free there
+ * that started the purger deadlocked the process.  So a program whose first freed span comes after its last
  * allocation slow path gets the purge at its next one, its next thread exit
  * or malloc_trim; until then only the cap on dirty pages (superslab.c) gives
  * memory back.
@@ -44,6 +45,7 @@ static bool work_pending;  /* something freed since the purge last cleared this 
 static bool purger_wanted; /* atomic: hak_decay_poll should start the thread */
 static bool purger_running;
 static size_t pending[HAK_DECAY_LAYERS]; /* what each layer last said it holds, in bytes */
+static uint64_t notes; /* notes so far: a pass that saw none come meanwhile has the last word */
 static uint64_t small_due_ms = UINT64_MAX; /* atomic: with no purger, when a poll purges what waits */
 static uint64_t retry_after_ms; /* atomic: no new try to start the purger before */
 
@@ -70,29 +72,68 @@ static bool purger_worth_it(void)
  * background pass and the memory not yet back, and fail for nothing.  With
  * this lock it waits for that pass to finish.  Lock order: a heap's
  * abandoned-span locks (a trim frees spans under them, and with decay_ms 0
- * that purges), then this, then the superslab and large locks. */
+ * that purges), then this, then the superslab and large locks, then
+ * decay_lock (taken alone: nothing else is locked under it). */
 static pthread_mutex_t purge_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#ifdef HAK_TEST_HOOKS
+void (*hak_test_hook_decay_pass_purged)(void);
+#endif
+
+/* pending[] from the layers' own counts, unless a note came since
+ * notes_before (it is newer than what was read here).  Takes the layers'
+ * locks, then decay_lock: the caller holds none of them. */
+static void refresh_pending(uint64_t notes_before)
+{
+    struct hak_usage held = {0};
+    hak_ss_usage(&held);
+    hak_large_usage(&held);
+    pthread_mutex_lock(&decay_lock);
+    if (notes == notes_before) {
+        pending[HAK_DECAY_SS] = held.ss_dirty;
+        pending[HAK_DECAY_LARGE] = held.large_cached;
+    }
+    pthread_mutex_unlock(&decay_lock);
+}
+
+static uint64_t notes_now(void)
+{
+    pthread_mutex_lock(&decay_lock);
+    uint64_t n = notes;
+    pthread_mutex_unlock(&decay_lock);
+    return n;
+}
+
+/* After a pass with no purger running, what is left decides: the thread if
+ * it is worth one, else a poll at `next`, or sooner if a note came during
+ * the pass and asked for it. */
+static void after_pass(uint64_t next, uint64_t notes_before)
+{
+    refresh_pending(notes_before);
+    pthread_mutex_lock(&decay_lock);
+    if (!purger_running) {
+        bool wanted = purger_worth_it();
+        uint64_t due = notes != notes_before ? __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) : next;
+        work_pending = wanted;
+        __atomic_store_n(&purger_wanted, wanted, __ATOMIC_RELAXED);
+        __atomic_store_n(&small_due_ms, wanted ? NOTHING_DUE : due < next ? due : next,
+                         __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&decay_lock);
+}
 
 /* One pass over everything that may be purged; returns when what is left
  * will be due (NOTHING_DUE: nothing is left). */
 static uint64_t purge_pass(bool all, size_t *released)
 {
     pthread_mutex_lock(&purge_lock);
+    uint64_t notes_before = notes_now();
     uint64_t now = hak_now_ms(), next = NOTHING_DUE;
     *released = hak_ss_purge(now, all, &next);
     *released += hak_large_purge(now, all, &next);
-    struct hak_usage left = {0};
-    hak_ss_usage(&left);
-    hak_large_usage(&left);
-    pthread_mutex_lock(&decay_lock);
-    pending[HAK_DECAY_SS] = left.ss_dirty;
-    pending[HAK_DECAY_LARGE] = left.large_cached;
-    if (!purger_running && HAK_DECAY_MS > 0) { /* what is left: a thread, or a later poll */
-        work_pending = purger_worth_it();
-        __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
-        __atomic_store_n(&small_due_ms, work_pending ? NOTHING_DUE : next, __ATOMIC_RELAXED);
-    }
-    pthread_mutex_unlock(&decay_lock);
+    HAK_TEST_POINT(decay_pass_purged);
+    if (HAK_DECAY_MS > 0)
+        after_pass(next, notes_before);
     pthread_mutex_unlock(&purge_lock);
     return next;
 }
@@ -135,6 +176,7 @@ void hak_decay_note(unsigned layer, size_t holds)
     }
     pthread_mutex_lock(&decay_lock);
     pending[layer] = holds;
+    notes++;
     if (purger_running) {
         if (!work_pending) {
             work_pending = true;
@@ -193,12 +235,20 @@ void hak_decay_poll(void)
     }
     if (now < __atomic_load_n(&retry_after_ms, __ATOMIC_RELAXED))
         return; /* the thread could not be started just now */
+    /* a note counts only what was freed: memory taken again since then
+     * (dirty units reused, the large cache) is not there to give back */
+    refresh_pending(notes_now());
     pthread_mutex_lock(&decay_lock);
-    bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED);
+    bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
+                 purger_worth_it();
     purger_running = purger_running || start;
     __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
     if (start)
         __atomic_store_n(&small_due_ms, NOTHING_DUE, __ATOMIC_RELAXED); /* the thread's now */
+    else if (!purger_running) { /* too little after all: a poll purges it, the next one */
+        work_pending = false;
+        __atomic_store_n(&small_due_ms, now, __ATOMIC_RELAXED);
+    }
     pthread_mutex_unlock(&decay_lock);
     if (!start || start_purger())
         return;
@@ -245,9 +295,10 @@ void hak_decay_after_fork_child(void)
     /* The parent's purger may have taken the last note and be sleeping
      * toward its due time: the child has no such thread, so whatever waits
      * to be purged counts as a fresh note (the child's next slow path starts
-     * its own purger).  The child holds every lock here. */
+     * its own purger, or purges it itself if it is too little for one).
+     * The child holds every lock here. */
     purger_running = false;
-    bool any = hak_ss_purgeable_locked() || hak_large_cached_locked();
+    bool any = HAK_DECAY_MS > 0 && (hak_ss_purgeable_locked() || hak_large_cached_locked());
     work_pending = any && purger_worth_it();
     __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
     __atomic_store_n(&small_due_ms, any && !work_pending ? hak_now_ms() + HAK_DECAY_MS : NOTHING_DUE,

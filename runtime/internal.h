@@ -166,13 +166,14 @@ bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p) HAK_HI
 bool hak_heap_marking(const struct hak_superslab *ss) HAK_HIDDEN; /* purge: keep ss mapped */
 void hak_heap_after_fork_child(void) HAK_HIDDEN; /* finish the gone threads' remote frees */
 
-/* Race points (heap.c) where tests/hooks, built with -DHAK_TEST_HOOKS,
+/* Race points (heap.c, decay.c) where tests/hooks, built with -DHAK_TEST_HOOKS,
  * stops a free to act as another thread: a race replayed in one thread.
  * Other builds have no hook and no test of one. */
 #ifdef HAK_TEST_HOOKS
 extern void (*hak_test_hook_remote_owner_read)(void);  /* give_one: owner read, nothing set */
 extern void (*hak_test_hook_remote_bit_set)(void);     /* remote_give: bit set, not the summary */
 extern void (*hak_test_hook_remote_summary_set)(void); /* mark_summary: bit set, owner not read */
+extern void (*hak_test_hook_decay_pass_purged)(void);  /* purge_pass: purged, left not read */
 #define HAK_TEST_POINT(name)                  \
     do {                                      \
         if (hak_test_hook_##name)             \

@@ -6,8 +6,9 @@
  * hakmem's purger thread used to start as soon as any span went empty, so
  * such a program under hakmem failed where it works under glibc.
  *
- * Here: 2 MiB in blocks of 16..8192 B and one 1 MiB block, all freed (spans go
- * empty, the large block is cached: less than the purger's threshold, 4 MiB);
+ * Here: 1.5 MiB in blocks of 512 B (spans go empty), 300 blocks of
+ * 16..4096 B and one 1 MiB block, all freed (less than the purger's
+ * threshold, 4 MiB);
  * files opened and closed, a directory listed; then allocations of a size
  * not used before, which take the allocation slow path where the purger is
  * started; then 200 ms for a thread to show up.  The process must
@@ -38,23 +39,30 @@ int main(void)
     g_prog = "one_thread";
     if (thread_count() != 1)
         die("%d threads at start", thread_count());
-    enum { BLOCKS = 500 };
+    /* 3000 blocks of 512 B: more than the class's caches hold, so that
+     * spans go empty; 300 of 16..4096 B; and 1 MiB, which the large cache
+     * keeps: about 3 MiB to give back in all */
+    enum { SAME = 3000, MIXED = 300, BLOCKS = SAME + MIXED };
     static void *blocks[BLOCKS];
+    static size_t sizes[BLOCKS];
     uint64_t rng = 7;
     size_t total = 0;
     for (int i = 0; i < BLOCKS; i++) {
-        size_t n = rng_range(&rng, 16, 8192);
+        size_t n = i < SAME ? 512 : rng_range(&rng, 16, 4096);
         if ((blocks[i] = malloc(n)) == NULL)
             die("malloc(%zu) failed", n);
         fill(blocks[i], n, (uint64_t)i);
+        sizes[i] = n;
         total += n;
     }
     char *big = malloc((size_t)1 << 20);
     if (big == NULL)
         die("malloc(1 MiB) failed");
     memset(big, 0x5A, (size_t)1 << 20);
-    for (int i = 0; i < BLOCKS; i++)
+    for (int i = 0; i < BLOCKS; i++) {
+        verify(blocks[i], sizes[i], (uint64_t)i, 0, "before free");
         free(blocks[i]);
+    }
     free(big);
     for (int i = 0; i < 20; i++) {
         FILE *f = fopen("/proc/self/status", "r");
