@@ -183,14 +183,16 @@ def _span(size, ss):
     return best[0]
 
 
-def _divisibility(size):
-    """Constants to test "off starts a block" without a division (the table
-    dispatch): with size = d * 2^k, d odd, inv = d^-1 mod 2^32, q =
-    rotr32(off * inv, k) is off / size when size divides off, and above
-    floor((2^32 - 1) / size) when it does not (Hacker's Delight 10-17); so
-    q < blocks tests both divisibility and the tail at once."""
-    k = (size & -size).bit_length() - 1
-    return {"div_inv": pow(size >> k, -1, 1 << 32), "div_shift": k}
+def _divisibility(size, blocks, span):
+    """Constants to test "off starts a block" and to divide by the size with
+    a multiply (the table dispatch; proof at hak_block_start, hak_abi.h):
+    div_mul = ceil(2^64 / size), and start_limit bounds off * div_mul
+    (mod 2^64) for the offsets of the first `blocks` blocks."""
+    div_mul = (1 << 64) // size + (1 if (1 << 64) % size else 0)
+    excess = size * div_mul - (1 << 64)
+    # no tail to reject when the size is a power of two (excess 0)
+    assert excess or blocks * size == span, (size, blocks, span)
+    return {"div_mul": div_mul, "start_limit": blocks * excess if excess else 1}
 
 
 # struct hak_thread_block (templates/hak_spec.h.j2): 32 bytes of state, heap
@@ -236,7 +238,7 @@ def model(resolved, spec_path):
                  waste_pct=f"{100 * (span - blocks * c['size']) / span:.1f}",
                  cache_tiers=[t for t in c["tiers"] if t != "slab"])
     for c in rows:
-        c.update(_divisibility(c["size"]),
+        c.update(_divisibility(c["size"], c["blocks"], c["span_bytes"]),
                  table_tier=c["cache_tiers"][0] if c["cache_tiers"] else None)
     # the kinds of first tier the table dispatch's fronts serve (no class with
     # a cache: the ring front, which then always misses into the per-class path)

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 2
+#define HAK_RUNTIME_VERSION 3
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -155,20 +155,35 @@ static inline unsigned hak_region_code(uintptr_t a)
 struct hak_fast_class {
     uint32_t bin_offset; /* offsetof(struct hak_thread_block, cN), or of the empty bin */
     uint32_t cap;        /* capacity of the first tier */
+    uint64_t div_mul;    /* ceil(2^64 / size): hak_block_start, hak_block_index */
+    uint64_t start_limit; /* blocks * (size * div_mul - 2^64), or 1 when that is 0 */
     uint32_t span_mask;  /* span_bytes - 1 */
-    uint32_t div_inv;    /* block start  <=>  rotr32(off * div_inv, div_shift) < blocks */
-    uint32_t div_shift;
-    uint32_t blocks;
-    uint32_t size;
     uint32_t first_sll;  /* 1: the first tier is the list, 0: the ring (or none);
                             32 bytes: a row never straddles two cache lines */
 };
 #define HAK_BIN_SLL 1u /* in a hak_size_bin entry: the class's first tier is the list */
 _Static_assert(sizeof(struct hak_fast_class) == 32, "hak_fast rows are 32 bytes");
 
-static inline uint32_t hak_rotr32(uint32_t x, uint32_t k)
+/*
+ * Whether offset `off` in a span of row f's class starts one of its blocks
+ * (off = q * size with q < blocks), by one multiply and one compare.  With
+ * c = div_mul and e = size * c - 2^64 (0 <= e < size), the 64-bit product
+ * off * c wraps to q * e when size divides off, and to at least c when it
+ * does not (off = q * size + r, 0 < r < size: q * e + r * c, which stays
+ * below 2^64 for a 32-bit off).  q * e < blocks * e < 2^27 < c, so one
+ * bound tells both apart and rejects the tail (q >= blocks) too.  A size
+ * with e = 0 is a power of two; its spans have no tail, and the bound is 1.
+ */
+static inline int hak_block_start(const struct hak_fast_class *f, uint32_t off)
 {
-    return (x >> k) | (x << ((32 - k) & 31));
+    return (uint64_t)off * f->div_mul < f->start_limit;
+}
+
+/* off / size for any 32-bit off: the high half of off * div_mul (Lemire,
+ * Kaser and Kurz, "Faster remainder by direct computation", 2019). */
+static inline uint32_t hak_block_index(const struct hak_fast_class *f, uint32_t off)
+{
+    return (uint32_t)(((unsigned __int128)off * f->div_mul) >> 64);
 }
 
 /* Slow paths: one call from a generated fast path when its caches miss. */

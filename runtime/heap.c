@@ -141,13 +141,11 @@ static uint64_t *live_bits(struct hak_span *sp)
     return ss->live[sp - ss->span];
 }
 
-/* p's index in its span: the offset times the class's inverse (hak_fast),
- * exact because the offset is a multiple of the size; no division. */
+/* p's index in its span, by a multiply (hak_block_index): no division. */
 static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void *p)
 {
-    const struct hak_fast_class *f = &hak_fast[cls];
     uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)hak_span_base(sp));
-    return hak_rotr32(off * f->div_inv, f->div_shift);
+    return hak_block_index(&hak_fast[cls], off);
 }
 
 /* The block at index i of sp: block_index's inverse. */
