@@ -152,38 +152,44 @@ static inline unsigned hak_region_code(uintptr_t a)
  * has fronts that test which one a class has: first_sll in free, bit 0 of
  * its hak_size_bin entry (HAK_BIN_SLL) in malloc.
  */
-struct hak_fast_class {
-    uint32_t bin_offset; /* offsetof(struct hak_thread_block, cN), or of the empty bin */
-    uint32_t cap;        /* capacity of the first tier */
-    uint64_t div_mul;    /* ceil(2^64 / size): hak_block_start, hak_block_index */
-    uint64_t start_limit; /* blocks * (size * div_mul - 2^64), or 1 when that is 0 */
-    uint32_t span_mask;  /* span_bytes - 1 */
-    uint32_t first_sll;  /* 1: the first tier is the list, 0: the ring (or none);
-                            32 bytes: a row never straddles two cache lines */
+struct hak_fast_table {
+    /* offsetof(struct hak_thread_block, cN), or of the empty bin */
+    uint32_t bin_offset[HAK_NUM_CLASSES + 1];
+    uint32_t cap[HAK_NUM_CLASSES + 1];       /* capacity of the first tier */
+    uint32_t span_mask[HAK_NUM_CLASSES + 1]; /* span_bytes - 1 */
+    uint8_t first_sll[HAK_NUM_CLASSES + 1];  /* 1: the first tier is the list, 0: the ring (or none) */
+    uint64_t div_mul[HAK_NUM_CLASSES + 1];   /* ceil(2^64 / size): hak_block_start, hak_block_index */
+    uint64_t start_limit[HAK_NUM_CLASSES + 1]; /* blocks * (size * div_mul - 2^64), or 1 when that is 0 */
 };
+/* Indexed by region code: class + 1, and 0 for memory not in a span (its
+ * only offset, 0, passes hak_block_start; no cache tier).  An array per
+ * field, not a row per class: free()'s front then reaches every field with
+ * one scaled load from one base, where a 32-byte row took a shift and an
+ * add to find first (3 instructions per free). */
+extern const struct hak_fast_table hak_fast HAK_HIDDEN;
 #define HAK_BIN_SLL 1u /* in a hak_size_bin entry: the class's first tier is the list */
-_Static_assert(sizeof(struct hak_fast_class) == 32, "hak_fast rows are 32 bytes");
 
 /*
- * Whether offset `off` in a span of row f's class starts one of its blocks
- * (off = q * size with q < blocks), by one multiply and one compare.  With
- * c = div_mul and e = size * c - 2^64 (0 <= e < size), the 64-bit product
- * off * c wraps to q * e when size divides off, and to at least c when it
- * does not (off = q * size + r, 0 < r < size: q * e + r * c, which stays
- * below 2^64 for a 32-bit off).  q * e < blocks * e < 2^27 < c, so one
- * bound tells both apart and rejects the tail (q >= blocks) too.  A size
- * with e = 0 is a power of two; its spans have no tail, and the bound is 1.
+ * Whether offset `off` in a span of the class with region code `code` starts
+ * one of its blocks (off = q * size with q < blocks), by one multiply and
+ * one compare.  With c = div_mul and e = size * c - 2^64 (0 <= e < size),
+ * the 64-bit product off * c wraps to q * e when size divides off, and to
+ * at least c when it does not (off = q * size + r, 0 < r < size: q * e +
+ * r * c, which stays below 2^64 for a 32-bit off).  q * e < blocks * e <
+ * 2^27 < c, so one bound tells both apart and rejects the tail (q >= blocks)
+ * too.  A size with e = 0 is a power of two; its spans have no tail, and the
+ * bound is 1.
  */
-static inline int hak_block_start(const struct hak_fast_class *f, uint32_t off)
+static inline int hak_block_start(unsigned code, uint32_t off)
 {
-    return (uint64_t)off * f->div_mul < f->start_limit;
+    return (uint64_t)off * hak_fast.div_mul[code] < hak_fast.start_limit[code];
 }
 
 /* off / size for any 32-bit off: the high half of off * div_mul (Lemire,
  * Kaser and Kurz, "Faster remainder by direct computation", 2019). */
-static inline uint32_t hak_block_index(const struct hak_fast_class *f, uint32_t off)
+static inline uint32_t hak_block_index(unsigned code, uint32_t off)
 {
-    return (uint32_t)(((unsigned __int128)off * f->div_mul) >> 64);
+    return (uint32_t)(((unsigned __int128)off * hak_fast.div_mul[code]) >> 64);
 }
 
 /* Slow paths: one call from a generated fast path when its caches miss. */

@@ -145,7 +145,7 @@ static uint64_t *live_bits(struct hak_span *sp)
 static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void *p)
 {
     uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)hak_span_base(sp));
-    return hak_block_index(&hak_fast[cls], off);
+    return hak_block_index(cls + 1, off); /* by region code */
 }
 
 /* The block at index i of sp: block_index's inverse. */

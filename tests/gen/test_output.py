@@ -200,13 +200,16 @@ class OneFieldEditTest(TempDirTest):
         moved = [(f"c{i}) == {off},", f"c{i}) == {int(off) - 512},")
                  for i, off in at.findall(a[name]) if int(i) > 3]
         self.assertEqual(len(moved), 36)
+        # hak_fast.cap: code 0, then class 0, 1, 2, 3 (ring 128 -> 64), ...
+        caps = re.search(r"^    \.cap = \{.*\},$", a[name], re.M).group(0)
+        self.assertTrue(caps.startswith("    .cap = {0, 128, 128, 128, 128, "), caps)
+        caps_b = caps.replace("{0, 128, 128, 128, 128, ", "{0, 128, 128, 128, 64, ")
         self.assertEqual(b[name], expect(
             a[name], *moved,
             (row, row.replace("    128   256", "     64   256")),
             ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,",
              "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 64,"),
-            ("{ .bin_offset = offsetof(struct hak_thread_block, c3), .cap = 128,",
-             "{ .bin_offset = offsetof(struct hak_thread_block, c3), .cap = 64,"),
+            (caps, caps_b),
             (cstr(a["spec.json"]), cstr(b["spec.json"]))))
 
         name = "spec.json"
@@ -220,7 +223,7 @@ class OneFieldEditTest(TempDirTest):
 
 class TableFrontTest(TempDirTest):
     """options.dispatch: table serves each class's first cache tier, a ring or a
-    list, through hak_fast rows and hak_size_bin; its fronts test which kind a
+    list, through hak_fast's arrays and hak_size_bin; its fronts test which kind a
     class has only when the spec has classes of both."""
 
     def generate(self, text):
@@ -230,9 +233,13 @@ class TableFrontTest(TempDirTest):
 
     @staticmethod
     def rows(tables_c):
-        """(bin, cap, first_sll) of each class's hak_fast row (after code 0's)."""
-        return re.findall(r"\{ \.bin_offset = offsetof\(struct hak_thread_block, (\w+)\), \.cap = (\d+),"
-                          r"[^}]*\.first_sll = (\d) \}", tables_c)[1:]
+        """(bin, cap, first_sll) of each class in hak_fast (after code 0's)."""
+        body = tables_c.split("const struct hak_fast_table hak_fast = {")[1].split("\n};")[0]
+
+        def field(name):
+            return re.search(r"\." + name + r" = \{(.*?)\}", body, re.S).group(1)
+        bins = re.findall(r"offsetof\(struct hak_thread_block, (\w+)\)", field("bin_offset"))
+        return list(zip(bins, re.findall(r"\d+", field("cap")), re.findall(r"\d+", field("first_sll"))))[1:]
 
     @staticmethod
     def size_bins(tables_c):
@@ -263,7 +270,7 @@ class TableFrontTest(TempDirTest):
         self.assertEqual({b for b, _ in bins[9:17]}, {"c4"})
         front = out["hak_front.h"]
         self.assertEqual(front.count("if (o & HAK_BIN_SLL) {"), 1)
-        self.assertEqual(front.count("if (f->first_sll) {"), 1)
+        self.assertEqual(front.count("if (hak_fast.first_sll[code]) {"), 1)
 
     def assertNoKindTest(self, out):
         """Neither front tests which kind a class has; returns hak_front.h."""
