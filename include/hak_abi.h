@@ -175,10 +175,11 @@ extern const struct hak_fast_table hak_fast HAK_HIDDEN;
  * one compare.  With c = div_mul and e = size * c - 2^64 (0 <= e < size),
  * the 64-bit product off * c wraps to q * e when size divides off, and to
  * at least c when it does not (off = q * size + r, 0 < r < size: q * e +
- * r * c, which stays below 2^64 for a 32-bit off).  q * e < blocks * e <
- * 2^27 < c, so one bound tells both apart and rejects the tail (q >= blocks)
- * too.  A size with e = 0 is a power of two; its spans have no tail, and the
- * bound is 1.
+ * r * c, below 2^64 because (q + 1) * e < off + size < 2^33 <= c for a
+ * 32-bit off and a size below 2^31).  A block start in the span has
+ * q * e < blocks * e < span < 2^32 < c, so one bound tells both apart and
+ * rejects the tail (q >= blocks) too.  A size with e = 0 is a power of two;
+ * its spans have no tail, and the bound is 1.
  */
 static inline int hak_block_start(unsigned code, uint32_t off)
 {

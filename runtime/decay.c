@@ -28,10 +28,10 @@
  * released) and malloc_trim (which purges everything first).  Never from
  * free: glibc frees a dead thread's TLS (_dl_deallocate_tls) with its
  * stack-cache lock held, and pthread_create takes that lock - a free there
- * that started the purger deadlocked the process.  So a program whose first freed span comes after its last
- * allocation slow path gets the purge at its next one, its next thread exit
- * or malloc_trim; until then only the cap on dirty pages (superslab.c) gives
- * memory back.
+ * that started the purger deadlocked the process.  So a program whose first
+ * freed span comes after its last allocation slow path gets the purge at its
+ * next one, its next thread exit or malloc_trim; until then only the cap on
+ * dirty pages (superslab.c) gives memory back.
  */
 #define _GNU_SOURCE
 #include <signal.h>
