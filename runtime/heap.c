@@ -339,45 +339,59 @@ static struct hak_heap *mark_summary(struct hak_span *sp, uint32_t w)
     return __atomic_load_n(&sp->owner, __ATOMIC_SEQ_CST);
 }
 
-/* Any thread but sp's owner (h: the freer's heap): set p's bit in sp's
- * remote bitmap; a bit already set means p was freed twice.  The owner
- * takes a word's bits only after the summary names the word, and the
- * summary bit is set by the one freer that found the word empty: its block
- * and every later one in the word wait for it.  A freer that found the word
- * holding bits sets nothing more: by then its block may have been taken
- * back and sp freed.  Returns the heap that owned sp once the summary bit
- * was set, or `owner` when this freer set none. */
-static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, unsigned cls, void *p,
-                                    struct hak_heap *owner)
+/* Any thread but sp's owner (h: the freer's heap): set `bits`, blocks of
+ * sp, in word w of sp's remote bitmap; a bit already set means its block
+ * was freed twice.  The owner takes a word's bits only after the summary
+ * names the word, and the summary bit is set by the one freer that found
+ * the word empty: its blocks and every later one in the word wait for it.
+ * A freer that found the word holding bits sets nothing more: by then its
+ * blocks may have been taken back and sp freed.  Returns the heap that
+ * owned sp once the summary bit was set, or `owner` when this freer set
+ * none. */
+static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, unsigned cls,
+                                    uint32_t w, uint64_t bits, struct hak_heap *owner)
 {
-    uint32_t i = block_index(sp, cls, p);
-    uint64_t bit = UINT64_C(1) << (i % 64), *word = &remote_bits(sp)[i / 64];
-    /* the seq_cst exchange below publishes it to whoever takes the bit back,
+    uint64_t *word = &remote_bits(sp)[w];
+    /* the seq_cst exchange below publishes it to whoever takes the bits back,
      * and so to the purge after that owner frees the span (release: a plain
      * store on x86, and no reliance on a relaxed store's place in the
      * release sequence) */
     __atomic_store_n(&h->marking, sp, __ATOMIC_RELEASE);
-    /* a compare-exchange, not an OR (x86's lock bts returns only the one
-     * bit): the whole old word says whether this freer marks the summary,
-     * and a double free changes nothing before it stops the program */
+    /* a compare-exchange, not an OR: the whole old word says whether this
+     * freer marks the summary, and a double free changes nothing before it
+     * stops the program */
     uint64_t old = __atomic_load_n(word, __ATOMIC_RELAXED);
     do {
-        if (HAK_UNLIKELY(old & bit))
-            hak_report_double_free("free", p);
-    } while (!__atomic_compare_exchange_n(word, &old, old | bit, true, __ATOMIC_SEQ_CST,
+        if (HAK_UNLIKELY(old & bits))
+            hak_report_double_free("free", block_at(sp, &hak_class_info[cls],
+                                                    w * 64 + (uint32_t)__builtin_ctzll(old & bits)));
+    } while (!__atomic_compare_exchange_n(word, &old, old | bits, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED));
     HAK_TEST_POINT(remote_bit_set);
     if (old == 0)
-        owner = mark_summary(sp, i / 64);
+        owner = mark_summary(sp, w);
     __atomic_store_n(&h->marking, NULL, __ATOMIC_RELEASE);
     return owner;
 }
 
-/* A run of frees into spans of one other heap: its hint is raised once per
- * run, after the remote bits are set. */
+/*
+ * The frees of one give into spans of other heaps.  Consecutive blocks of
+ * one remote word are gathered and set together, one compare-exchange for
+ * them all (a thread freeing another's blocks often frees them in the order
+ * they were carved: larson's hand-over frees a whole array).  Gathered
+ * blocks are still the freer's: no other thread can see them until the word
+ * is set, and each keeps its span live (counted in `used`), so the span's
+ * owner read for the first block holds for the rest.  The hint of the
+ * owner is raised once per run of frees into one heap, after the bits are
+ * set.
+ */
 struct remote_run {
-    struct hak_heap *owner; /* NULL: none yet, or the spans are abandoned */
-    uint32_t n;
+    struct hak_heap *owner; /* whose hint is owed (NULL: none yet, or the spans are abandoned) */
+    uint32_t n;             /* blocks set since that hint was last raised */
+    struct hak_span *sp;    /* the word being gathered: its span (NULL: none) */
+    uint32_t w;             /* its index in sp's remote bitmap */
+    uint64_t bits;          /* the blocks gathered in it */
+    struct hak_heap *sp_owner; /* sp's owner as read for the word's first block */
 };
 
 static void remote_hint(struct remote_run *run, unsigned cls)
@@ -392,21 +406,56 @@ static void remote_hint(struct remote_run *run, unsigned cls)
     run->n = 0;
 }
 
+/* Set the gathered word, if any. */
+static void remote_set_word(struct hak_heap *h, unsigned cls, struct remote_run *run)
+{
+    if (run->sp == NULL)
+        return;
+    struct hak_heap *now = remote_give(h, run->sp, cls, run->w, run->bits, run->sp_owner);
+    if (now != run->owner)
+        remote_hint(run, cls);
+    run->owner = now;
+    run->n += (uint32_t)__builtin_popcountll(run->bits);
+    run->sp = NULL;
+}
+
+/* Start gathering word i / 64 of sp, another heap's span, with block i. */
+static void remote_gather(struct remote_run *run, struct hak_span *sp, uint32_t i,
+                          struct hak_heap *owner)
+{
+    run->sp = sp;
+    run->w = i / 64;
+    run->bits = UINT64_C(1) << (i % 64);
+    run->sp_owner = owner;
+}
+
 static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_run *run)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     struct hak_span *sp = hak_span_of(p, ci->span_bytes / HAK_SLAB_BYTES);
+    if (sp == run->sp) {
+        /* the span of the word being gathered: another heap's (see struct remote_run) */
+        uint32_t i = block_index(sp, cls, p);
+        uint64_t bit = UINT64_C(1) << (i % 64);
+        if (i / 64 == run->w) {
+            if (HAK_UNLIKELY(run->bits & bit))
+                hak_report_double_free("free", p);
+            run->bits |= bit;
+            return;
+        }
+        struct hak_heap *owner = run->sp_owner;
+        remote_set_word(h, cls, run);
+        remote_gather(run, sp, i, owner);
+        return;
+    }
+    remote_set_word(h, cls, run);
     /* Only h itself makes a span of h's someone else's (at its exit), so
      * owner == h stays true through this call; any other answer may change,
      * and the block goes to the remote bitmap whoever ends up draining it. */
     struct hak_heap *owner = __atomic_load_n(&sp->owner, __ATOMIC_ACQUIRE);
     if (owner != h) {
         HAK_TEST_POINT(remote_owner_read);
-        struct hak_heap *now = remote_give(h, sp, cls, p, owner);
-        if (now != run->owner)
-            remote_hint(run, cls);
-        run->owner = now;
-        run->n++;
+        remote_gather(run, sp, block_index(sp, cls, p), owner);
         return;
     }
     struct heap_class *hc = &h->cls[cls];
@@ -421,12 +470,19 @@ static void give_one(struct hak_heap *h, unsigned cls, void *p, struct remote_ru
     }
 }
 
+/* The end of a give: the last word is set and the last owner's hint raised. */
+static void remote_end(struct hak_heap *h, unsigned cls, struct remote_run *run)
+{
+    remote_set_word(h, cls, run);
+    remote_hint(run, cls);
+}
+
 void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n)
 {
     struct remote_run run = {0};
     for (uint32_t i = 0; i < n; i++)
         give_one(h, cls, blocks[i], &run);
-    remote_hint(&run, cls);
+    remote_end(h, cls, &run);
     HAK_STAT(hak_prof_out_add(cls, -(int64_t)n));
 }
 
@@ -439,7 +495,7 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
         give_one(h, cls, head, &run);
         head = next;
     }
-    remote_hint(&run, cls);
+    remote_end(h, cls, &run);
     HAK_STAT(hak_prof_out_add(cls, -(int64_t)given));
     return head;
 }

@@ -170,9 +170,11 @@ START_TEST(fork_during_remote_free_loses_no_block)
 END_TEST
 
 /* The same fork, later in the run: the freer has set the first block's bits
- * and summary and gone on to the next block, before it raised the owner's
- * hint (once per run, at its end).  The owner's span is full, so without
- * the hint it would never look at it again. */
+ * and summary and gone on to the next block, of another span of the same
+ * owner, before it raised the owner's hint (once per run, at its end).  The
+ * owner's spans are full, so without the hint it would never look at them
+ * again.  (The second block is in another span: blocks of one span are set
+ * together, with no second read of the owner.) */
 static int owner_reads;
 
 static void fork_at_second_block(void)
@@ -189,12 +191,15 @@ START_TEST(fork_before_run_hint_loses_no_block)
     ck_assert_uint_ge(ci->blocks, 2);
     fork_owner = hak_heap_acquire();
     struct hak_heap *freer = hak_heap_acquire();
-    void **blocks = take_full_span(fork_owner);
-    fork_block = blocks[0];
+    void **first = take_full_span(fork_owner), **second = take_full_span(fork_owner);
+    ck_assert_ptr_ne(span_of(first[0]), span_of(second[0]));
+    fork_block = first[0];
+    void *two[2] = {first[0], second[0]};
     hak_test_hook_remote_owner_read = fork_at_second_block;
-    hak_heap_give(freer, CLS, blocks, 2);
+    hak_heap_give(freer, CLS, two, 2);
     ck_assert_ptr_null(hak_test_hook_remote_owner_read); /* the hook ran */
-    free(blocks);
+    free(first);
+    free(second);
 }
 END_TEST
 

@@ -452,6 +452,22 @@ START_TEST(double_free_when_caches_are_full)
 }
 END_TEST
 
+/* One block twice in one give to another heap's span: the two are gathered
+ * into one word (heap.c, struct remote_run), and the second is caught there. */
+static void do_double_free_in_one_run(void *p)
+{
+    hak_heap_give(hak_heap_acquire(), HAK_NUM_CLASSES - 2, (void *[]){p, p}, 2);
+}
+
+START_TEST(double_free_in_one_remote_run)
+{
+    struct hak_heap *owner = hak_heap_acquire();
+    void *p;
+    ck_assert_uint_eq(hak_heap_take(owner, HAK_NUM_CLASSES - 2, &p, 1), 1);
+    expect_abort(do_double_free_in_one_run, p, "hakmem: free(): double free", p);
+}
+END_TEST
+
 START_TEST(double_free_after_free_by_exited_thread)
 {
     void *p = malloc(64);
@@ -527,6 +543,7 @@ Suite *suite_misuse(void)
     tcase_add_test(tc, free_foreign_mapping_untouched);
     tcase_add_test(tc, double_free_deep_in_cache);
     tcase_add_test(tc, double_free_by_another_thread);
+    tcase_add_test(tc, double_free_in_one_remote_run);
     tcase_add_test(tc, realloc_and_usable_size_foreign);
     if (HAK_DECAY_MS > 0) /* else the pages are unmapped at once: an invalid pointer */
         tcase_add_test(tc, large_block_freed_twice);
