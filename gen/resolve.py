@@ -9,7 +9,7 @@ Input is the shape-checked, merged Node tree from overlay.load_spec.  Output:
 import hashlib
 import json
 
-CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0}
+CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0, "transfer": 0}
 OPTION_DEFAULTS = {"dispatch": "table", "tls": "pointer"}
 RING_MAX, SLL_MAX = 4096, 65536
 MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
@@ -115,7 +115,7 @@ def _tiny(node, ss):
 
 
 def _caches(cf, field, tiers, node):
-    """ring/sll/refill/prewarm of one class, checked against its tiers."""
+    """ring/sll/refill/prewarm/transfer of one class, checked against its tiers."""
     got = {k: (cf[k].value if k in cf else d) for k, d in CLASS_DEFAULTS.items()}
     where = {k: cf.get(k, node) for k in CLASS_DEFAULTS}
     limits = {"ring": RING_MAX, "sll": SLL_MAX}
@@ -127,7 +127,7 @@ def _caches(cf, field, tiers, node):
             got[tier] = 0  # no such tier: no capacity, no code
     first = next((t for t in tiers if t != "slab"), None)
     if first is None:
-        got["refill"] = got["prewarm"] = 0
+        got["refill"] = got["prewarm"] = got["transfer"] = 0
     else:
         if not 1 <= got["refill"] <= got[first]:
             raise where["refill"].error(f"{field}.refill",
@@ -153,10 +153,11 @@ def _mid(node, tiny, ss):
             if n.value > ss["bytes"] // 4:
                 raise n.error(f"mid.classes[{i}]", f"size {n.value} does not fit a span "
                               f"(at most a quarter superslab, {ss['bytes'] // 4})")
-    caches = _caches({k: f[k] for k in ("ring", "sll", "refill") if k in f}, "mid",
+    caches = _caches({k: f[k] for k in ("ring", "sll", "refill", "transfer") if k in f}, "mid",
                      f["tiers"].value, node)
     return {"tiers": caches["tiers"], "ring": caches["ring"], "sll": caches["sll"],
-            "refill": caches["refill"], "classes": [n.value for n in sizes]}
+            "refill": caches["refill"], "transfer": caches["transfer"],
+            "classes": [n.value for n in sizes]}
 
 
 def canonical_json(resolved):
@@ -229,7 +230,8 @@ def model(resolved, spec_path):
     rows = [dict(c, kind="tiny") for c in resolved["tiny"]["classes"]]
     mid = resolved["mid"]
     rows += [{"size": s, "kind": "mid", "tiers": mid["tiers"], "ring": mid["ring"],
-              "sll": mid["sll"], "refill": mid["refill"], "prewarm": 0} for s in mid["classes"]]
+              "sll": mid["sll"], "refill": mid["refill"], "prewarm": 0,
+              "transfer": mid["transfer"]} for s in mid["classes"]]
     for i, c in enumerate(rows):
         span = _span(c["size"], ss)
         blocks = span // c["size"]

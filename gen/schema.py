@@ -149,6 +149,7 @@ def _class_fields():
         "sll": Int(0, 1 << 20),
         "refill": Int(0, 1 << 20),
         "prewarm": Int(0, 1 << 20),
+        "transfer": Int(0, 1 << 20),
         "tiers": Tiers(),
     }
 
@@ -186,7 +187,8 @@ SPEC = Map({
     "tiny": Map({"tiers": Tiers(), "all": CLASS_PATCH, "classes": ClassPatches()},
                 required=("tiers", "classes")),
     "mid": Map({"tiers": Tiers(), "ring": Int(0, 1 << 20), "sll": Int(0, 1 << 20),
-                "refill": Int(0, 1 << 20), "classes": List(Int(1, 1 << 30))},
+                "refill": Int(0, 1 << 20), "transfer": Int(0, 1 << 20),
+                "classes": List(Int(1, 1 << 30))},
                required=("tiers", "ring", "refill", "classes")),
     "large": Map({"cache_bytes": Bytes(0, 1 << 40)}, required=("cache_bytes",)),
     "options": Map({"metrics": Bool(), "free_check": Enum("guarded", "trusted"),

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 3
+#define HAK_RUNTIME_VERSION 4
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"

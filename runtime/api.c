@@ -252,8 +252,9 @@ void hak_api_usage(struct hak_usage *u)
 int hak_api_trim(size_t pad)
 {
     (void)pad;
+    hak_decay_release_blocks(); /* first: the trims below free the spans this empties */
     hak_thread_trim();
-    hak_heap_trim_abandoned();
+    hak_heap_trim_abandoned(); /* and those the thread's caches just emptied */
     size_t released = hak_decay_purge_all();
     hak_decay_poll(); /* a caller's context: the purger may start here */
     return released > 0;

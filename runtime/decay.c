@@ -92,6 +92,7 @@ static void refresh_pending(uint64_t notes_before)
     if (notes == notes_before) {
         pending[HAK_DECAY_SS] = held.ss_dirty;
         pending[HAK_DECAY_LARGE] = held.large_cached;
+        pending[HAK_DECAY_TRANSFER] = hak_transfer_bytes();
     }
     pthread_mutex_unlock(&decay_lock);
 }
@@ -122,13 +123,34 @@ static void after_pass(uint64_t next, uint64_t notes_before)
     pthread_mutex_unlock(&decay_lock);
 }
 
+/* Before a pass, and only where no lock is held (the purger, a poll,
+ * malloc_trim; a thread whose mmap failed may hold the shared heap's):
+ * batches idle in the transfer caches for HAK_DECAY_MS (all: every one) go
+ * back to their spans, given as the shared heap, and abandoned spans whose
+ * every block has come back (those, or other threads' frees) are freed, for
+ * the pass to purge.  No thread may ever adopt them: an exited thread's
+ * spans would otherwise keep what they hold until malloc_trim.  Returns
+ * when the transfer caches' rest will be due. */
+static uint64_t release_blocks(bool all)
+{
+    uint64_t next = NOTHING_DUE;
+    if (HAK_DECAY_MS > 0) { /* else there are no transfers (transfer.c) */
+        struct hak_heap *h = hak_heap_shared_lock();
+        hak_transfer_release(h, hak_now_ms(), all, &next);
+        hak_heap_shared_unlock();
+    }
+    hak_heap_trim_abandoned();
+    return next;
+}
+
 /* One pass over everything that may be purged; returns when what is left
- * will be due (NOTHING_DUE: nothing is left). */
-static uint64_t purge_pass(bool all, size_t *released)
+ * will be due (NOTHING_DUE: nothing is left), `next` (the transfer caches'
+ * due time) included. */
+static uint64_t purge_pass(bool all, size_t *released, uint64_t next)
 {
     pthread_mutex_lock(&purge_lock);
     uint64_t notes_before = notes_now();
-    uint64_t now = hak_now_ms(), next = NOTHING_DUE;
+    uint64_t now = hak_now_ms();
     *released = hak_ss_purge(now, all, &next);
     *released += hak_large_purge(now, all, &next);
     HAK_TEST_POINT(decay_pass_purged);
@@ -162,7 +184,7 @@ static void *purger(void *unused)
         pthread_mutex_unlock(&decay_lock);
         sleep_until(due);
         size_t released;
-        due = purge_pass(false, &released);
+        due = purge_pass(false, &released, release_blocks(false));
     }
     return NULL;
 }
@@ -171,7 +193,7 @@ void hak_decay_note(unsigned layer, size_t holds)
 {
     if (HAK_DECAY_MS == 0) {
         size_t released;
-        (void)purge_pass(false, &released);
+        (void)purge_pass(false, &released, NOTHING_DUE);
         return;
     }
     pthread_mutex_lock(&decay_lock);
@@ -230,7 +252,7 @@ void hak_decay_poll(void)
         uint64_t due = __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED);
         if (now >= due && __atomic_compare_exchange_n(&small_due_ms, &due, NOTHING_DUE, false,
                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            (void)purge_pass(false, &released);
+            (void)purge_pass(false, &released, release_blocks(false));
         return;
     }
     if (now < __atomic_load_n(&retry_after_ms, __ATOMIC_RELAXED))
@@ -259,14 +281,20 @@ void hak_decay_poll(void)
     pthread_mutex_lock(&decay_lock);
     purger_running = false;
     pthread_mutex_unlock(&decay_lock);
-    (void)purge_pass(false, &released); /* and wants the thread again if worth it */
+    /* and wants the thread again if worth it */
+    (void)purge_pass(false, &released, release_blocks(false));
 }
 
 size_t hak_decay_purge_all(void)
 {
     size_t released;
-    (void)purge_pass(true, &released);
+    (void)purge_pass(true, &released, NOTHING_DUE);
     return released;
+}
+
+void hak_decay_release_blocks(void)
+{
+    (void)release_blocks(true);
 }
 
 void hak_decay_lock(void)
@@ -298,7 +326,8 @@ void hak_decay_after_fork_child(void)
      * its own purger, or purges it itself if it is too little for one).
      * The child holds every lock here. */
     purger_running = false;
-    bool any = HAK_DECAY_MS > 0 && (hak_ss_purgeable_locked() || hak_large_cached_locked());
+    bool any = HAK_DECAY_MS > 0 && (hak_ss_purgeable_locked() || hak_large_cached_locked() ||
+                                    hak_transfer_bytes() > 0);
     work_pending = any && purger_worth_it();
     __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
     __atomic_store_n(&small_due_ms, any && !work_pending ? hak_now_ms() + HAK_DECAY_MS : NOTHING_DUE,

@@ -1,7 +1,7 @@
 /*
  * internal.h - declarations shared between the runtime's files, one heading
  * per file.  Layers, lowest first (see README.md):
- *   os -> region -> superslab -> heap -> thread -> large -> api -> wrappers
+ *   os -> region -> superslab -> heap -> transfer -> thread -> large -> api -> wrappers
  * A file calls only the layers below it.
  */
 #ifndef HAK_INTERNAL_H
@@ -28,7 +28,7 @@ char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", 
 uint64_t hak_now_ms(void) HAK_HIDDEN;   /* monotonic, coarse */
 /* Something became free: purge it in time.  `holds` is what the layer now
  * holds to give back (dirty units, cached large spans), in bytes. */
-enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_LAYERS };
+enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_TRANSFER, HAK_DECAY_LAYERS };
 void hak_decay_note(unsigned layer, size_t holds) HAK_HIDDEN;
 /* The purger thread is started only when this much is dirty or cached
  * (decay.c: a process with less stays single-threaded). */
@@ -48,7 +48,8 @@ static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
         *next_ms = since + HAK_DECAY_MS;
 }
 void hak_decay_poll(void) HAK_HIDDEN;   /* only where no lock can be held: see decay.c */
-size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
+size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim, mmap failed: everything, now */
+void hak_decay_release_blocks(void) HAK_HIDDEN; /* malloc_trim: every transfer batch back, abandoned spans trimmed */
 void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
 void hak_decay_unlock(void) HAK_HIDDEN; /* fork: parent */
 void hak_decay_purge_lock(void) HAK_HIDDEN;   /* fork: no purge in progress */
@@ -184,6 +185,22 @@ extern void (*hak_test_hook_decay_pass_purged)(void);  /* purge_pass: purged, le
 #endif
 void hak_heap_lock_all(void) HAK_HIDDEN;                 /* fork */
 void hak_heap_unlock_all(void) HAK_HIDDEN;
+
+/* ---- transfer.c: batches of free blocks passed between threads' caches ---- */
+bool hak_transfer_init(void) HAK_HIDDEN;     /* false: no memory, no transfers */
+uint32_t hak_transfer_capacity(unsigned cls) HAK_HIDDEN; /* batches cls may hold (its spec's `transfer`) */
+/* Hand over a batch of exactly `refill` blocks; false: no room now (the
+ * caller gives them to its heap). */
+bool hak_transfer_put(unsigned cls, void *const *blocks) HAK_HIDDEN;
+/* Take one batch (`refill` blocks) into out; false: none now. */
+bool hak_transfer_take(unsigned cls, void **out) HAK_HIDDEN;
+bool hak_transfer_holds(unsigned cls, const void *p) HAK_HIDDEN; /* guarded free */
+size_t hak_transfer_bytes(void) HAK_HIDDEN;  /* the blocks held, in bytes */
+/* Batches idle for HAK_DECAY_MS (or all) back to their spans, given as h;
+ * lowers *next_ms to when the rest will be due.  Caller holds h's lock. */
+void hak_transfer_release(struct hak_heap *h, uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
+void hak_transfer_lock_all(void) HAK_HIDDEN;   /* fork */
+void hak_transfer_unlock_all(void) HAK_HIDDEN;
 
 /* ---- thread.c: the per-thread caches' slow paths, thread start and exit ---- */
 bool hak_global_init(void) HAK_HIDDEN;

@@ -110,13 +110,18 @@ static void *refill(unsigned cls, struct hak_bin *b)
     const struct hak_class_info *ci = &hak_class_info[cls];
     if (ci->ring_first) {
         void **ring = ring_of(b);
-        uint32_t n = hak_heap_take(thread_heap, cls, ring, ci->refill);
+        uint32_t n;
+        if (hak_transfer_take(cls, ring)) {
+            n = ci->refill; /* cached blocks: they carry the key already */
+        } else {
+            n = hak_heap_take(thread_heap, cls, ring, ci->refill);
+            if (n == 0)
+                return NULL;
+            if (HAK_GUARDED)
+                stamp(ring, n - 1);
+        }
         HAK_STAT(hak_tls.stats[cls].refills++);
         HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
-        if (n == 0)
-            return NULL;
-        if (HAK_GUARDED)
-            stamp(ring, n - 1);
         b->ring_s = n; /* n - 1 blocks stay cached (count + 1) */
         return ring[n - 1];
     }
@@ -125,7 +130,9 @@ static void *refill(unsigned cls, struct hak_bin *b)
     uint32_t want = ci->refill;
     HAK_STAT(hak_tls.stats[cls].refills++);
     while (want > 0) {
-        uint32_t n = hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
+        uint32_t n = want == ci->refill && want <= 64 && hak_transfer_take(cls, batch)
+                         ? want
+                         : hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
         if (n == 0)
             break;
         want -= n;
@@ -155,6 +162,17 @@ static void flush(unsigned cls, struct hak_bin *b)
     if (last_is_sll) {
         uint32_t n = ci->refill < b->sll_s - 1 ? ci->refill : b->sll_s - 1;
         HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
+        if (n == ci->refill && n <= 64) {
+            void *batch[64];
+            void *q = b->sll_head;
+            for (uint32_t i = 0; i < n; i++, q = *(void **)q)
+                batch[i] = q;
+            if (hak_transfer_put(cls, batch)) {
+                b->sll_head = q;
+                b->sll_s -= n;
+                return;
+            }
+        }
         b->sll_head = hak_heap_give_list(thread_heap, cls, b->sll_head, n);
         b->sll_s -= n;
         return;
@@ -164,7 +182,8 @@ static void flush(unsigned cls, struct hak_bin *b)
     uint32_t count = b->ring_s - 1;
     uint32_t n = ci->refill < count ? ci->refill : count;
     HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
-    hak_heap_give(thread_heap, cls, ring, n);
+    if (n != ci->refill || !hak_transfer_put(cls, ring))
+        hak_heap_give(thread_heap, cls, ring, n);
     memmove(ring, ring + n, (count - n) * sizeof *ring);
     b->ring_s -= n;
 }
@@ -290,7 +309,8 @@ static bool in_cache(unsigned cls, const void *p)
 bool hak_thread_block_freed(unsigned cls, const void *p)
 {
     return hak_tls.state == HAK_THREAD_LIVE &&
-           (in_cache(cls, p) || hak_heap_holds_free(thread_heap, cls, p));
+           (in_cache(cls, p) || hak_heap_holds_free(thread_heap, cls, p) ||
+            hak_transfer_holds(cls, p));
 }
 
 /* A free met p carrying the key: a double free, or the program's data that
@@ -415,13 +435,15 @@ void hak_thread_trim(void)
 /* ---- process start-up and fork ---- */
 
 /* Lock order, here and everywhere: the thread-block pool, the heaps' locks,
- * the purge, the superslab and large locks, then decay's flag lock and the
+ * the transfer caches' (a release gives blocks to spans under them), the
+ * purge, the superslab and large locks, then decay's flag lock and the
  * metrics' lock (each held alone elsewhere: nothing is taken under them, and
  * a heap trim notes freed spans under an abandoned-list lock). */
 static void fork_prepare(void)
 {
     block_lock();
     hak_heap_lock_all();
+    hak_transfer_lock_all();
     hak_decay_purge_lock();
     hak_ss_lock_all();
     hak_large_lock();
@@ -436,6 +458,7 @@ static void fork_parent(void)
     hak_large_unlock();
     hak_ss_unlock_all();
     hak_decay_purge_unlock();
+    hak_transfer_unlock_all();
     hak_heap_unlock_all();
     block_unlock();
 }
@@ -448,6 +471,7 @@ static void fork_child(void)
     hak_large_unlock();
     hak_ss_unlock_all();
     hak_decay_purge_unlock();
+    hak_transfer_unlock_all();
     hak_heap_unlock_all();
     block_unlock();
 }
@@ -475,6 +499,7 @@ bool hak_global_init(void)
         in_global_init = true;
         global_state = 1;
         set_cache_key(); /* before any thread has a cache, for good */
+        hak_transfer_init();
         pthread_key_create(&thread_key, thread_exit);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         show_spec();

@@ -160,7 +160,7 @@ class SpecErrorTest(TempDirTest):
     def test_unknown_key_in_class(self):
         self.check(edit(SMALL, "{ size: 64, ring: 128", "{ size: 64, rign: 128"),
                    "spec.yaml:11: tiny.classes[2].rign: unknown key "
-                   "(known: prewarm, refill, ring, size, sll, tiers)")
+                   "(known: prewarm, refill, ring, size, sll, tiers, transfer)")
 
     def test_unknown_key_in_options(self):
         self.check(edit(SMALL, "  metrics: false\n", "  metrics: false\n  verbose: true\n"),
@@ -432,7 +432,7 @@ class SpecErrorTest(TempDirTest):
         self.write("small.yaml", SMALL)
         self.check("base: small.yaml\ntiny:\n  classes:\n    64: {size: 80}\n",
                    "over.yaml:4: tiny.classes.64.size: unknown key "
-                   "(known: prewarm, refill, ring, sll, tiers)", name="over.yaml")
+                   "(known: prewarm, refill, ring, sll, tiers, transfer)", name="over.yaml")
 
     def test_overlay_error_names_the_overlay(self):
         self.write("small.yaml", SMALL)

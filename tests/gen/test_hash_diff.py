@@ -135,11 +135,13 @@ tiny.classes[size=32].refill: 64 -> (absent)
 tiny.classes[size=32].ring: 128 -> (absent)
 tiny.classes[size=32].sll: 256 -> (absent)
 tiny.classes[size=32].tiers: [ring, sll, slab] -> (absent)
+tiny.classes[size=32].transfer: 0 -> (absent)
 tiny.classes[size=48].prewarm: (absent) -> 0
 tiny.classes[size=48].refill: (absent) -> 8
 tiny.classes[size=48].ring: (absent) -> 8
 tiny.classes[size=48].sll: (absent) -> 128
 tiny.classes[size=48].tiers: (absent) -> [ring, sll, slab]
+tiny.classes[size=48].transfer: (absent) -> 0
 tiny.classes[size=256].ring: 0 -> 32
 tiny.classes[size=256].tiers: [sll, slab] -> [ring, sll, slab]
 """)

@@ -291,6 +291,12 @@ class TableFrontTest(TempDirTest):
         self.assertIn("t->sll_head = *(void **)p;", malloc)
         self.assertNotIn("ring_s", malloc)
 
+    def test_transfer_in_class_info(self):
+        """The runtime reads each class's transfer capacity from hak_class_info."""
+        out = self.generate(edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n",
+                                 "  tiers: [ring, slab]\n  ring: 16\n  transfer: 3\n"))
+        self.assertEqual(re.findall(r"\.transfer = (\d+),", out["hak_tables.c"]), ["0"] * 5 + ["3"] * 4)
+
     def test_lists_only_with_mid_classes(self):
         """Mid classes may start with a list too (mid.sll): then every class is
         list-first and the fronts have no kind test, mid classes kept."""

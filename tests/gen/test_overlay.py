@@ -75,7 +75,7 @@ class OverlayTest(TempDirTest):
                            "mid: { classes: [768, 1024] }\n")
         self.assertEqual([c["size"] for c in got["tiny"]["classes"]], [16, 32, 48, 64, 128, 256, 512])
         self.assertEqual(by_size(got)[48], {"size": 48, "ring": 8, "sll": 128, "refill": 8, "prewarm": 0,
-                                            "tiers": ["ring", "sll", "slab"]})
+                                            "transfer": 0, "tiers": ["ring", "sll", "slab"]})
         # 512 is above the last tiny class: defaults from resolve.CLASS_DEFAULTS
         self.assertEqual(by_size(got)[512], dict(resolve.CLASS_DEFAULTS, size=512,
                                                  tiers=["ring", "sll", "slab"]))
@@ -89,7 +89,8 @@ class OverlayTest(TempDirTest):
         got = self.overlay("tiny:\n  classes:\n    - { size: 32, ring: 8, refill: 8 }\n"
                            "    - { size: 256 }\n")
         self.assertEqual(got["tiny"]["classes"], [
-            {"size": 32, "ring": 8, "sll": 128, "refill": 8, "prewarm": 0, "tiers": ["ring", "sll", "slab"]},
+            {"size": 32, "ring": 8, "sll": 128, "refill": 8, "prewarm": 0, "transfer": 0,
+             "tiers": ["ring", "sll", "slab"]},
             dict(resolve.CLASS_DEFAULTS, size=256, tiers=["ring", "sll", "slab"])])
 
     def test_all_applies_to_a_replacing_list(self):
@@ -125,13 +126,22 @@ class OverlayTest(TempDirTest):
     def test_mid_list_replaces(self):
         got = self.overlay("mid:\n  classes: [512]\n  ring: 4\n  refill: 2\n")
         self.assertOnly(got, name="over", mid={"tiers": ["ring", "slab"], "ring": 4, "sll": 0,
-                                               "refill": 2, "classes": [512]})
+                                               "refill": 2, "transfer": 0, "classes": [512]})
 
     def test_mid_list_first(self):
         got = self.overlay("mid:\n  tiers: [sll, ring, slab]\n  sll: 32\n")
         self.assertOnly(got, name="over", mid={"tiers": ["sll", "ring", "slab"], "ring": 16,
-                                               "sll": 32, "refill": 8,
+                                               "sll": 32, "refill": 8, "transfer": 0,
                                                "classes": [384, 512, 1024, 2048]})
+
+    def test_transfer_needs_a_cache_tier(self):
+        got = self.overlay("tiny:\n  all: { transfer: 3 }\n  classes:\n    64: { tiers: [slab] }\n"
+                           "mid: { transfer: 5 }\n")
+        self.assertEqual({s: c["transfer"] for s, c in by_size(got).items()},
+                         {16: 3, 32: 3, 64: 0, 128: 3, 256: 3})
+        self.assertEqual(got["mid"]["transfer"], 5)
+        got = self.overlay("mid: { tiers: [slab], transfer: 5 }\n")
+        self.assertEqual(got["mid"]["transfer"], 0)
 
     def test_chained_overlays(self):
         self.write("v/a.yaml", "base: ../small.yaml\ntiny:\n  all: { ring: 32, refill: 16 }\n"

@@ -7,6 +7,7 @@ Suite *suite_slabs(void);
 Suite *suite_api(void);
 Suite *suite_misuse(void);
 Suite *suite_static(void);
+Suite *suite_transfer(void);
 
 int main(void)
 {
@@ -15,6 +16,7 @@ int main(void)
     srunner_add_suite(sr, suite_api());
     srunner_add_suite(sr, suite_misuse());
     srunner_add_suite(sr, suite_static());
+    srunner_add_suite(sr, suite_transfer());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

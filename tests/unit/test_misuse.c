@@ -452,6 +452,31 @@ START_TEST(double_free_when_caches_are_full)
 }
 END_TEST
 
+/* Frees class cls's blocks until a flush puts a batch in the transfer cache,
+ * then frees one of that batch again: found there by its key. */
+static void do_double_free_in_transfer(void *unused)
+{
+    (void)unused;
+    enum { CLS = HAK_NUM_CLASSES - 2 };
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    uint32_t n = ci->ring + ci->sll + ci->refill + 1;
+    void **p = malloc(n * sizeof *p);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = malloc(ci->size);
+    for (uint32_t i = 0; i < n && hak_transfer_bytes() == 0; i++)
+        free(p[i]);
+    for (uint32_t i = 0; i < n; i++)
+        if (hak_transfer_holds(CLS, p[i]))
+            free(p[i]);
+    fputs("no block in the transfer cache\n", stderr);
+}
+
+START_TEST(double_free_in_transfer_cache)
+{
+    expect_abort(do_double_free_in_transfer, NULL, "hakmem: free(): double free", NULL);
+}
+END_TEST
+
 /* One block twice in one give to another heap's span: the two are gathered
  * into one word (heap.c, struct remote_run), and the second is caught there. */
 static void do_double_free_in_one_run(void *p)
@@ -533,6 +558,8 @@ Suite *suite_misuse(void)
         tcase_add_test(tc, blocks_handed_out_carry_no_key);
         if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))
             tcase_add_test(tc, double_free_when_caches_are_full);
+        if (hak_transfer_capacity(HAK_NUM_CLASSES - 2) > 0)
+            tcase_add_test(tc, double_free_in_transfer_cache);
         if (uncached_class() < HAK_NUM_CLASSES)
             tcase_add_test(tc, realloc_of_freed_uncached_block);
         if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))

@@ -2,6 +2,7 @@
  * remote frees, thread exit, abandonment and adoption. */
 #include <check.h>
 #include <dirent.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,16 +370,39 @@ static void *alloc_and_exit(void *arg)
     return NULL;
 }
 
-/* A thread's cached blocks go back to their spans when it exits: its span of
- * the class is then empty and returns to its superslab, so the region map no
- * longer names the class there (the units may already carry a span of
- * another class: a new span takes resident units first). */
+/* A thread's cached blocks go back to their spans when it exits; the
+ * batches its flushes put in the transfer cache stay there for other threads
+ * (transfer.c), keeping their spans, until malloc_trim gives them back too.
+ * Then every span of the class is empty and has returned to its superslab,
+ * so the region map no longer names the class there (the units may already
+ * carry a span of another class: a new span takes resident units first). */
 START_TEST(thread_exit_returns_cached_blocks)
 {
     void *blocks[THREAD_BLOCKS];
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_exit, blocks), 0);
     pthread_join(t, NULL);
+    uint32_t held = 0, batch = hak_class_info[QUIET_CLASS].refill;
+    for (int i = 0; i < THREAD_BLOCKS; i++)
+        held += hak_transfer_holds(QUIET_CLASS, blocks[i]);
+    /* Whole batches, no more than fit (a batch may also hold blocks the
+     * thread's refills cached and it never handed out).  When 100 frees
+     * overflow the class's caches (the default spec's ring of 64), a flush
+     * put at least one there. */
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    size_t batch_bytes = (size_t)batch * ci->size;
+    uint32_t cap = hak_transfer_capacity(QUIET_CLASS);
+    if (cap > 0) {
+        ck_assert_uint_eq(hak_transfer_bytes() % batch_bytes, 0);
+        ck_assert_uint_le(hak_transfer_bytes(), cap * batch_bytes);
+    }
+    if (cap > 0 && THREAD_BLOCKS > ci->ring + ci->sll) {
+        ck_assert_uint_ge(hak_transfer_bytes(), batch_bytes);
+        ck_assert_uint_ge(held, 1);
+    }
+    if (cap == 0)
+        ck_assert_uint_eq(held, 0);
+    malloc_trim(0);
     for (int i = 0; i < THREAD_BLOCKS; i++)
         ck_assert_uint_ne(hak_region_code((uintptr_t)blocks[i]), QUIET_CLASS + 1);
 }

@@ -1,0 +1,205 @@
+/*
+ * The transfer caches (runtime/transfer.c): whole batches between threads'
+ * caches, bounded, found by the guarded free, and given back after decay_ms
+ * or by malloc_trim.  Each test runs in its own process (Check's fork mode),
+ * so the caches start empty.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* A class the test harness itself never allocates from. */
+#define CLS (HAK_NUM_CLASSES - 2)
+
+static struct hak_bin *bin(unsigned cls)
+{
+    return (struct hak_bin *)((char *)&hak_tls + hak_class_info[cls].bin_offset);
+}
+
+static void **ring(unsigned cls)
+{
+    return (void **)(bin(cls) + 1);
+}
+
+/* `batches` batches of CLS's blocks, taken from h, as one calloc'd array. */
+static void **blocks_of(struct hak_heap *h, uint32_t batches)
+{
+    uint32_t n = batches * hak_class_info[CLS].refill;
+    void **b = calloc(n, sizeof *b);
+    ck_assert_uint_eq(hak_heap_take(h, CLS, b, n), n);
+    return b;
+}
+
+/* A batch comes out as it went in, the last one put first; a full class
+ * takes no more, an empty one gives nothing; what it holds is counted and
+ * found. */
+START_TEST(batches_move_whole)
+{
+    uint32_t cap = hak_transfer_capacity(CLS), batch = hak_class_info[CLS].refill;
+    if (cap == 0)
+        return; /* this variant has no transfers (decay_ms 0, or no cache) */
+    void **b = blocks_of(hak_heap_acquire(), cap + 1);
+    void **out = calloc(batch, sizeof *out);
+    ck_assert(!hak_transfer_take(CLS, out));
+    for (uint32_t k = 0; k < cap; k++)
+        ck_assert(hak_transfer_put(CLS, b + k * batch));
+    ck_assert(!hak_transfer_put(CLS, b + cap * batch)); /* full */
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)cap * batch * hak_class_info[CLS].size);
+    for (uint32_t i = 0; i < cap * batch; i++)
+        ck_assert(hak_transfer_holds(CLS, b[i]));
+    ck_assert(!hak_transfer_holds(CLS, b[cap * batch]));
+    for (uint32_t k = cap; k-- > 0;) {
+        ck_assert(hak_transfer_take(CLS, out));
+        for (uint32_t i = 0; i < batch; i++)
+            ck_assert_ptr_eq(out[i], b[k * batch + i]);
+    }
+    ck_assert(!hak_transfer_take(CLS, out));
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+    free(b);
+    free(out);
+}
+END_TEST
+
+static void *malloc_two(void *arg)
+{
+    void **got = arg;
+    got[0] = malloc(hak_class_info[CLS].size);
+    got[1] = malloc(hak_class_info[CLS].size);
+    return NULL;
+}
+
+/* A thread whose cache is empty takes a whole batch before it looks at its
+ * heap: its first malloc returns the batch's last block, the next one the
+ * block before it (the ring is a stack). */
+START_TEST(refill_takes_a_batch_first)
+{
+    uint32_t batch = hak_class_info[CLS].refill;
+    if (hak_transfer_capacity(CLS) == 0 || !hak_class_info[CLS].ring_first)
+        return;
+    void **b = blocks_of(hak_heap_acquire(), 1);
+    if (HAK_GUARDED)
+        for (uint32_t i = 0; i < batch; i++)
+            HAK_KEY_WORD(b[i]) = hak_cache_key; /* as a flush leaves them */
+    ck_assert(hak_transfer_put(CLS, b));
+    void *got[2];
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, malloc_two, got), 0);
+    pthread_join(t, NULL);
+    ck_assert_ptr_eq(got[0], b[batch - 1]);
+    ck_assert_ptr_eq(got[1], b[batch - 2]);
+    if (HAK_GUARDED)
+        ck_assert_uint_eq(HAK_KEY_WORD(got[0]), 0); /* handed out: no key */
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+    free(b);
+}
+END_TEST
+
+/* A full ring's flush puts its oldest `refill` blocks there as one batch,
+ * and keeps the rest, moved down. */
+START_TEST(flush_puts_the_oldest_blocks)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    if (hak_transfer_capacity(CLS) == 0 || !ci->ring_first || (ci->tiers & HAK_TIER_SLL))
+        return; /* the default spec's mid classes: a ring, then the slab */
+    uint32_t n = ci->ring + 1;
+    void **p = calloc(n, sizeof *p);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_ptr_nonnull(p[i] = malloc(ci->size));
+    uint32_t i = 0;
+    while (bin(CLS)->ring_s - 1 < ci->ring)
+        free(p[i++]);
+    void **oldest = calloc(ci->refill, sizeof *oldest);
+    for (uint32_t k = 0; k < ci->refill; k++)
+        oldest[k] = ring(CLS)[k];
+    void *above = ring(CLS)[ci->refill];
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+    free(p[i]); /* the ring is full: the flush comes first */
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
+    for (uint32_t k = 0; k < ci->refill; k++)
+        ck_assert(hak_transfer_holds(CLS, oldest[k]));
+    ck_assert_ptr_eq(ring(CLS)[0], above);
+    ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
+    ck_assert_ptr_eq(ring(CLS)[ci->ring - ci->refill], p[i]);
+    free(oldest);
+    free(p);
+}
+END_TEST
+
+static void *fill_and_exit(void *unused)
+{
+    (void)unused;
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    uint32_t n = ci->ring + ci->sll + ci->refill + 1;
+    void **p = calloc(n, sizeof *p);
+    for (uint32_t i = 0; i < n; i++)
+        p[i] = malloc(ci->size);
+    for (uint32_t i = 0; i < n; i++)
+        free(p[i]);
+    free(p);
+    return NULL;
+}
+
+/* A thread overflows CLS's caches, so that a flush puts a batch in the
+ * transfer cache, and exits; returns what the transfer cache holds. */
+static size_t fill_from_exited_thread(void)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, fill_and_exit, NULL), 0);
+    pthread_join(t, NULL);
+    ck_assert_uint_gt(hak_transfer_bytes(), 0);
+    return hak_transfer_bytes();
+}
+
+/* Batches no thread takes go back to their spans once decay_ms has passed,
+ * at the first poll after it, and the spans of the exited thread that made
+ * them are freed: the region map forgets them.  Not before. */
+START_TEST(idle_batches_go_back_after_decay)
+{
+    if (hak_transfer_capacity(CLS) == 0)
+        return;
+    size_t held = fill_from_exited_thread();
+    void *out[64]; /* to find a block the transfer cache holds */
+    ck_assert_uint_le(hak_class_info[CLS].refill, 64);
+    ck_assert(hak_transfer_take(CLS, out));
+    void *one = out[0];
+    ck_assert(hak_transfer_put(CLS, out)); /* back, and it counts as put now */
+    ck_assert_uint_eq(hak_transfer_bytes(), held);
+    hak_decay_poll(); /* not due yet (unless this machine stalled for decay_ms) */
+    ck_assert_uint_eq(hak_transfer_bytes(), held);
+    ck_assert_uint_eq(hak_region_code((uintptr_t)one), CLS + 1);
+    usleep((HAK_DECAY_MS + 100) * 1000);
+    hak_decay_poll();
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+    ck_assert_uint_ne(hak_region_code((uintptr_t)one), CLS + 1);
+}
+END_TEST
+
+/* malloc_trim gives every batch back at once. */
+START_TEST(trim_gives_back_everything)
+{
+    if (hak_transfer_capacity(CLS) == 0)
+        return;
+    fill_from_exited_thread();
+    malloc_trim(0);
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+}
+END_TEST
+
+Suite *suite_transfer(void)
+{
+    Suite *s = suite_create("transfer");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, batches_move_whole);
+    tcase_add_test(tc, refill_takes_a_batch_first);
+    tcase_add_test(tc, flush_puts_the_oldest_blocks);
+    tcase_add_test(tc, idle_batches_go_back_after_decay);
+    tcase_add_test(tc, trim_gives_back_everything);
+    suite_add_tcase(s, tc);
+    return s;
+}
