@@ -153,6 +153,8 @@ static uint64_t purge_pass(bool all, size_t *released, uint64_t next)
     uint64_t now = hak_now_ms();
     *released = hak_ss_purge(now, all, &next);
     *released += hak_large_purge(now, all, &next);
+    if (HAK_DECAY_MS > 0)
+        hak_transfer_due(&next);
     HAK_TEST_POINT(decay_pass_purged);
     if (HAK_DECAY_MS > 0)
         after_pass(next, notes_before);

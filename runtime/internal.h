@@ -199,8 +199,10 @@ size_t hak_transfer_bytes(void) HAK_HIDDEN;  /* the blocks held, in bytes */
 /* Batches idle for HAK_DECAY_MS (or all) back to their spans, given as h;
  * lowers *next_ms to when the rest will be due.  Caller holds h's lock. */
 void hak_transfer_release(struct hak_heap *h, uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
+void hak_transfer_due(uint64_t *next_ms) HAK_HIDDEN; /* every pass: when what is held falls due */
 void hak_transfer_lock_all(void) HAK_HIDDEN;   /* fork */
 void hak_transfer_unlock_all(void) HAK_HIDDEN;
+void hak_transfer_after_fork_child(void) HAK_HIDDEN; /* unlocks */
 
 /* ---- thread.c: the per-thread caches' slow paths, thread start and exit ---- */
 bool hak_global_init(void) HAK_HIDDEN;

@@ -309,8 +309,8 @@ static bool in_cache(unsigned cls, const void *p)
 bool hak_thread_block_freed(unsigned cls, const void *p)
 {
     return hak_tls.state == HAK_THREAD_LIVE &&
-           (in_cache(cls, p) || hak_heap_holds_free(thread_heap, cls, p) ||
-            hak_transfer_holds(cls, p));
+           (in_cache(cls, p) || hak_transfer_holds(cls, p) ||
+            hak_heap_holds_free(thread_heap, cls, p)); /* batches first: a release gives them to spans */
 }
 
 /* A free met p carrying the key: a double free, or the program's data that
@@ -471,7 +471,7 @@ static void fork_child(void)
     hak_large_unlock();
     hak_ss_unlock_all();
     hak_decay_purge_unlock();
-    hak_transfer_unlock_all();
+    hak_transfer_after_fork_child();
     hak_heap_unlock_all();
     block_unlock();
 }

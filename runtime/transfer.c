@@ -42,7 +42,8 @@ struct transfer_class {
     uint32_t held;  /* batches held; atomic: read without the lock to skip */
     uint32_t cap;   /* batches it may hold (0: the class does not transfer) */
     uint32_t batch; /* blocks per batch: the class's refill */
-    uint64_t since; /* hak_now_ms() of the last take, or of the put into an empty class */
+    uint64_t since; /* hak_now_ms() of the last take, or of the put into an empty class;
+                     * atomic: read without the lock by hak_transfer_due */
     void **slots;   /* cap * batch blocks, batch k at slots + k * batch */
 } __attribute__((aligned(64)));
 
@@ -50,7 +51,8 @@ static struct transfer_class transfer[HAK_NUM_CLASSES] = {
     [0 ... HAK_NUM_CLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
 };
 
-/* atomic: decay.c has been told that batches wait here (see release) */
+/* atomic: decay.c has been told that batches wait here since the last pass
+ * (hak_transfer_due) */
 static bool noted;
 
 bool hak_transfer_init(void)
@@ -58,8 +60,12 @@ bool hak_transfer_init(void)
     size_t total = 0;
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         struct transfer_class *t = &transfer[cls];
-        /* the generator makes it 0 for a class without a cache tier */
-        t->cap = HAK_DECAY_MS > 0 ? hak_class_info[cls].transfer : 0;
+        /* the generator makes it 0 for a class without a cache tier; a
+         * list-first class refills through a 64-block buffer (thread.c), so
+         * with a larger refill it could put batches it never takes */
+        const struct hak_class_info *ci = &hak_class_info[cls];
+        bool takes = ci->ring_first || ci->refill <= 64;
+        t->cap = HAK_DECAY_MS > 0 && takes ? ci->transfer : 0;
         t->batch = hak_class_info[cls].refill;
         total += (size_t)t->cap * t->batch;
     }
@@ -93,13 +99,16 @@ bool hak_transfer_put(unsigned cls, void *const *blocks)
     if (held < t->cap) {
         memcpy(t->slots + (size_t)held * t->batch, blocks, t->batch * sizeof *blocks);
         if (held == 0)
-            t->since = hak_now_ms();
+            __atomic_store_n(&t->since, hak_now_ms(), __ATOMIC_RELAXED);
         __atomic_store_n(&t->held, held + 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&t->lock);
     if (held >= t->cap)
         return false;
-    if (!__atomic_load_n(&noted, __ATOMIC_RELAXED) && !__atomic_exchange_n(&noted, true, __ATOMIC_RELAXED))
+    /* against hak_transfer_due's exchange: either it sees this batch or this
+     * sees the flag cleared (both orders are seq_cst) */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&noted, __ATOMIC_RELAXED) && !__atomic_exchange_n(&noted, true, __ATOMIC_SEQ_CST))
         hak_decay_note(HAK_DECAY_TRANSFER, hak_transfer_bytes());
     return true;
 }
@@ -113,7 +122,7 @@ bool hak_transfer_take(unsigned cls, void **out)
     if (held > 0) {
         __atomic_store_n(&t->held, held - 1, __ATOMIC_RELAXED);
         memcpy(out, t->slots + (size_t)(held - 1) * t->batch, t->batch * sizeof *out);
-        t->since = hak_now_ms(); /* in use: what is left is not idle */
+        __atomic_store_n(&t->since, hak_now_ms(), __ATOMIC_RELAXED); /* in use: the rest is not idle */
     }
     pthread_mutex_unlock(&t->lock);
     return held > 0;
@@ -126,7 +135,7 @@ bool hak_transfer_holds(unsigned cls, const void *p)
         return false;
     bool found = false;
     pthread_mutex_lock(&t->lock);
-    for (size_t i = 0; i < (size_t)t->held * t->batch && !found; i++)
+    for (size_t i = 0; i < (size_t)t->held * t->batch && !found; i++) /* size_t: no overflow */
         found = t->slots[i] == p;
     pthread_mutex_unlock(&t->lock);
     return found;
@@ -141,19 +150,27 @@ size_t hak_transfer_bytes(void)
     return bytes;
 }
 
-/* The flag first: a batch put after it is cleared notes again, so none is
- * left with no pass to come; what stays here is reported through next_ms,
- * which schedules the next pass. */
+/* Every decay pass asks (a purge_all after a failed mmap too, which releases
+ * nothing here): the flag first, so that a batch put after this notes
+ * again, and no batch is left with no pass to come; what is held is due
+ * HAK_DECAY_MS after its class's `since`. */
+void hak_transfer_due(uint64_t *next_ms)
+{
+    (void)__atomic_exchange_n(&noted, false, __ATOMIC_SEQ_CST);
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
+        if (__atomic_load_n(&transfer[cls].held, __ATOMIC_SEQ_CST) > 0)
+            hak_decay_due(next_ms, __atomic_load_n(&transfer[cls].since, __ATOMIC_RELAXED));
+}
+
 void hak_transfer_release(struct hak_heap *h, uint64_t now, bool all, uint64_t *next_ms)
 {
-    __atomic_store_n(&noted, false, __ATOMIC_RELAXED);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         struct transfer_class *t = &transfer[cls];
         if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) == 0)
             continue;
         pthread_mutex_lock(&t->lock);
         if (t->held > 0 && (all || hak_decay_is_due(now, t->since))) {
-            hak_heap_give(h, cls, t->slots, t->held * t->batch);
+            hak_heap_give(h, cls, t->slots, (uint32_t)((size_t)t->held * t->batch));
             __atomic_store_n(&t->held, 0, __ATOMIC_RELAXED);
         } else if (t->held > 0) {
             hak_decay_due(next_ms, t->since);
@@ -172,4 +189,13 @@ void hak_transfer_unlock_all(void)
 {
     for (unsigned cls = HAK_NUM_CLASSES; cls-- > 0;)
         pthread_mutex_unlock(&transfer[cls].lock);
+}
+
+/* The parent's note may stand for a pass only the parent's purger would
+ * make: the child notes its first put again (decay's fork handler counts
+ * what is held now). */
+void hak_transfer_after_fork_child(void)
+{
+    noted = false;
+    hak_transfer_unlock_all();
 }

@@ -385,13 +385,28 @@ START_TEST(thread_exit_returns_cached_blocks)
     uint32_t held = 0, batch = hak_class_info[QUIET_CLASS].refill;
     for (int i = 0; i < THREAD_BLOCKS; i++)
         held += hak_transfer_holds(QUIET_CLASS, blocks[i]);
+    /* before the trim: every span none of whose blocks is in a batch is
+     * gone (the batches taken out to see their blocks, then put back) */
+    uint32_t cap = hak_transfer_capacity(QUIET_CLASS), nb = 0;
+    void **batched = calloc((size_t)cap * batch + 1, sizeof *batched);
+    while (nb < cap && hak_transfer_take(QUIET_CLASS, batched + (size_t)nb * batch))
+        nb++;
+    for (uint32_t k = 0; k < nb; k++)
+        ck_assert(hak_transfer_put(QUIET_CLASS, batched + (size_t)k * batch));
+    for (int i = 0; i < THREAD_BLOCKS; i++) {
+        bool pinned = false;
+        for (uint32_t k = 0; k < nb * batch && !pinned; k++)
+            pinned = span_base_of(batched[k]) == span_base_of(blocks[i]);
+        if (!pinned)
+            ck_assert_uint_ne(hak_region_code((uintptr_t)blocks[i]), QUIET_CLASS + 1);
+    }
+    free(batched);
     /* Whole batches, no more than fit (a batch may also hold blocks the
      * thread's refills cached and it never handed out).  When 100 frees
      * overflow the class's caches (the default spec's ring of 64), a flush
      * put at least one there. */
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
     size_t batch_bytes = (size_t)batch * ci->size;
-    uint32_t cap = hak_transfer_capacity(QUIET_CLASS);
     if (cap > 0) {
         ck_assert_uint_eq(hak_transfer_bytes() % batch_bytes, 0);
         ck_assert_uint_le(hak_transfer_bytes(), cap * batch_bytes);

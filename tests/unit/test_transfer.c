@@ -120,8 +120,11 @@ START_TEST(flush_puts_the_oldest_blocks)
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
     free(p[i]); /* the ring is full: the flush comes first */
     ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
-    for (uint32_t k = 0; k < ci->refill; k++)
+    for (uint32_t k = 0; k < ci->refill; k++) {
         ck_assert(hak_transfer_holds(CLS, oldest[k]));
+        if (HAK_GUARDED) /* as cached blocks do: a second free finds them */
+            ck_assert_uint_eq(HAK_KEY_WORD(oldest[k]), hak_cache_key);
+    }
     ck_assert_ptr_eq(ring(CLS)[0], above);
     ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
     ck_assert_ptr_eq(ring(CLS)[ci->ring - ci->refill], p[i]);
@@ -169,13 +172,44 @@ START_TEST(idle_batches_go_back_after_decay)
     void *one = out[0];
     ck_assert(hak_transfer_put(CLS, out)); /* back, and it counts as put now */
     ck_assert_uint_eq(hak_transfer_bytes(), held);
-    hak_decay_poll(); /* not due yet (unless this machine stalled for decay_ms) */
+    /* a release before the batch is due keeps it, and says when it will be */
+    uint64_t now = hak_now_ms(), next = UINT64_MAX;
+    hak_transfer_release(hak_heap_shared_lock(), now, false, &next);
+    hak_heap_shared_unlock();
     ck_assert_uint_eq(hak_transfer_bytes(), held);
+    ck_assert_uint_gt(next, now);
+    ck_assert_uint_le(next, now + HAK_DECAY_MS);
     ck_assert_uint_eq(hak_region_code((uintptr_t)one), CLS + 1);
+    usleep((HAK_DECAY_MS + 100) * 1000);
+    /* the poll here, or the purger if the exited thread started one */
+    for (int waited = 0; hak_transfer_bytes() > 0 && waited < 10000; waited += 50) {
+        hak_decay_poll();
+        usleep(50 * 1000);
+    }
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+    ck_assert_uint_ne(hak_region_code((uintptr_t)one), CLS + 1);
+}
+END_TEST
+
+/* A pass that releases no batch (malloc_trim's purge, or the one after a
+ * failed mmap) still schedules the next one for what the transfer cache
+ * holds: a poll after decay_ms gives it back.  It used to drop that due
+ * time, and the batches stayed for good. */
+START_TEST(pass_without_release_keeps_batches_due)
+{
+    if (hak_transfer_capacity(CLS) == 0)
+        return;
+    void **b = blocks_of(hak_heap_acquire(), 1);
+    if (HAK_GUARDED)
+        for (uint32_t i = 0; i < hak_class_info[CLS].refill; i++)
+            HAK_KEY_WORD(b[i]) = hak_cache_key;
+    ck_assert(hak_transfer_put(CLS, b));
+    hak_decay_purge_all();
+    ck_assert_uint_gt(hak_transfer_bytes(), 0);
     usleep((HAK_DECAY_MS + 100) * 1000);
     hak_decay_poll();
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
-    ck_assert_uint_ne(hak_region_code((uintptr_t)one), CLS + 1);
+    free(b);
 }
 END_TEST
 
@@ -199,6 +233,7 @@ Suite *suite_transfer(void)
     tcase_add_test(tc, refill_takes_a_batch_first);
     tcase_add_test(tc, flush_puts_the_oldest_blocks);
     tcase_add_test(tc, idle_batches_go_back_after_decay);
+    tcase_add_test(tc, pass_without_release_keeps_batches_due);
     tcase_add_test(tc, trim_gives_back_everything);
     suite_add_tcase(s, tc);
     return s;
