@@ -35,6 +35,18 @@ static void **blocks_of(struct hak_heap *h, uint32_t batches)
     return b;
 }
 
+/* One batch of CLS's blocks from a new heap, carrying the key as a flush
+ * leaves them (guarded mode), put in the transfer cache; returns it. */
+static void **put_cached_batch(void)
+{
+    void **b = blocks_of(hak_heap_acquire(), 1);
+    if (HAK_GUARDED)
+        for (uint32_t i = 0; i < hak_class_info[CLS].refill; i++)
+            HAK_KEY_WORD(b[i]) = hak_cache_key;
+    ck_assert(hak_transfer_put(CLS, b));
+    return b;
+}
+
 /* A batch comes out as it went in, the last one put first; a full class
  * takes no more, an empty one gives nothing; what it holds is counted and
  * found. */
@@ -81,11 +93,7 @@ START_TEST(refill_takes_a_batch_first)
     uint32_t batch = hak_class_info[CLS].refill;
     if (hak_transfer_capacity(CLS) == 0 || !hak_class_info[CLS].ring_first)
         return;
-    void **b = blocks_of(hak_heap_acquire(), 1);
-    if (HAK_GUARDED)
-        for (uint32_t i = 0; i < batch; i++)
-            HAK_KEY_WORD(b[i]) = hak_cache_key; /* as a flush leaves them */
-    ck_assert(hak_transfer_put(CLS, b));
+    void **b = put_cached_batch();
     void *got[2];
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, malloc_two, got), 0);
@@ -199,11 +207,7 @@ START_TEST(pass_without_release_keeps_batches_due)
 {
     if (hak_transfer_capacity(CLS) == 0)
         return;
-    void **b = blocks_of(hak_heap_acquire(), 1);
-    if (HAK_GUARDED)
-        for (uint32_t i = 0; i < hak_class_info[CLS].refill; i++)
-            HAK_KEY_WORD(b[i]) = hak_cache_key;
-    ck_assert(hak_transfer_put(CLS, b));
+    void **b = put_cached_batch();
     hak_decay_purge_all();
     ck_assert_uint_gt(hak_transfer_bytes(), 0);
     usleep((HAK_DECAY_MS + 100) * 1000);
