@@ -387,7 +387,7 @@ static struct hak_heap *remote_give(struct hak_heap *h, struct hak_span *sp, uns
  */
 struct remote_run {
     struct hak_heap *owner; /* whose hint is owed (NULL: none yet, or the spans are abandoned) */
-    uint32_t n;             /* blocks set since that hint was last raised */
+    uint32_t n;             /* blocks set since that hint was last raised (metrics only) */
     struct hak_span *sp;    /* the word being gathered: its span (NULL: none) */
     uint32_t w;             /* its index in sp's remote bitmap */
     uint64_t bits;          /* the blocks gathered in it */
@@ -415,7 +415,7 @@ static void remote_set_word(struct hak_heap *h, unsigned cls, struct remote_run 
     if (now != run->owner)
         remote_hint(run, cls);
     run->owner = now;
-    run->n += (uint32_t)__builtin_popcountll(run->bits);
+    HAK_STAT(run->n += (uint32_t)__builtin_popcountll(run->bits)); /* no popcount otherwise */
     run->sp = NULL;
 }
 
