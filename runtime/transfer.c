@@ -2,11 +2,11 @@
  * transfer.c - whole batches of free blocks, passed from one thread's cache
  * to another's.
  *
- * A thread whose cache of a class is full puts its oldest `refill` blocks
- * here as one batch (thread.c's flush); a thread whose cache is empty takes
- * a whole batch (refill) before it looks at its heap's spans.  A batch moves
- * with one lock and one copy of its pointers: no block's memory, span or
- * bitmap is touched.  Without it, a program whose blocks are freed by other
+ * A thread whose cache of a class is full puts `refill` blocks (a ring's
+ * oldest, or a list's first) here as one batch (thread.c's flush); a thread
+ * whose cache is empty takes a whole batch (refill) before it looks at its
+ * heap's spans.  A batch moves with one lock and one copy of its pointers:
+ * no block's memory, span or bitmap is touched.  Without it, a program whose blocks are freed by other
  * threads than the ones that allocated them (a producer and a consumer;
  * mid_mt, larson) sends nearly every flushed block to its span's remote
  * bitmap - a compare-exchange and two or three cache lines moved between
@@ -15,30 +15,32 @@
  * and its central lists.)
  *
  * Blocks here stay counted in their spans' `used`, as cached blocks are
- * (heap.c): a span none of whose blocks is out, cached or here is freed.
+ * (heap.c): a span none of whose blocks is out, cached or here is freed,
+ * so each block of a batch may keep an otherwise empty span resident.
  * A class holds at most its spec's `transfer` batches (the default spec:
- * 4 for each mid class, none for the tiny ones, whose spans hold hundreds
- * of blocks: a batch of them would keep up to `refill` mostly empty spans
- * resident); a batch that finds no room goes to the spans as before.
- * Batches no thread has taken for HAK_DECAY_MS go back to their spans
- * (hak_transfer_release, from decay.c's passes), and malloc_trim gives back
- * everything.  With decay_ms 0 there are no transfers: memory goes back at
- * once, and a shared cache would hold it.
+ * 32 for each tiny class, 4 for each mid class); a batch that finds no room
+ * goes to the spans as before.  Only while two or more threads have caches
+ * does a flush put a batch here (thread.c): a single-threaded program's
+ * blocks go straight back to their spans.  Batches no thread has taken for
+ * HAK_DECAY_MS go back to their spans (hak_transfer_release, from decay.c's
+ * passes), and malloc_trim gives back everything.  With decay_ms 0 there
+ * are no transfers: memory goes back at once, and a shared cache would
+ * hold it.
  *
- * The lock is only ever tried on the way in and out
- * (pthread_mutex_trylock): a thread that finds it taken goes to its heap
- * instead, so no flush or refill waits here for another thread, and one
- * preempted while holding it delays no one.  The releases, the guarded free's
- * search and fork wait for it.  Lock order: the shared heap, then these,
- * then the superslab's (a release gives blocks to spans, which may free
- * them) and decay's.
+ * The lock is only ever tried on the way in and out (try_lock): a thread
+ * that finds it taken goes to its heap instead, so no flush or refill waits
+ * here for another thread, and one preempted while holding it delays no
+ * one.  The releases, the guarded free's search and fork wait for it.  Lock
+ * order: the shared heap, then these, then the superslab's (a release gives
+ * blocks to spans, which may free them) and decay's.
  */
+#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
 
 struct transfer_class {
-    pthread_mutex_t lock;
+    bool locked;    /* atomic: the lock (see try_lock) */
     uint32_t held;  /* batches held; atomic: read without the lock to skip */
     uint32_t cap;   /* batches it may hold (0: the class does not transfer) */
     uint32_t batch; /* blocks per batch: the class's refill */
@@ -47,9 +49,29 @@ struct transfer_class {
     void **slots;   /* cap * batch blocks, batch k at slots + k * batch */
 } __attribute__((aligned(64)));
 
-static struct transfer_class transfer[HAK_NUM_CLASSES] = {
-    [0 ... HAK_NUM_CLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
-};
+static struct transfer_class transfer[HAK_NUM_CLASSES];
+
+/* A class's lock is a flag: taken with one exchange, after a load that
+ * leaves a taken lock's line alone, and given back with a plain store.  (A
+ * mutex's trylock and unlock are both read-modify-writes of a line the
+ * threads pass back and forth: 6% of larson 2T's time in perf.)  The
+ * releases, the guarded search and fork wait for it, yielding. */
+static bool try_lock(struct transfer_class *t)
+{
+    return !__atomic_load_n(&t->locked, __ATOMIC_RELAXED) &&
+           !__atomic_exchange_n(&t->locked, true, __ATOMIC_ACQUIRE);
+}
+
+static void lock(struct transfer_class *t)
+{
+    while (!try_lock(t))
+        sched_yield();
+}
+
+static void unlock(struct transfer_class *t)
+{
+    __atomic_store_n(&t->locked, false, __ATOMIC_RELEASE);
+}
 
 /* atomic: decay.c has been told that batches wait here since the last pass
  * (hak_transfer_due) */
@@ -93,7 +115,7 @@ uint32_t hak_transfer_capacity(unsigned cls)
 bool hak_transfer_put(unsigned cls, void *const *blocks)
 {
     struct transfer_class *t = &transfer[cls];
-    if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) >= t->cap || pthread_mutex_trylock(&t->lock))
+    if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) >= t->cap || !try_lock(t))
         return false;
     uint32_t held = t->held;
     if (held < t->cap) {
@@ -102,7 +124,7 @@ bool hak_transfer_put(unsigned cls, void *const *blocks)
             __atomic_store_n(&t->since, hak_now_ms(), __ATOMIC_RELAXED);
         __atomic_store_n(&t->held, held + 1, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&t->lock);
+    unlock(t);
     if (held >= t->cap)
         return false;
     /* against hak_transfer_due's exchange: either it sees this batch or this
@@ -116,7 +138,7 @@ bool hak_transfer_put(unsigned cls, void *const *blocks)
 bool hak_transfer_take(unsigned cls, void **out)
 {
     struct transfer_class *t = &transfer[cls];
-    if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) == 0 || pthread_mutex_trylock(&t->lock))
+    if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) == 0 || !try_lock(t))
         return false;
     uint32_t held = t->held;
     if (held > 0) {
@@ -124,7 +146,7 @@ bool hak_transfer_take(unsigned cls, void **out)
         memcpy(out, t->slots + (size_t)(held - 1) * t->batch, t->batch * sizeof *out);
         __atomic_store_n(&t->since, hak_now_ms(), __ATOMIC_RELAXED); /* in use: the rest is not idle */
     }
-    pthread_mutex_unlock(&t->lock);
+    unlock(t);
     return held > 0;
 }
 
@@ -134,10 +156,10 @@ bool hak_transfer_holds(unsigned cls, const void *p)
     if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) == 0)
         return false;
     bool found = false;
-    pthread_mutex_lock(&t->lock);
+    lock(t);
     for (size_t i = 0; i < (size_t)t->held * t->batch && !found; i++) /* size_t: no overflow */
         found = t->slots[i] == p;
-    pthread_mutex_unlock(&t->lock);
+    unlock(t);
     return found;
 }
 
@@ -168,27 +190,27 @@ void hak_transfer_release(struct hak_heap *h, uint64_t now, bool all, uint64_t *
         struct transfer_class *t = &transfer[cls];
         if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) == 0)
             continue;
-        pthread_mutex_lock(&t->lock);
+        lock(t);
         if (t->held > 0 && (all || hak_decay_is_due(now, t->since))) {
             hak_heap_give(h, cls, t->slots, (uint32_t)((size_t)t->held * t->batch));
             __atomic_store_n(&t->held, 0, __ATOMIC_RELAXED);
         } else if (t->held > 0) {
             hak_decay_due(next_ms, t->since);
         }
-        pthread_mutex_unlock(&t->lock);
+        unlock(t);
     }
 }
 
 void hak_transfer_lock_all(void)
 {
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
-        pthread_mutex_lock(&transfer[cls].lock);
+        lock(&transfer[cls]);
 }
 
 void hak_transfer_unlock_all(void)
 {
     for (unsigned cls = HAK_NUM_CLASSES; cls-- > 0;)
-        pthread_mutex_unlock(&transfer[cls].lock);
+        unlock(&transfer[cls]);
 }
 
 /* The parent's note may stand for a pass only the parent's purger would

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,11 +453,30 @@ START_TEST(double_free_when_caches_are_full)
 }
 END_TEST
 
-/* Frees class cls's blocks until a flush puts a batch in the transfer cache,
- * then frees one of that batch again: found there by its key. */
+/* A thread that sets its caches up and then waits for good: while it
+ * lives, flushes go to the transfer cache (thread.c's transfer_put). */
+static int other_has_caches;
+
+static void *hold_caches(void *unused)
+{
+    (void)unused;
+    free(malloc(8));
+    __atomic_store_n(&other_has_caches, 1, __ATOMIC_RELEASE);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* Frees class cls's blocks until a flush puts a batch in the transfer cache
+ * (another thread has caches), then frees one of that batch again: found
+ * there by its key. */
 static void do_double_free_in_transfer(void *unused)
 {
     (void)unused;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, hold_caches, NULL), 0);
+    while (!__atomic_load_n(&other_has_caches, __ATOMIC_ACQUIRE))
+        sched_yield();
     enum { CLS = HAK_NUM_CLASSES - 2 };
     const struct hak_class_info *ci = &hak_class_info[CLS];
     uint32_t n = ci->ring + ci->sll + ci->refill + 1;

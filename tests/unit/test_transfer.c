@@ -107,23 +107,81 @@ START_TEST(refill_takes_a_batch_first)
 }
 END_TEST
 
+/* Another thread with caches, parked until other_thread_stop: while it
+ * lives, the calling thread's flushes may go to the transfer cache. */
+static pthread_t other;
+static int other_ready[2], other_stop[2]; /* pipes */
+
+static void *park(void *unused)
+{
+    (void)unused;
+    free(malloc(8)); /* its caches are set up */
+    ck_assert_int_eq(write(other_ready[1], "", 1), 1);
+    char c;
+    ck_assert_int_eq(read(other_stop[0], &c, 1), 0); /* until the other end closes */
+    return NULL;
+}
+
+static void other_thread_start(void)
+{
+    free(malloc(8)); /* the caller's caches are set up too */
+    ck_assert_int_eq(pipe(other_ready), 0);
+    ck_assert_int_eq(pipe(other_stop), 0);
+    ck_assert_int_eq(pthread_create(&other, NULL, park, NULL), 0);
+    char c;
+    ck_assert_int_eq(read(other_ready[0], &c, 1), 1);
+}
+
+static void other_thread_stop(void)
+{
+    close(other_stop[1]);
+    ck_assert_int_eq(pthread_join(other, NULL), 0);
+    close(other_stop[0]);
+    close(other_ready[0]);
+    close(other_ready[1]);
+}
+
+/* n blocks of CLS, malloc'd by this thread, in a calloc'd array. */
+static void **malloc_blocks(uint32_t n)
+{
+    void **p = calloc(n, sizeof *p);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_ptr_nonnull(p[i] = malloc(hak_class_info[CLS].size));
+    return p;
+}
+
+/* Free p[0..] until CLS's ring (its only cache tier) is full; copy its
+ * oldest `refill` blocks, which a flush gives back, to oldest; return how
+ * many blocks it freed. */
+static uint32_t fill_ring(void **p, void **oldest)
+{
+    uint32_t i = 0;
+    while (bin(CLS)->ring_s - 1 < hak_class_info[CLS].ring)
+        free(p[i++]);
+    for (uint32_t k = 0; k < hak_class_info[CLS].refill; k++)
+        oldest[k] = ring(CLS)[k];
+    return i;
+}
+
+/* Whether CLS is a ring then the slab (the default spec's mid classes), and
+ * transfers: the class the flush tests use. */
+static bool ring_only_transfers(void)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    return hak_transfer_capacity(CLS) > 0 && ci->ring_first && !(ci->tiers & HAK_TIER_SLL);
+}
+
 /* A full ring's flush puts its oldest `refill` blocks there as one batch,
- * and keeps the rest, moved down. */
+ * and keeps the rest, moved down, while another thread has caches. */
 START_TEST(flush_puts_the_oldest_blocks)
 {
     const struct hak_class_info *ci = &hak_class_info[CLS];
-    if (hak_transfer_capacity(CLS) == 0 || !ci->ring_first || (ci->tiers & HAK_TIER_SLL))
-        return; /* the default spec's mid classes: a ring, then the slab */
-    uint32_t n = ci->ring + 1;
-    void **p = calloc(n, sizeof *p);
-    for (uint32_t i = 0; i < n; i++)
-        ck_assert_ptr_nonnull(p[i] = malloc(ci->size));
-    uint32_t i = 0;
-    while (bin(CLS)->ring_s - 1 < ci->ring)
-        free(p[i++]);
+    if (!ring_only_transfers())
+        return;
+    other_thread_start();
+    void **p = malloc_blocks(ci->ring + 1);
     void **oldest = calloc(ci->refill, sizeof *oldest);
-    for (uint32_t k = 0; k < ci->refill; k++)
-        oldest[k] = ring(CLS)[k];
+    uint32_t i = fill_ring(p, oldest);
     void *above = ring(CLS)[ci->refill];
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
     free(p[i]); /* the ring is full: the flush comes first */
@@ -138,6 +196,84 @@ START_TEST(flush_puts_the_oldest_blocks)
     ck_assert_ptr_eq(ring(CLS)[ci->ring - ci->refill], p[i]);
     free(oldest);
     free(p);
+    other_thread_stop();
+}
+END_TEST
+
+/* The largest class whose caches are a ring then a list, if it transfers
+ * (the default spec's 1024 B); HAK_NUM_CLASSES if none. */
+static unsigned list_class(void)
+{
+    for (unsigned c = HAK_NUM_CLASSES; c-- > 0;) {
+        const struct hak_class_info *ci = &hak_class_info[c];
+        if (ci->ring_first && (ci->tiers & HAK_TIER_SLL) && hak_transfer_capacity(c) > 0)
+            return c;
+    }
+    return HAK_NUM_CLASSES;
+}
+
+/* A class whose last cache tier is the list flushes the list's first
+ * `refill` blocks, the last ones freed, as one batch. */
+START_TEST(flush_from_the_list_puts_its_head)
+{
+    unsigned c = list_class();
+    if (c == HAK_NUM_CLASSES)
+        return;
+    const struct hak_class_info *ci = &hak_class_info[c];
+    other_thread_start();
+    struct hak_bin *b = bin(c);
+    uint32_t n = ci->ring + ci->sll + 1;
+    void **p = calloc(n, sizeof *p);
+    for (uint32_t i = 0; i < n; i++)
+        ck_assert_ptr_nonnull(p[i] = malloc(ci->size));
+    uint32_t i = 0;
+    while (b->ring_s - 1 < ci->ring || b->sll_s - 1 < ci->sll)
+        free(p[i++]);
+    ck_assert_uint_ge(i, ci->refill);
+    ck_assert_uint_eq(hak_transfer_bytes(), 0);
+    free(p[i]); /* both tiers full: the flush comes first */
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
+    for (uint32_t k = 1; k <= ci->refill; k++) {
+        ck_assert(hak_transfer_holds(c, p[i - k]));
+        if (HAK_GUARDED)
+            ck_assert_uint_eq(HAK_KEY_WORD(p[i - k]), hak_cache_key);
+    }
+    ck_assert(!hak_transfer_holds(c, p[i - ci->refill - 1]));
+    ck_assert_uint_eq(b->sll_s - 1, ci->sll - ci->refill + 1);
+    ck_assert_ptr_eq(b->sll_head, p[i]);
+    ck_assert_ptr_eq(*(void **)p[i], p[i - ci->refill - 1]);
+    free(p);
+    other_thread_stop();
+}
+END_TEST
+
+/* The process's only thread with caches flushes to its spans: there is no
+ * other thread to take a batch, and the spans can be freed (single-threaded
+ * phases).  Also once the other thread has exited. */
+START_TEST(only_thread_flushes_to_spans)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    if (!ring_only_transfers())
+        return;
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) { /* a thread that came and went */
+            other_thread_start();
+            other_thread_stop();
+        }
+        void **p = malloc_blocks(ci->ring + 1);
+        void **oldest = calloc(ci->refill, sizeof *oldest);
+        uint32_t i = fill_ring(p, oldest);
+        free(p[i]); /* the flush */
+        ck_assert_uint_eq(hak_transfer_bytes(), 0);
+        ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
+        for (uint32_t k = 0; k < ci->refill; k++) /* free in their spans */
+            ck_assert(hak_heap_holds_free(hak_tls.heap, CLS, oldest[k]));
+        ck_assert(!hak_heap_holds_free(hak_tls.heap, CLS, ring(CLS)[0])); /* cached */
+        for (uint32_t k = i + 1; k < ci->ring + 1; k++)
+            free(p[k]);
+        free(oldest);
+        free(p);
+    }
 }
 END_TEST
 
@@ -159,6 +295,7 @@ static void *fill_and_exit(void *unused)
  * transfer cache, and exits; returns what the transfer cache holds. */
 static size_t fill_from_exited_thread(void)
 {
+    free(malloc(8)); /* this thread has caches: the other's flushes transfer */
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, fill_and_exit, NULL), 0);
     pthread_join(t, NULL);
@@ -236,6 +373,8 @@ Suite *suite_transfer(void)
     tcase_add_test(tc, batches_move_whole);
     tcase_add_test(tc, refill_takes_a_batch_first);
     tcase_add_test(tc, flush_puts_the_oldest_blocks);
+    tcase_add_test(tc, only_thread_flushes_to_spans);
+    tcase_add_test(tc, flush_from_the_list_puts_its_head);
     tcase_add_test(tc, idle_batches_go_back_after_decay);
     tcase_add_test(tc, pass_without_release_keeps_batches_due);
     tcase_add_test(tc, trim_gives_back_everything);
