@@ -189,6 +189,7 @@ void hak_heap_unlock_all(void) HAK_HIDDEN;
 /* ---- transfer.c: batches of free blocks passed between threads' caches ---- */
 bool hak_transfer_init(void) HAK_HIDDEN;     /* false: no memory, no transfers */
 uint32_t hak_transfer_capacity(unsigned cls) HAK_HIDDEN; /* batches cls may hold (its spec's `transfer`) */
+bool hak_transfer_room(unsigned cls) HAK_HIDDEN; /* a batch may be put (a hint: read unlocked) */
 /* Hand over a batch of exactly `refill` blocks; false: no room now (the
  * caller gives them to its heap). */
 bool hak_transfer_put(unsigned cls, void *const *blocks) HAK_HIDDEN;

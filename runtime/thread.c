@@ -154,15 +154,15 @@ static void *refill(unsigned cls, struct hak_bin *b)
     return got;
 }
 
-/* Put a full batch of class cls in the transfer cache (transfer.c), for the
- * next thread whose cache of the class runs empty; false when it goes to
- * the spans instead.  Only while another thread has caches: a process's only
- * thread would just take its own batches back, and meanwhile each would keep
- * up to a batch of spans from being freed (single-threaded phases: 27 MiB
- * left after freeing everything, 35 with transfers). */
-static bool transfer_put(unsigned cls, void *const *blocks)
+/* Whether a flush of class cls may put its batch in the transfer cache
+ * (transfer.c), for the next thread whose cache of the class runs empty: it
+ * has room, and another thread has caches.  A process's only thread would
+ * just take its own batches back, and meanwhile each would keep up to a
+ * batch of spans from being freed (single-threaded phases: 27 MiB left after
+ * freeing everything, 35 with transfers). */
+static bool may_transfer(unsigned cls)
 {
-    return __atomic_load_n(&threads_live, __ATOMIC_RELAXED) > 1 && hak_transfer_put(cls, blocks);
+    return __atomic_load_n(&threads_live, __ATOMIC_RELAXED) > 1 && hak_transfer_room(cls);
 }
 
 /* Class cls's cache tiers are all full: give `refill` blocks of the last tier
@@ -176,12 +176,12 @@ static void flush(unsigned cls, struct hak_bin *b)
     if (last_is_sll) {
         uint32_t n = ci->refill < b->sll_s - 1 ? ci->refill : b->sll_s - 1;
         HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
-        if (n == ci->refill && n <= 64) {
+        if (n == ci->refill && n <= 64 && may_transfer(cls)) {
             void *batch[64];
             void *q = b->sll_head;
             for (uint32_t i = 0; i < n; i++, q = *(void **)q)
                 batch[i] = q;
-            if (transfer_put(cls, batch)) {
+            if (hak_transfer_put(cls, batch)) {
                 b->sll_head = q;
                 b->sll_s -= n;
                 return;
@@ -196,7 +196,7 @@ static void flush(unsigned cls, struct hak_bin *b)
     uint32_t count = b->ring_s - 1;
     uint32_t n = ci->refill < count ? ci->refill : count;
     HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
-    if (n != ci->refill || !transfer_put(cls, ring))
+    if (n != ci->refill || !may_transfer(cls) || !hak_transfer_put(cls, ring))
         hak_heap_give(thread_heap, cls, ring, n);
     memmove(ring, ring + n, (count - n) * sizeof *ring);
     b->ring_s -= n;
@@ -481,7 +481,8 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-    threads_live = hak_tls.state == HAK_THREAD_LIVE; /* the one thread the child has */
+    /* the one thread the child has */
+    __atomic_store_n(&threads_live, hak_tls.state == HAK_THREAD_LIVE, __ATOMIC_RELAXED);
     HAK_STAT(hak_stats_after_fork_child());
     hak_heap_after_fork_child();
     hak_decay_after_fork_child();

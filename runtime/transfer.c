@@ -36,6 +36,7 @@
  */
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -64,8 +65,17 @@ static bool try_lock(struct transfer_class *t)
 
 static void lock(struct transfer_class *t)
 {
-    while (!try_lock(t))
-        sched_yield();
+    /* a holder is in the middle of a copy: yield to it; one preempted by a
+     * thread of higher priority on this CPU (sched_yield would not let it
+     * run) is let run by a sleep */
+    for (unsigned tries = 0; !try_lock(t); tries++) {
+        if (tries < 64) {
+            sched_yield();
+        } else {
+            const struct timespec nap = {0, 100 * 1000};
+            nanosleep(&nap, NULL);
+        }
+    }
 }
 
 static void unlock(struct transfer_class *t)
@@ -112,10 +122,16 @@ uint32_t hak_transfer_capacity(unsigned cls)
     return transfer[cls].cap;
 }
 
+bool hak_transfer_room(unsigned cls)
+{
+    struct transfer_class *t = &transfer[cls];
+    return __atomic_load_n(&t->held, __ATOMIC_RELAXED) < t->cap;
+}
+
 bool hak_transfer_put(unsigned cls, void *const *blocks)
 {
     struct transfer_class *t = &transfer[cls];
-    if (__atomic_load_n(&t->held, __ATOMIC_RELAXED) >= t->cap || !try_lock(t))
+    if (!hak_transfer_room(cls) || !try_lock(t))
         return false;
     uint32_t held = t->held;
     if (held < t->cap) {

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -200,13 +201,48 @@ START_TEST(flush_puts_the_oldest_blocks)
 }
 END_TEST
 
-/* The largest class whose caches are a ring then a list, if it transfers
- * (the default spec's 1024 B); HAK_NUM_CLASSES if none. */
+/* A fork child has one thread, whatever its parent had: its flushes go to
+ * its spans.  The parent's, with its other thread, go to the transfer
+ * cache. */
+START_TEST(fork_child_flushes_to_spans)
+{
+    const struct hak_class_info *ci = &hak_class_info[CLS];
+    if (!ring_only_transfers())
+        return;
+    other_thread_start();
+    void **p = malloc_blocks(ci->ring + 1);
+    void **oldest = calloc(ci->refill, sizeof *oldest);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        free(p[fill_ring(p, oldest)]); /* the flush */
+        bool spans = hak_transfer_bytes() == 0;
+        for (uint32_t k = 0; k < ci->refill; k++)
+            spans = spans && hak_heap_holds_free(hak_tls.heap, CLS, oldest[k]);
+        _exit(spans ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    free(p[fill_ring(p, oldest)]);
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
+    ck_assert(hak_transfer_holds(CLS, oldest[0]));
+    free(oldest);
+    free(p);
+    other_thread_stop();
+}
+END_TEST
+
+/* The largest class whose last cache tier is the list (a ring then a list,
+ * or a list alone), if it transfers (the default spec's 1024 B);
+ * HAK_NUM_CLASSES if none. */
 static unsigned list_class(void)
 {
     for (unsigned c = HAK_NUM_CLASSES; c-- > 0;) {
         const struct hak_class_info *ci = &hak_class_info[c];
-        if (ci->ring_first && (ci->tiers & HAK_TIER_SLL) && hak_transfer_capacity(c) > 0)
+        bool list_last = (ci->tiers & HAK_TIER_SLL) && (ci->ring_first || !(ci->tiers & HAK_TIER_RING));
+        if (list_last && hak_transfer_capacity(c) > 0)
             return c;
     }
     return HAK_NUM_CLASSES;
@@ -227,7 +263,7 @@ START_TEST(flush_from_the_list_puts_its_head)
     for (uint32_t i = 0; i < n; i++)
         ck_assert_ptr_nonnull(p[i] = malloc(ci->size));
     uint32_t i = 0;
-    while (b->ring_s - 1 < ci->ring || b->sll_s - 1 < ci->sll)
+    while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
         free(p[i++]);
     ck_assert_uint_ge(i, ci->refill);
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
@@ -375,6 +411,7 @@ Suite *suite_transfer(void)
     tcase_add_test(tc, flush_puts_the_oldest_blocks);
     tcase_add_test(tc, only_thread_flushes_to_spans);
     tcase_add_test(tc, flush_from_the_list_puts_its_head);
+    tcase_add_test(tc, fork_child_flushes_to_spans);
     tcase_add_test(tc, idle_batches_go_back_after_decay);
     tcase_add_test(tc, pass_without_release_keeps_batches_due);
     tcase_add_test(tc, trim_gives_back_everything);
