@@ -68,6 +68,11 @@ LIVE_SCALE = 64           # DP weights: peak blocks out, in 1/64ths of a block
 HUGE_PAGES_MIN_HEAP = 16 << 20       # huge pages (auto) for a heap this large at its peak
 HUGE_PAGES_MIN_TURNOVER = 400_000    # ... turned over by this many mallocs per 2 MiB of it
 LARGE_CACHE_MAX = 1 << 40            # the schema's bound on large.cache_bytes
+# A tiny class whose frees were cross-thread for >= REMOTE_MIN_SHARE gets a transfer cache of
+# TRANSFER_BLOCKS blocks in batches of its refill (the default spec: 32 batches of 16 for
+# 320..1024 B, where larson's threads drift apart by ~700 blocks of a class)
+REMOTE_MIN_SHARE = 0.01
+TRANSFER_BLOCKS = 512
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # schema.Name
 
 
@@ -617,6 +622,9 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
         f"tier only where",
         f"# bursts beyond half the ring carry >= {SLL_KEEP_SHARE:.0%} of the operations "
         f"(sll = the 99th percentile burst).",
+        f"# Transfer caches of {TRANSFER_BLOCKS} blocks where >= {REMOTE_MIN_SHARE:.0%} of a tiny "
+        f"class's frees were cross-thread;",
+        "# the mid classes keep the base's.",
         f"# Huge pages for a heap of >= {_mib(HUGE_PAGES_MIN_HEAP)} at its peak turned over by "
         f">= {_num(HUGE_PAGES_MIN_TURNOVER)} mallocs per",
         "# 2 MiB of it; the large cache holds two spans of the largest request above the classes.",
@@ -660,8 +668,15 @@ def _class_entry(r):
     if p["sll"]:
         fields.append(f"sll: {p['sll']}")
     fields.append(f"refill: {p['refill']}")
+    if r["remote_share"] >= REMOTE_MIN_SHARE:
+        fields.append(f"transfer: {transfer_batches(p['refill'])}")
     fields.append("tiers: [ring, sll, slab]" if p["sll"] else "tiers: [ring, slab]")
     return "{ " + ", ".join(fields) + " }"
+
+
+def transfer_batches(refill):
+    """Batches of `refill` blocks that hold TRANSFER_BLOCKS (at least one)."""
+    return max(1, TRANSFER_BLOCKS // refill)
 
 
 def _class_note(r, requests, mid=False):
@@ -675,7 +690,7 @@ def _class_note(r, requests, mid=False):
     note += f", p90 burst {p['p90']}, peak {_num(r['peak_out'])} out"
     if p["sll"]:
         note += f"; {_pct(p['spill'])} of ops beyond ring/2"
-    if r["remote_share"] >= 0.01:
+    if r["remote_share"] >= REMOTE_MIN_SHARE:
         note += f"; {_pct(r['remote_share'])} remote frees"
     return note
 

@@ -79,7 +79,7 @@ struct hak_class_stats {
     uint64_t refill_blocks;
     uint64_t flushes;        /* batches given back */
     uint64_t flush_blocks;
-    uint64_t remote_frees;   /* blocks given to spans of another thread's heap */
+    uint64_t remote_frees;   /* blocks of another thread's heap given back: to their spans, or in transfer batches */
     uint64_t spans_mapped;   /* spans this thread took from a superslab */
     uint64_t spans_returned; /* spans this thread gave back to one */
 };

@@ -321,6 +321,17 @@ bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p)
            (__atomic_load_n(&remote_bits(sp)[i / 64], __ATOMIC_RELAXED) & bit);
 }
 
+#if HAK_METRICS
+uint32_t hak_heap_foreign_blocks(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n)
+{
+    unsigned units = hak_class_info[cls].span_bytes / HAK_SLAB_BYTES;
+    uint32_t foreign = 0;
+    for (uint32_t i = 0; i < n; i++) /* a cached block keeps its span live: sp stays valid */
+        foreign += __atomic_load_n(&hak_span_of(blocks[i], units)->owner, __ATOMIC_RELAXED) != h;
+    return foreign;
+}
+#endif
+
 /* ---- giving blocks back ---- */
 
 /* Set word w's bit in sp's summary, which lets the owner take the word, and

@@ -164,6 +164,10 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
 void hak_heap_trim_abandoned(void) HAK_HIDDEN;           /* free abandoned spans now empty */
 void hak_heap_trim(struct hak_heap *h) HAK_HIDDEN;       /* free h's empty spans, even the last */
 bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p) HAK_HIDDEN; /* guarded free */
+/* Metrics builds: how many of blocks[0..n), cached by h's thread, are in
+ * spans of another heap (thread.c counts them as remote frees when a flush
+ * puts them in a transfer batch). */
+uint32_t hak_heap_foreign_blocks(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n) HAK_HIDDEN;
 bool hak_heap_marking(const struct hak_superslab *ss) HAK_HIDDEN; /* purge: keep ss mapped */
 void hak_heap_after_fork_child(void) HAK_HIDDEN; /* finish the gone threads' remote frees */
 

@@ -165,6 +165,16 @@ static bool may_transfer(unsigned cls)
     return __atomic_load_n(&threads_live, __ATOMIC_RELAXED) > 1 && hak_transfer_room(cls);
 }
 
+#if HAK_METRICS
+/* A batch put in the transfer cache: its blocks of other heaps count as
+ * remote frees, as they would have in their spans' remote bitmaps (the
+ * profile's cross-thread share, which gen/hakgen tune reads). */
+static void count_remote(unsigned cls, void *const *blocks, uint32_t n)
+{
+    hak_tls.stats[cls].remote_frees += hak_heap_foreign_blocks(thread_heap, cls, blocks, n);
+}
+#endif
+
 /* Class cls's cache tiers are all full: give `refill` blocks of the last tier
  * back (to the transfer cache, or to their spans), making room for one more
  * free. */
@@ -182,6 +192,7 @@ static void flush(unsigned cls, struct hak_bin *b)
             for (uint32_t i = 0; i < n; i++, q = *(void **)q)
                 batch[i] = q;
             if (hak_transfer_put(cls, batch)) {
+                HAK_STAT(count_remote(cls, batch, n));
                 b->sll_head = q;
                 b->sll_s -= n;
                 return;
@@ -198,6 +209,8 @@ static void flush(unsigned cls, struct hak_bin *b)
     HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
     if (n != ci->refill || !may_transfer(cls) || !hak_transfer_put(cls, ring))
         hak_heap_give(thread_heap, cls, ring, n);
+    else
+        HAK_STAT(count_remote(cls, ring, n));
     memmove(ring, ring + n, (count - n) * sizeof *ring);
     b->ring_s -= n;
 }

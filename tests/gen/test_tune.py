@@ -20,17 +20,19 @@ BASE_SIZES = ([16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 4
                  10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768])
 
 
-def profile(hist, bursts=None, peak=None, large=(), threads=1):
+def profile(hist, bursts=None, peak=None, large=(), threads=1, remote=None):
     """A version 1 profile of the default spec's classes: `hist` {size (a multiple of 16):
-    requests}; `bursts` {class size: ([[len_lo, n], ...] allocs, [...] frees)}."""
-    bursts, peak = bursts or {}, peak or {}
+    requests}; `bursts` {class size: ([[len_lo, n], ...] allocs, [...] frees)}; `remote`
+    {class size: frees by another thread}."""
+    bursts, peak, remote = bursts or {}, peak or {}, remote or {}
     classes, prev = [], 0
     for size in BASE_SIZES:
         reqs = sum(n for s, n in hist.items() if prev < s <= size or (s == 0 and prev == 0))
         default = ([[1, reqs]], [[1, reqs]]) if reqs else ([], [])
         a, f = bursts.get(size, default)
         classes.append({"size": size, "allocs": reqs, "frees": reqs,
-                        "peak_out": peak.get(size, min(reqs, 64)), "remote_frees": 0,
+                        "peak_out": peak.get(size, min(reqs, 64)),
+                        "remote_frees": remote.get(size, 0),
                         "alloc_bursts": a, "free_bursts": f})
         prev = size
     return {"format": "hakmem-profile", "version": 1,
@@ -429,6 +431,26 @@ class TuneCommandTest(TempDirTest):
         self.assertEqual((tiny[32]["ring"], tiny[32]["refill"]), (256, 128))
         self.assertEqual(tiny[32]["tiers"], ["ring", "slab"])
         self.assertEqual((tiny[528]["ring"], tiny[528]["refill"]), (8, 4))
+
+    def test_transfer_only_where_frees_crossed_threads(self):
+        hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
+        bursts = {32: ([[64, 100]], [[64, 100]]), 640: ([[1, 4000]], [[1, 4000]])}
+        # 32 B: 30% of its frees by another thread; 528 B (class 640): 0.5%, below the bar
+        self.write_profile(profile(hist, bursts, peak={32: 5000, 640: 3000}, threads=2,
+                                   remote={32: 3000, 640: 20}))
+        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        tiny = {c["size"]: c for c in r["tiny"]["classes"]}
+        self.assertEqual(tiny[32]["refill"], 128)
+        self.assertEqual(tiny[32]["transfer"], tune.TRANSFER_BLOCKS // 128)  # 4 batches
+        self.assertEqual(tiny[528]["transfer"], 0)
+        self.assertEqual(r["mid"]["transfer"], 4)  # the base's
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("transfer: 4, tiers: [ring, slab] }", text)
+        self.assertIn("30.0% remote frees", text)
+        self.assertEqual(tune.transfer_batches(16), 32)
+        self.assertEqual(tune.transfer_batches(1024), 1)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,18 @@ gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/fork_threads" t
 LD_PRELOAD=$lib "$work/fork_threads" "$work/fork.csv" && fork_rc=0 || fork_rc=$?
 check "fork: the child's report ends and counts its thread (exit $fork_rc; 3 = hung)" \
     '[ "$fork_rc" = 0 ] && [ "$(grep "^28,5120," "$work/fork.csv")" = "28,5120,ring;slab,37,0,3,40,0,0,3,48,0,0,0,4,0" ]'
+# Cross-thread frees count as remote frees whether a flush put them in a
+# transfer batch or in their spans' remote bitmaps (notransfer): 449 of them,
+# 2 flushes of 64 blocks (tests/metrics/cross_thread.c).
+gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/cross_thread" tests/metrics/cross_thread.c
+printf 'base: %s/spec/variants/metrics.yaml\nname: metricsnotransfer\ntiny: { all: { transfer: 0 } }\nmid: { transfer: 0 }\n' \
+    "$PWD" >"$work/metricsnotransfer.yaml"
+make -s VARIANT=metricsnotransfer SPEC="$work/metricsnotransfer.yaml" >/dev/null
+for v in metrics metricsnotransfer; do
+    HAKMEM_STATS="$work/cross-$v.csv" LD_PRELOAD=$PWD/build/$v/libhakmem.so "$work/cross_thread"
+    check "csv: blocks freed by another thread are remote frees ($v)" \
+        '[ "$(grep "^3,64," "$work/cross-$v.csv" | cut -d, -f12-14)" = "2,128,449" ]'
+done
 quiet=$(LD_PRELOAD=$lib "$work/workload" 2>&1)
 check "nothing without HAKMEM_STATS" '[ -z "$quiet" ]'
 
