@@ -154,11 +154,11 @@ class ProvenanceTest(TempDirTest):
 
 
 class OneFieldEditTest(TempDirTest):
-    """ring of the 64-byte class (class 3) 128 -> 64 changes exactly its constants."""
+    """ring of the 64-byte class (class 3) 256 -> 128 changes exactly its constants."""
 
     def test_ring_of_class_3(self):
         before = _default_text()
-        after = edit(before, "{ size: 64,   ring: 128,", "{ size: 64,   ring: 64, ")
+        after = edit(before, "{ size: 64,   ring: 256,", "{ size: 64,   ring: 128,")
         self.write("a/classes.yaml", before)
         self.write("b/classes.yaml", after)
         self.assertOk(self.hakgen("generate", "a/classes.yaml", "oa"))
@@ -168,7 +168,7 @@ class OneFieldEditTest(TempDirTest):
         hb = self.assertOk(self.hakgen("validate", "b/classes.yaml")).split()[-1]
         self.assertNotEqual(ha, hb)
         self.assertEqual(self.assertOk(self.hakgen("diff", "a/classes.yaml", "b/classes.yaml")),
-                         "tiny.classes[size=64].ring: 128 -> 64\n")
+                         "tiny.classes[size=64].ring: 256 -> 128\n")
 
         def expect(text, *subs):
             """text with the hash swapped and each (old, new, count) applied."""
@@ -180,42 +180,42 @@ class OneFieldEditTest(TempDirTest):
 
         name = "hak_spec.h"
         self.assertEqual(b[name], expect(a[name], (
-            "        void *ring[128];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n",
-            "        void *ring[64];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n")))
+            "        void *ring[256];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n",
+            "        void *ring[128];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n")))
 
         name = "hak_front.h"
         start = a[name].index("HAK_INLINE void hak_free_c3(void *p)")
         end = a[name].index("HAK_INLINE", start + 1)
         free_c3 = a[name][start:end]
-        self.assertEqual(free_c3.count("s - 1 < 128u"), 1)
-        self.assertEqual(free_c3.count("hak_free_keyed(3, p)"), 2)  # each cache tier checks the key
-        self.assertEqual(b[name], expect(a[name], (free_c3, free_c3.replace("s - 1 < 128u", "s - 1 < 64u"))))
+        self.assertEqual(free_c3.count("s - 1 < 256u"), 1)
+        self.assertEqual(free_c3.count("hak_free_keyed(3, p)"), 1)  # its one cache tier checks the key
+        self.assertEqual(b[name], expect(a[name], (free_c3, free_c3.replace("s - 1 < 256u", "s - 1 < 128u"))))
 
         name = "hak_tables.c"
         row = re.search(r"^ \*\s+3  tiny\s+64 .*\n", a[name], re.M).group(0)
         cstr = render._env().filters["cstr"]
-        # 64 slots fewer: every later class's bin 512 bytes lower (a multiple of
-        # 128, so no bin's padding changes); the layout checks say so
+        # 128 slots fewer: every later class's bin 1024 bytes lower (a multiple
+        # of 128, so no bin's padding changes); the layout checks say so
         at = re.compile(r"offsetof\(struct hak_thread_block, c(\d+)\) == (\d+),")
-        moved = [(f"c{i}) == {off},", f"c{i}) == {int(off) - 512},")
+        moved = [(f"c{i}) == {off},", f"c{i}) == {int(off) - 1024},")
                  for i, off in at.findall(a[name]) if int(i) > 3]
         self.assertEqual(len(moved), 36)
-        # hak_fast.cap: code 0, then class 0, 1, 2, 3 (ring 128 -> 64), ...
+        # hak_fast.cap: code 0, then class 0, 1, 2, 3 (ring 256 -> 128), ...
         caps = re.search(r"^    \.cap = \{.*\},$", a[name], re.M).group(0)
-        self.assertTrue(caps.startswith("    .cap = {0, 128, 128, 128, 128, "), caps)
-        caps_b = caps.replace("{0, 128, 128, 128, 128, ", "{0, 128, 128, 128, 64, ")
+        self.assertTrue(caps.startswith("    .cap = {0, 256, 256, 256, 256, "), caps)
+        caps_b = caps.replace("{0, 256, 256, 256, 256, ", "{0, 256, 256, 256, 128, ")
         self.assertEqual(b[name], expect(
             a[name], *moved,
-            (row, row.replace("    128   256", "     64   256")),
-            ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,",
-             "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 64,"),
+            (row, row.replace("    256     0", "    128     0")),
+            ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 256,",
+             "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,"),
             (caps, caps_b),
             (cstr(a["spec.json"]), cstr(b["spec.json"]))))
 
         name = "spec.json"
         resolved = json.loads(a[name])
         self.assertEqual(resolved["tiny"]["classes"][3]["size"], 64)
-        resolved["tiny"]["classes"][3]["ring"] = 64
+        resolved["tiny"]["classes"][3]["ring"] = 128
         self.assertNotIn(ha, a[name])  # the hash covers spec.json; it is not inside it
         self.assertEqual(b[name], resolve.canonical_json(resolved))
         self.assertEqual(hb, resolve.spec_hash(resolved))

@@ -13,12 +13,12 @@ make -s >/dev/null
 gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/workload" tests/metrics/workload.c
 lib=$PWD/build/metrics/libhakmem.so
 
-# class 3 (64 B, ring 128, refill 64): main refills once and then hits the ring
+# class 3 (64 B, ring 256, refill 64): main refills once and then hits the ring
 # 999 times; the thread refills twice for its 100 blocks (64 + 64).  Every free
 # fits the ring.  Two heaps map one span each.
 HAKMEM_STATS="$work/stats.csv" LD_PRELOAD=$lib "$work/workload"
 check "csv: exact counts of the 64 B class" \
-    '[ "$(grep "^3,64," "$work/stats.csv")" = "3,64,ring;sll;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
+    '[ "$(grep "^3,64," "$work/stats.csv")" = "3,64,ring;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
 check "csv: header and one row per class" \
     '[ "$(head -1 "$work/stats.csv" | cut -d, -f1-6)" = "class,size,tiers,alloc_tier0,alloc_tier1,alloc_slow" ] &&
      [ "$(grep -c "^[0-9]" "$work/stats.csv")" = "$(grep -c "^ \*  *[0-9]" generated/metrics/hak_tables.c)" ]'
@@ -37,7 +37,7 @@ table=$(HAKMEM_STATS=1 LD_PRELOAD=$lib "$work/workload" 2>&1)
 # (no grep -q or head in a pipeline: under pipefail the writer's SIGPIPE when
 # they stop reading early fails the check, or with `!` passes it wrongly)
 check "table on stderr" \
-    'echo "$table" | grep -E "^ +3 +64 ring,sll,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" >/dev/null &&
+    'echo "$table" | grep -E "^ +3 +64 ring,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" >/dev/null &&
      [[ "${table%%$'"'"'\n'"'"'*}" == "hakmem stats: spec metrics hash "* ]]'
 # The profile counts a large request even when it is the thread's first call
 # (800000 B: the bucket of sizes up to 2^20 - 1).
@@ -54,7 +54,7 @@ check "fork: the child's report ends and counts its thread (exit $fork_rc; 3 = h
     '[ "$fork_rc" = 0 ] && [ "$(grep "^28,5120," "$work/fork.csv")" = "28,5120,ring;slab,37,0,3,40,0,0,3,48,0,0,0,4,0" ]'
 # Cross-thread frees count as remote frees whether a flush put them in a
 # transfer batch or in their spans' remote bitmaps (notransfer): 449 of them,
-# 2 flushes of 64 blocks (tests/metrics/cross_thread.c).
+# 4 flushes of 64 blocks (tests/metrics/cross_thread.c).
 gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/cross_thread" tests/metrics/cross_thread.c
 printf 'base: %s/spec/variants/metrics.yaml\nname: metricsnotransfer\ntiny: { all: { transfer: 0 } }\nmid: { transfer: 0 }\n' \
     "$PWD" >"$work/metricsnotransfer.yaml"
@@ -62,7 +62,7 @@ make -s VARIANT=metricsnotransfer SPEC="$work/metricsnotransfer.yaml" >/dev/null
 for v in metrics metricsnotransfer; do
     HAKMEM_STATS="$work/cross-$v.csv" LD_PRELOAD=$PWD/build/$v/libhakmem.so "$work/cross_thread"
     check "csv: blocks freed by another thread are remote frees ($v)" \
-        '[ "$(grep "^3,64," "$work/cross-$v.csv" | cut -d, -f12-14)" = "2,128,449" ]'
+        '[ "$(grep "^3,64," "$work/cross-$v.csv" | cut -d, -f12-14)" = "4,256,449" ]'
 done
 quiet=$(LD_PRELOAD=$lib "$work/workload" 2>&1)
 check "nothing without HAKMEM_STATS" '[ -z "$quiet" ]'
