@@ -6,11 +6,12 @@
  * oldest, or a list's first) here as one batch (thread.c's flush); a thread
  * whose cache is empty takes a whole batch (refill) before it looks at its
  * heap's spans.  A batch moves with one lock and one copy of its pointers:
- * no block's memory, span or bitmap is touched.  Without it, a program whose blocks are freed by other
- * threads than the ones that allocated them (a producer and a consumer;
- * mid_mt, larson) sends nearly every flushed block to its span's remote
- * bitmap - a compare-exchange and two or three cache lines moved between
- * cores per block - and the owner takes them back a bitmap word at a time.
+ * no block's memory, span or bitmap is touched.  Without it, a program
+ * whose blocks are freed by other threads than the ones that allocated them
+ * (a producer and a consumer; mid_mt, larson) sends nearly every flushed
+ * block to its span's remote bitmap - a compare-exchange and two or three
+ * cache lines moved between cores per block - and the owner takes them
+ * back a bitmap word at a time.
  * (tcmalloc's transfer cache is the same idea, between its thread caches
  * and its central lists.)
  *
