@@ -142,13 +142,27 @@ static void other_thread_stop(void)
     close(other_ready[1]);
 }
 
-/* n blocks of CLS, malloc'd by this thread, in a calloc'd array. */
-static void **malloc_blocks(uint32_t n)
+/* n blocks of class cls, malloc'd by this thread, in a calloc'd array. */
+static void **malloc_blocks(unsigned cls, uint32_t n)
 {
     void **p = calloc(n, sizeof *p);
     for (uint32_t i = 0; i < n; i++)
-        ck_assert_ptr_nonnull(p[i] = malloc(hak_class_info[CLS].size));
+        ck_assert_ptr_nonnull(p[i] = malloc(hak_class_info[cls].size));
     return p;
+}
+
+/* The transfer cache holds exactly one batch of class cls, blocks[0..refill),
+ * each carrying the key as cached blocks do (guarded mode: a second free
+ * finds them). */
+static void assert_one_batch_held(unsigned cls, void *const *blocks)
+{
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
+    for (uint32_t k = 0; k < ci->refill; k++) {
+        ck_assert(hak_transfer_holds(cls, blocks[k]));
+        if (HAK_GUARDED)
+            ck_assert_uint_eq(HAK_KEY_WORD(blocks[k]), hak_cache_key);
+    }
 }
 
 /* Free p[0..] until CLS's ring (its only cache tier) is full; copy its
@@ -180,18 +194,13 @@ START_TEST(flush_puts_the_oldest_blocks)
     if (!ring_only_transfers())
         return;
     other_thread_start();
-    void **p = malloc_blocks(ci->ring + 1);
+    void **p = malloc_blocks(CLS, ci->ring + 1);
     void **oldest = calloc(ci->refill, sizeof *oldest);
     uint32_t i = fill_ring(p, oldest);
     void *above = ring(CLS)[ci->refill];
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
     free(p[i]); /* the ring is full: the flush comes first */
-    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
-    for (uint32_t k = 0; k < ci->refill; k++) {
-        ck_assert(hak_transfer_holds(CLS, oldest[k]));
-        if (HAK_GUARDED) /* as cached blocks do: a second free finds them */
-            ck_assert_uint_eq(HAK_KEY_WORD(oldest[k]), hak_cache_key);
-    }
+    assert_one_batch_held(CLS, oldest);
     ck_assert_ptr_eq(ring(CLS)[0], above);
     ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
     ck_assert_ptr_eq(ring(CLS)[ci->ring - ci->refill], p[i]);
@@ -210,7 +219,7 @@ START_TEST(fork_child_flushes_to_spans)
     if (!ring_only_transfers())
         return;
     other_thread_start();
-    void **p = malloc_blocks(ci->ring + 1);
+    void **p = malloc_blocks(CLS, ci->ring + 1);
     void **oldest = calloc(ci->refill, sizeof *oldest);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -258,22 +267,14 @@ START_TEST(flush_from_the_list_puts_its_head)
     const struct hak_class_info *ci = &hak_class_info[c];
     other_thread_start();
     struct hak_bin *b = bin(c);
-    uint32_t n = ci->ring + ci->sll + 1;
-    void **p = calloc(n, sizeof *p);
-    for (uint32_t i = 0; i < n; i++)
-        ck_assert_ptr_nonnull(p[i] = malloc(ci->size));
+    void **p = malloc_blocks(c, ci->ring + ci->sll + 1);
     uint32_t i = 0;
     while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
         free(p[i++]);
     ck_assert_uint_ge(i, ci->refill);
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
     free(p[i]); /* both tiers full: the flush comes first */
-    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
-    for (uint32_t k = 1; k <= ci->refill; k++) {
-        ck_assert(hak_transfer_holds(c, p[i - k]));
-        if (HAK_GUARDED)
-            ck_assert_uint_eq(HAK_KEY_WORD(p[i - k]), hak_cache_key);
-    }
+    assert_one_batch_held(c, p + i - ci->refill); /* the last refill freed */
     ck_assert(!hak_transfer_holds(c, p[i - ci->refill - 1]));
     ck_assert_uint_eq(b->sll_s - 1, ci->sll - ci->refill + 1);
     ck_assert_ptr_eq(b->sll_head, p[i]);
@@ -296,7 +297,7 @@ START_TEST(only_thread_flushes_to_spans)
             other_thread_start();
             other_thread_stop();
         }
-        void **p = malloc_blocks(ci->ring + 1);
+        void **p = malloc_blocks(CLS, ci->ring + 1);
         void **oldest = calloc(ci->refill, sizeof *oldest);
         uint32_t i = fill_ring(p, oldest);
         free(p[i]); /* the flush */
