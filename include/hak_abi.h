@@ -117,30 +117,42 @@ struct hak_prof {
 enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
 
 /*
- * The region map: one byte per slab (HAK_SLAB_BYTES) of address space, saying
- * which class's span covers it (code = class index + 1), or 0 when the slab is
- * not a live span of ours.  Two levels so that an unused part of the 47-bit
- * address space costs nothing: a small top array, leaves mmap'd on demand.
- * A top entry without a leaf of its own points at hak_region_none, a leaf of
- * zeros in .bss that is never written (nor, unread, resident): the lookup
- * needs no NULL test.  Reading it never touches the pointed-to memory.
+ * The region map: one byte per slab (HAK_SLAB_BYTES) of the 47-bit user
+ * address space, saying which class's span covers it (code = class index + 1),
+ * or 0 when the slab is not a live span of ours.  Flat, so that free reaches a
+ * code with one load that depends on the pointer: 2^47 / slab_bytes bytes (2
+ * GiB at 64 KiB) of address space, mapped read-only when the first SuperSlab
+ * is made, so that it commits no memory: reads of a page never written see the
+ * kernel's zero page.  The map pages that cover a SuperSlab are made writable
+ * when it is mapped (region.c).  Until then slabs is 0, so every address is
+ * not ours.
  */
-#define HAK_MAP_TOP_BITS 11
-#define HAK_MAP_LEAF_BITS (47 - HAK_SLAB_SHIFT - HAK_MAP_TOP_BITS)
-#define HAK_MAP_LEAF_MASK ((1u << HAK_MAP_LEAF_BITS) - 1)
-extern uint8_t *hak_region_top[1u << HAK_MAP_TOP_BITS] HAK_HIDDEN;
-extern uint8_t hak_region_none[1u << HAK_MAP_LEAF_BITS] HAK_HIDDEN;
+#define HAK_MAP_SLABS ((uintptr_t)1 << (47 - HAK_SLAB_SHIFT))
+struct hak_region_map {
+    const uint8_t *codes; /* HAK_MAP_SLABS bytes */
+    uintptr_t slabs;      /* 0 until codes is mapped, then HAK_MAP_SLABS */
+};
+extern struct hak_region_map hak_region HAK_HIDDEN;
 
-/* The class code of the slab holding address a; 0 when not ours.  NULL needs
- * no test of its own: no span is ever at address 0, so its code is 0. */
+/* Whether the map covers address a: a user-space address, and the map exists.
+ * The acquire (a plain move on x86) orders the load of codes after it: a
+ * thread that sees slabs set sees codes (region.c stores codes first). */
+static inline int hak_region_covers(uintptr_t a)
+{
+    return (a >> HAK_SLAB_SHIFT) < __atomic_load_n(&hak_region.slabs, __ATOMIC_ACQUIRE);
+}
+
+/* The class code of the slab holding address a, which the map covers. */
+static inline unsigned hak_region_covered_code(uintptr_t a)
+{
+    /* relaxed: a plain move, but written concurrently (region.c) */
+    return __atomic_load_n(&hak_region.codes[a >> HAK_SLAB_SHIFT], __ATOMIC_RELAXED);
+}
+
+/* The class code of the slab holding address a; 0 when not ours. */
 static inline unsigned hak_region_code(uintptr_t a)
 {
-    uintptr_t top = a >> (HAK_SLAB_SHIFT + HAK_MAP_LEAF_BITS);
-    if (HAK_UNLIKELY(top >= (1u << HAK_MAP_TOP_BITS)))  /* not a user-space address */
-        return 0;
-    /* relaxed atomic loads: plain moves, but written concurrently (region.c) */
-    const uint8_t *leaf = __atomic_load_n(&hak_region_top[top], __ATOMIC_RELAXED);
-    return __atomic_load_n(&leaf[(a >> HAK_SLAB_SHIFT) & HAK_MAP_LEAF_MASK], __ATOMIC_RELAXED);
+    return HAK_LIKELY(hak_region_covers(a)) ? hak_region_covered_code(a) : 0;
 }
 
 /*
@@ -195,7 +207,9 @@ static inline uint32_t hak_block_index(unsigned code, uint32_t off)
 
 /* Slow paths: one call from a generated fast path when its caches miss. */
 void *hak_alloc_tiers(unsigned cls) HAK_HIDDEN HAK_NOINLINE;          /* table miss */
-void hak_free_tiers(unsigned code, void *p) HAK_HIDDEN HAK_NOINLINE;  /* table miss; code = cls + 1, 0: not ours */
+/* A table miss.  It, and hak_free_keyed below, take p alone and look its class
+ * up again: the front's jump to them then needs no register of its own. */
+void hak_free_tiers(void *p) HAK_HIDDEN HAK_NOINLINE;
 void *hak_alloc_slow(unsigned cls) HAK_HIDDEN HAK_NOINLINE;
 void hak_free_slow(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
 void *hak_large_malloc(size_t n) HAK_HIDDEN HAK_NOINLINE;
@@ -215,6 +229,6 @@ void hak_front_invalid(const void *p) HAK_HIDDEN HAK_NOINLINE;
 /* Guarded mode: p carries the cache key.  Reports a double free when p is in
  * the thread's caches or free in its span; otherwise frees p (a tail call from
  * the front, for the same reason). */
-void hak_free_keyed(unsigned cls, void *p) HAK_HIDDEN HAK_NOINLINE;
+void hak_free_keyed(void *p) HAK_HIDDEN HAK_NOINLINE;
 
 #endif /* HAK_ABI_H */

@@ -57,7 +57,7 @@ void hak_decay_purge_unlock(void) HAK_HIDDEN; /* fork: parent and child */
 void hak_decay_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
 
 /* ---- region.c: the address -> class map (hak_region_code in hak_abi.h) ---- */
-bool hak_region_reserve(uintptr_t start, size_t len) HAK_HIDDEN;  /* make leaves exist */
+bool hak_region_reserve(uintptr_t start, size_t len) HAK_HIDDEN;  /* make codes writable */
 void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
 
 /* ---- superslab.c: aligned regions cut into spans of one class ---- */

@@ -352,10 +352,11 @@ static void free_check_key(unsigned cls, void *p)
 }
 
 /* The front's call when p carries the key (hak_front.h). */
-void hak_free_keyed(unsigned cls, void *p)
+void hak_free_keyed(void *p)
 {
-    free_check_key(cls, p);
-    hak_front_free_class(cls + 1, p);
+    unsigned code = hak_region_code((uintptr_t)p);
+    free_check_key(code - 1, p);
+    hak_front_free_class(code, p);
 }
 
 /* ---- the slow paths the generated fronts call ---- */
@@ -372,9 +373,9 @@ void *hak_alloc_tiers(unsigned cls)
     return hak_front_alloc_class(cls);
 }
 
-void hak_free_tiers(unsigned code, void *p)
+void hak_free_tiers(void *p)
 {
-    hak_front_free_class(code, p);
+    hak_front_free_class(hak_region_code((uintptr_t)p), p); /* 0: hak_free_other */
 }
 
 /* tiers: [slab]: the class caches nothing, every block comes from and goes
