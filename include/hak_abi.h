@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 4
+#define HAK_RUNTIME_VERSION 5
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -117,26 +117,29 @@ struct hak_prof {
 enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_DEAD = 2 };
 
 /*
- * The region map: one byte per slab (HAK_SLAB_BYTES) of the 47-bit user
- * address space, saying which class's span covers it (code = class index + 1),
- * or 0 when the slab is not a live span of ours.  Flat, so that free reaches a
- * code with one load that depends on the pointer: 2^47 / slab_bytes bytes (2
- * GiB at 64 KiB) of address space, mapped read-only when the first SuperSlab
- * is made, so that it commits no memory: reads of a page never written see the
- * kernel's zero page.  The map pages that cover a SuperSlab are made writable
- * when it is mapped (region.c).  Until then slabs is 0, so every address is
- * not ours.
+ * The region map: one byte per slab (HAK_SLAB_BYTES) of address space, saying
+ * which class's span covers it (code = class index + 1), or 0 when the slab
+ * is not a live span of ours.  Flat, so that free reaches a code with one load
+ * that depends on the pointer.  It covers the slabs [0, slabs): all of the
+ * 47-bit user address space (HAK_MAP_SLABS bytes, 2 GiB at 64 KiB slabs)
+ * where the process may map that much, otherwise its low part, where the
+ * SuperSlabs are then placed (region.c).  Mapped read-only before the first
+ * SuperSlab is made, so that it commits no memory: reads of a page never
+ * written see the kernel's zero page; the map pages that cover a SuperSlab are
+ * made writable when it is mapped.  Until the map exists slabs is 0, so every
+ * address is not ours.
  */
 #define HAK_MAP_SLABS ((uintptr_t)1 << (47 - HAK_SLAB_SHIFT))
 struct hak_region_map {
-    const uint8_t *codes; /* HAK_MAP_SLABS bytes */
-    uintptr_t slabs;      /* 0 until codes is mapped, then HAK_MAP_SLABS */
-};
+    const uint8_t *codes; /* codes[i]: the code of slab i */
+    uintptr_t slabs;      /* slabs covered: 0 until codes is mapped */
+} __attribute__((aligned(64))); /* a line of its own: every free reads it */
 extern struct hak_region_map hak_region HAK_HIDDEN;
 
-/* Whether the map covers address a: a user-space address, and the map exists.
- * The acquire (a plain move on x86) orders the load of codes after it: a
- * thread that sees slabs set sees codes (region.c stores codes first). */
+/* Whether the map covers address a: an address below what it covers (not
+ * above user space), and the map exists.  The acquire (a plain move on x86)
+ * orders the load of codes after it: a thread that sees slabs set sees codes
+ * (region.c stores codes first, and it never changes after). */
 static inline int hak_region_covers(uintptr_t a)
 {
     return (a >> HAK_SLAB_SHIFT) < __atomic_load_n(&hak_region.slabs, __ATOMIC_ACQUIRE);

@@ -57,7 +57,9 @@ void hak_decay_purge_unlock(void) HAK_HIDDEN; /* fork: parent and child */
 void hak_decay_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
 
 /* ---- region.c: the address -> class map (hak_region_code in hak_abi.h) ---- */
-bool hak_region_reserve(uintptr_t start, size_t len) HAK_HIDDEN;  /* make codes writable */
+/* A new SuperSlab, aligned to its size, where the map covers it, its codes
+ * writable (the map made first if there is none); NULL with errno ENOMEM. */
+void *hak_region_map_superslab(void) HAK_HIDDEN;
 void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
 
 /* ---- superslab.c: aligned regions cut into spans of one class ---- */

@@ -86,7 +86,7 @@ static struct hak_superslab *find_span_run(unsigned k, int *first)
 
 static struct hak_superslab *ss_map(void)
 {
-    struct hak_superslab *ss = hak_os_map_aligned(HAK_SUPERSLAB_BYTES, HAK_SUPERSLAB_BYTES);
+    struct hak_superslab *ss = hak_region_map_superslab(); /* its codes writable */
     if (ss == NULL)
         return NULL;
 #if HAK_HUGE_PAGES
@@ -96,10 +96,6 @@ static struct hak_superslab *ss_map(void)
      * kernel has no THP the call fails and the region keeps small pages. */
     madvise(ss, HAK_SUPERSLAB_BYTES, MADV_HUGEPAGE);
 #endif
-    if (!hak_region_reserve((uintptr_t)ss, HAK_SUPERSLAB_BYTES)) {
-        hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
-        return NULL;
-    }
     /* fresh mappings are zero: every span meta is empty, every live bit clear */
     ss->free_units = (uint32_t)(HAK_SS_UNITS - HAK_SS_HEADER_UNITS);
     bits_set(ss->unit_free, HAK_SS_HEADER_UNITS, ss->free_units, true);

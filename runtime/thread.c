@@ -355,6 +355,10 @@ static void free_check_key(unsigned cls, void *p)
 void hak_free_keyed(void *p)
 {
     unsigned code = hak_region_code((uintptr_t)p);
+    if (HAK_UNLIKELY(code == 0)) { /* its span went away since the front looked */
+        hak_free_other(p);
+        return;
+    }
     free_check_key(code - 1, p);
     hak_front_free_class(code, p);
 }

@@ -11,6 +11,12 @@
  *                 one size's blocks are freed, the next size gets that room
  *                 at once (at least 40% of the headroom each).  Then two
  *                 threads run into the limit at once.
+ *   rlimit-at-start  a program that starts with its address space limited
+ *                 to 256 MiB (RLIMIT_AS set, then this program exec'd): the
+ *                 region map cannot take its 2 GiB and covers the low 1 TiB
+ *                 of the address space instead, where the SuperSlabs go;
+ *                 4096 blocks, every tiny and mid size twice, are allocated,
+ *                 written, checked and freed.
  *   tiny-huge     malloc(1); impossible sizes (> PTRDIFF_MAX) give ENOMEM;
  *                 malloc, calloc, realloc and posix_memalign of 64 GiB either
  *                 fail with ENOMEM (the old block kept) or succeed without
@@ -453,6 +459,49 @@ static int child_tiny_huge(void)
 
 /* ---- driver ---- */
 
+/* ---- a program started under the limit ---- */
+
+#define START_LIMIT (256 * MiB)
+#define START_BLOCKS 4096
+
+/* The exec'd side: every size from 16 B to 32 KiB in steps of 16, twice over. */
+static int limited_start_main(void)
+{
+    static void *p[START_BLOCKS];
+    for (size_t i = 0; i < START_BLOCKS; i++) {
+        size_t n = 16 + (i * 16) % 32768;
+        p[i] = malloc(n);
+        CHECK(p[i] != NULL, "malloc(%zu) failed: %s", n, strerror(errno));
+        if (p[i] == NULL)
+            return 1;
+        memset(p[i], (int)(i & 0xff), n);
+    }
+    /* the map's low part: 1/16 of the limit is 16 MiB of map, 1 TiB of
+     * address space at the default 64 KiB slabs (hakmem's placement only) */
+    const char *any = getenv("LIMITS_ANY_MALLOC");
+    if (!(any && *any == '1'))
+        CHECK((uintptr_t)p[0] < ((uintptr_t)1 << 40), "a small block at %p, not in the low part", p[0]);
+    for (size_t i = 0; i < START_BLOCKS; i++) {
+        size_t n = 16 + (i * 16) % 32768;
+        const unsigned char *b = p[i];
+        CHECK(b[0] == (i & 0xff) && b[n - 1] == (i & 0xff), "block %zu of %zu B changed", i, n);
+        free(p[i]);
+    }
+    return child_failed;
+}
+
+static int child_limited_start(void)
+{
+    struct rlimit rl = {START_LIMIT, START_LIMIT};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed: %s", strerror(errno));
+        return 1;
+    }
+    execl("/proc/self/exe", "limits", "--limited-start", (char *)NULL);
+    say("  exec /proc/self/exe failed: %s", strerror(errno));
+    return 1;
+}
+
 static int passed, failed;
 
 static void run(const char *name, int (*fn)(void))
@@ -480,8 +529,10 @@ static void run(const char *name, int (*fn)(void))
     fflush(stdout);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--limited-start") == 0)
+        return limited_start_main();
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *any = getenv("LIMITS_ANY_MALLOC");
     if (!(any && *any == '1') && dlsym(RTLD_DEFAULT, "hak_spec_name") == NULL) {
@@ -491,6 +542,7 @@ int main(void)
     }
     run("rlimit-exhaust-and-recover", child_rlimit);
     run("rlimit-two-threads", child_rlimit_threads);
+    run("rlimit-at-start", child_limited_start);
     run("tiny-huge", child_tiny_huge);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
