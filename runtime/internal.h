@@ -16,9 +16,12 @@
 
 #define HAK_PAGE 4096u
 
-/* ---- os.c: the only file that calls mmap/munmap/mremap/madvise ---- */
+/* ---- os.c: the only file that calls mmap/munmap/mremap/mprotect ---- */
 void *hak_os_map(size_t len) HAK_HIDDEN;                      /* NULL on failure */
 void *hak_os_map_aligned(size_t len, size_t align) HAK_HIDDEN; /* len, align: pages */
+void *hak_os_map_read_only(size_t len) HAK_HIDDEN;            /* PROT_READ, no reserve */
+void *hak_os_map_at(uintptr_t addr, size_t len) HAK_HIDDEN;   /* NULL + EEXIST: taken */
+bool hak_os_make_writable(void *p, size_t len) HAK_HIDDEN;
 void hak_os_unmap(void *p, size_t len) HAK_HIDDEN;
 void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may move */
 void hak_os_write_stderr(const char *s) HAK_HIDDEN;           /* no malloc */
@@ -60,6 +63,7 @@ void hak_decay_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
 /* A new SuperSlab, aligned to its size, where the map covers it, its codes
  * writable (the map made first if there is none); NULL with errno ENOMEM. */
 void *hak_region_map_superslab(void) HAK_HIDDEN;
+void hak_region_unmap_superslab(void *ss) HAK_HIDDEN; /* with the superslab lock held */
 void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
 
 /* ---- superslab.c: aligned regions cut into spans of one class ---- */

@@ -38,6 +38,46 @@ void *hak_os_map_aligned(size_t len, size_t align)
     return p;
 }
 
+/* len bytes of address space read-only and without a memory reserve: reads
+ * see the zero page, nothing is committed, and a core file leaves it out. */
+void *hak_os_map_read_only(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    madvise(p, len, MADV_DONTDUMP);
+    return p;
+}
+
+#ifndef MAP_FIXED_NOREPLACE /* headers before glibc 2.28 */
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* len bytes at exactly addr, when nothing is mapped there: NULL with errno
+ * EEXIST when something is (a kernel before 4.17 takes the flag as a hint:
+ * a mapping elsewhere is undone and counts as taken), ENOMEM when the
+ * kernel refuses. */
+void *hak_os_map_at(uintptr_t addr, size_t len)
+{
+    void *p = mmap((void *)addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == (void *)addr)
+        return p;
+    if (p != MAP_FAILED) {
+        munmap(p, len);
+        errno = EEXIST;
+    } else if (errno != EEXIST) {
+        errno = ENOMEM;
+    }
+    return NULL;
+}
+
+bool hak_os_make_writable(void *p, size_t len)
+{
+    return mprotect(p, len, PROT_READ | PROT_WRITE) == 0;
+}
+
 void hak_os_unmap(void *p, size_t len)
 {
     munmap(p, len);

@@ -1,5 +1,5 @@
 /* region.c - the region map: which slabs of the address space are live spans,
- * and the address space SuperSlabs are mapped in, so that the map covers them.
+ * and where SuperSlabs are mapped, so that the map covers them.
  *
  * One flat array of codes (hak_abi.h), mapped read-only and without a memory
  * reserve before the first SuperSlab is made, so that it commits no memory.
@@ -10,15 +10,15 @@
  * MAP_NORESERVE is ignored.
  *
  * Address space is not free: the whole map is 2 GiB of it at 64 KiB slabs (32
- * GiB at 4 KiB), and it counts against RLIMIT_AS (ulimit -v).  Where it
- * cannot be mapped, the map covers only the low part of the address space,
- * [0, 2^k slabs), the largest of 1/2, 1/4 ... 1/2048 of it (64 TiB down to
- * 64 GiB) whose map fits in 1/16 of the limit, and SuperSlabs are placed
- * there, from LOW_START up, with MAP_FIXED_NOREPLACE.  The free fast path is
- * the same either way: one compare against the number of slabs covered.
+ * GiB at 4 KiB), and that counts against RLIMIT_AS (ulimit -v).  So the whole
+ * map is taken only where it is at most 1/16 of the limit (no limit: always).
+ * Otherwise the map covers only the low part of the address space, [0, 2^k
+ * slabs): the largest part whose map is at most 1/16 of the limit, but at
+ * least the low 8 GiB (a 128 KiB map at 64 KiB slabs); and SuperSlabs are
+ * placed there, from LOW_START up, where nothing else is mapped.  The free
+ * fast path is the same either way: one compare against the slabs covered.
  */
 #include <errno.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "internal.h"
@@ -26,45 +26,36 @@
 struct hak_region_map hak_region;
 
 #define MAP_PAGES (HAK_MAP_SLABS / HAK_PAGE)
-#define WINDOW_MIN (HAK_MAP_SLABS >> 11) /* the smallest low part tried, in slabs */
 /* Where SuperSlabs go when the map covers only the low part: above where a
  * program not built as PIE has its text and brk heap (from 4 MiB up). */
 #define LOW_START ((uintptr_t)1 << 32)
+#define LOW_MIN_SLABS ((2 * LOW_START) >> HAK_SLAB_SHIFT) /* the smallest low part */
 
-/* Map pages made writable, by page of the map; the next low address to try.
- * Both read and written with the superslab lock held. */
+/* Map pages made writable, by page of the map; the next place to try in the
+ * low part.  Both read and written with the superslab lock held. */
 static uint64_t map_page_writable[(MAP_PAGES + 63) / 64];
 static uintptr_t low_next = LOW_START;
 
-static void *map_read_only(size_t len)
-{
-    void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    madvise(p, len, MADV_DONTDUMP); /* a core file need not hold gigabytes of zeros */
-    return p;
-}
-
-/* The first low part to try when the whole map cannot be mapped: at most
- * 1/16 of the address-space limit, so that the map leaves the program the
- * rest. */
-static uintptr_t first_low_part(void)
+/* The slabs the map covers: all, or the low part that fits the limit. */
+static uintptr_t slabs_to_cover(void)
 {
     struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || HAK_MAP_SLABS <= rl.rlim_cur / 16)
+        return HAK_MAP_SLABS;
     uintptr_t slabs = HAK_MAP_SLABS / 2;
-    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        while (slabs > WINDOW_MIN && slabs > rl.rlim_cur / 16)
-            slabs /= 2;
+    while (slabs > LOW_MIN_SLABS && slabs > rl.rlim_cur / 16)
+        slabs /= 2;
     return slabs;
 }
 
-/* Map the codes, all of the address space or its low part. */
+/* Map the codes; where even that fails, smaller low parts down to the
+ * smallest. */
 static bool map_codes(void)
 {
-    uintptr_t slabs = HAK_MAP_SLABS;
-    void *codes = map_read_only(slabs);
-    for (uintptr_t low = first_low_part(); codes == NULL && low >= WINDOW_MIN; low /= 2)
-        codes = map_read_only(slabs = low);
+    uintptr_t slabs = slabs_to_cover();
+    void *codes = hak_os_map_read_only(slabs);
+    while (codes == NULL && slabs > LOW_MIN_SLABS)
+        codes = hak_os_map_read_only(slabs /= 2);
     if (codes == NULL)
         return false;
     hak_region.codes = codes;
@@ -72,25 +63,22 @@ static bool map_codes(void)
     return true;
 }
 
-/* A SuperSlab in the low part the map covers: the first free aligned place
- * from low_next up, then from LOW_START up to low_next. */
+/* A SuperSlab in the low part the map covers, aligned to its size: the first
+ * free place from low_next up, wrapping around to LOW_START once. */
 static void *map_low(void)
 {
-    const uintptr_t top = (hak_region.slabs << HAK_SLAB_SHIFT) - HAK_SUPERSLAB_BYTES;
-    for (int pass = 0; pass < 2; pass++) {
-        uintptr_t end = pass == 0 ? top : low_next;
-        for (uintptr_t a = pass == 0 ? low_next : LOW_START; a <= end; a += HAK_SUPERSLAB_BYTES) {
-            void *p = mmap((void *)a, HAK_SUPERSLAB_BYTES, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-            if (p == (void *)a) {
-                low_next = a + HAK_SUPERSLAB_BYTES;
-                return p;
-            }
-            if (p != MAP_FAILED) /* a kernel before 4.17 took the flag as a hint */
-                munmap(p, HAK_SUPERSLAB_BYTES);
-            else if (errno != EEXIST)
-                return NULL; /* out of address space or memory */
+    const uintptr_t last = (hak_region.slabs << HAK_SLAB_SHIFT) - HAK_SUPERSLAB_BYTES;
+    const uintptr_t places = (last - LOW_START) / HAK_SUPERSLAB_BYTES + 1;
+    uintptr_t a = low_next;
+    for (uintptr_t i = 0; i < places; i++) {
+        void *ss = hak_os_map_at(a, HAK_SUPERSLAB_BYTES);
+        a = a == last ? LOW_START : a + HAK_SUPERSLAB_BYTES;
+        if (ss != NULL) {
+            low_next = a;
+            return ss;
         }
+        if (errno != EEXIST)
+            return NULL; /* out of address space or memory */
     }
     return NULL;
 }
@@ -100,12 +88,12 @@ static bool codes_writable(uintptr_t start, size_t len)
 {
     uintptr_t first = start >> HAK_SLAB_SHIFT, last = (start + len - 1) >> HAK_SLAB_SHIFT;
     if (last >= hak_region.slabs)
-        return false; /* a kernel that maps above 2^47, or above the low part */
+        return false; /* mapped above 2^47 (a kernel with 5-level paging) */
     for (uintptr_t pg = first / HAK_PAGE; pg <= last / HAK_PAGE; pg++) {
         uint64_t bit = UINT64_C(1) << (pg % 64);
         if (map_page_writable[pg / 64] & bit)
             continue;
-        if (mprotect((void *)(hak_region.codes + pg * HAK_PAGE), HAK_PAGE, PROT_READ | PROT_WRITE) != 0)
+        if (!hak_os_make_writable((void *)(hak_region.codes + pg * HAK_PAGE), HAK_PAGE))
             return false;
         map_page_writable[pg / 64] |= bit;
     }
@@ -126,6 +114,15 @@ void *hak_region_map_superslab(void)
 fail:
     errno = ENOMEM;
     return NULL;
+}
+
+void hak_region_unmap_superslab(void *ss)
+{
+    hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
+    /* the low part: its place is the next to try, so that the map pages
+     * already writable serve again */
+    if ((uintptr_t)ss >= LOW_START && (uintptr_t)ss < low_next && hak_region.slabs != HAK_MAP_SLABS)
+        low_next = (uintptr_t)ss;
 }
 
 void hak_region_set(uintptr_t start, size_t len, uint8_t code)

@@ -228,7 +228,7 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
                 *pp = ss->next;
                 units_dirty -= ss->dirty_units; /* gone with it */
                 released += HAK_SUPERSLAB_BYTES;
-                hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
+                hak_region_unmap_superslab(ss);
                 HAK_STAT(hak_stats_superslabs_returned++);
                 continue;
             }

@@ -2,8 +2,9 @@
 #
 #   make test              everything below, on the default variant (or VARIANT=NAME)
 #   make test-gen          the generator's unittest suite
-#   make test-unit         the runtime's Check suite (libhakmem.a linked in), and the
-#                          races of tests/hooks replayed in one thread (runtime compiled in)
+#   make test-unit         the runtime's Check suite (libhakmem.a linked in), also under
+#                          ulimit -v, and the races of tests/hooks replayed in one thread
+#                          (runtime compiled in)
 #   make test-stress       multi-threaded stress programs under LD_PRELOAD
 #   make test-integration  real programs under LD_PRELOAD, output compared with glibc's
 #   make test-build        rebuild dependencies, variants, make install + pkg-config
@@ -43,8 +44,11 @@ $(HOOKS_BIN): $(HOOKS_SRCS) $(wildcard runtime/*.h include/*.h) $(GEN)/.stamp
 	$(CC) $(CFLAGS) -std=gnu11 -Wall -Wextra -fvisibility=hidden -DHAK_TEST_HOOKS -Iinclude \
 		-I$(GEN) -Iruntime -o $@ $(HOOKS_SRCS) $$(pkg-config --cflags --libs check) -lpthread
 
+# The Check suite twice: the second time under an address-space limit too
+# small for the whole region map, which then covers the low part only.
 test-unit: deps $(UNIT_BIN) $(HOOKS_BIN)
 	$(UNIT_BIN)
+	bash -c 'ulimit -v 1500000 && exec $(UNIT_BIN)'
 	$(HOOKS_BIN)
 
 test-stress: deps $(BUILD)/libhakmem.so

@@ -16,7 +16,10 @@
  *                 region map cannot take its 2 GiB and covers the low 1 TiB
  *                 of the address space instead, where the SuperSlabs go;
  *                 4096 blocks, every tiny and mid size twice, are allocated,
- *                 written, checked and freed.
+ *                 written, checked and freed; again after malloc_trim, at
+ *                 addresses no higher; and in a fork child.
+ *   rlimit-at-start-big-block  under 3 GiB: malloc(16), then malloc(2 GiB)
+ *                 (the whole map would have taken 2 GiB of the 3).
  *   tiny-huge     malloc(1); impossible sizes (> PTRDIFF_MAX) give ENOMEM;
  *                 malloc, calloc, realloc and posix_memalign of 64 GiB either
  *                 fail with ENOMEM (the old block kept) or succeed without
@@ -33,6 +36,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,45 +465,94 @@ static int child_tiny_huge(void)
 
 /* ---- a program started under the limit ---- */
 
-#define START_LIMIT (256 * MiB)
 #define START_BLOCKS 4096
 
-/* The exec'd side: every size from 16 B to 32 KiB in steps of 16, twice over. */
-static int limited_start_main(void)
+/* Every size from 16 B to 32 KiB in steps of 16, START_BLOCKS blocks:
+ * written, checked, freed; the highest address used, or 0 on a failure. */
+static uintptr_t small_round(void)
 {
     static void *p[START_BLOCKS];
+    uintptr_t highest = 0;
     for (size_t i = 0; i < START_BLOCKS; i++) {
         size_t n = 16 + (i * 16) % 32768;
         p[i] = malloc(n);
         CHECK(p[i] != NULL, "malloc(%zu) failed: %s", n, strerror(errno));
         if (p[i] == NULL)
-            return 1;
+            return 0;
         memset(p[i], (int)(i & 0xff), n);
+        if ((uintptr_t)p[i] > highest)
+            highest = (uintptr_t)p[i];
     }
-    /* the map's low part: 1/16 of the limit is 16 MiB of map, 1 TiB of
-     * address space at the default 64 KiB slabs (hakmem's placement only) */
-    const char *any = getenv("LIMITS_ANY_MALLOC");
-    if (!(any && *any == '1'))
-        CHECK((uintptr_t)p[0] < ((uintptr_t)1 << 40), "a small block at %p, not in the low part", p[0]);
     for (size_t i = 0; i < START_BLOCKS; i++) {
         size_t n = 16 + (i * 16) % 32768;
         const unsigned char *b = p[i];
         CHECK(b[0] == (i & 0xff) && b[n - 1] == (i & 0xff), "block %zu of %zu B changed", i, n);
         free(p[i]);
     }
+    return highest;
+}
+
+/* The exec'd side under 256 MiB: the region map cannot take its 2 GiB and
+ * covers the low part instead, where the SuperSlabs go.  A second round after
+ * malloc_trim (every SuperSlab unmapped) reuses their places, and a fork
+ * child allocates too. */
+static int limited_start_main(void)
+{
+    const char *any = getenv("LIMITS_ANY_MALLOC");
+    bool hakmem = !(any && *any == '1');
+    uintptr_t first = small_round();
+    if (first == 0)
+        return 1;
+    /* 1/16 of the limit is 16 MiB of map: the low 1 TiB at 64 KiB slabs */
+    if (hakmem)
+        CHECK(first < ((uintptr_t)1 << 40), "a small block at %#lx, not in the low part", (unsigned long)first);
+    malloc_trim(0);
+    uintptr_t second = small_round();
+    if (hakmem)
+        CHECK(second != 0 && second <= first, "after malloc_trim the blocks went up: %#lx, then %#lx",
+              (unsigned long)first, (unsigned long)second);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(small_round() != 0 && !child_failed ? 0 : 1);
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "the fork child's round failed (status %#x)", st);
     return child_failed;
 }
 
-static int child_limited_start(void)
+/* The exec'd side under 3 GiB: the whole map (2 GiB) would be 2/3 of it, so
+ * the map takes the low part, and 2 GiB are left for one large block. */
+static int limited_big_main(void)
 {
-    struct rlimit rl = {START_LIMIT, START_LIMIT};
+    void *small = malloc(16);
+    CHECK(small != NULL, "malloc(16) failed: %s", strerror(errno));
+    void *big = malloc(2 * GiB); /* never touched */
+    CHECK(big != NULL, "malloc(2 GiB) failed: %s", strerror(errno));
+    free(big);
+    free(small);
+    return child_failed;
+}
+
+static int exec_limited(size_t limit, const char *mode)
+{
+    struct rlimit rl = {limit, limit};
     if (setrlimit(RLIMIT_AS, &rl) != 0) {
         say("  setrlimit(RLIMIT_AS) failed: %s", strerror(errno));
         return 1;
     }
-    execl("/proc/self/exe", "limits", "--limited-start", (char *)NULL);
+    execl("/proc/self/exe", "limits", mode, (char *)NULL);
     say("  exec /proc/self/exe failed: %s", strerror(errno));
     return 1;
+}
+
+static int child_limited_start(void)
+{
+    return exec_limited(256 * MiB, "--limited-start");
+}
+
+static int child_limited_big(void)
+{
+    return exec_limited(3 * GiB, "--limited-big");
 }
 
 static int passed, failed;
@@ -533,6 +586,8 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--limited-start") == 0)
         return limited_start_main();
+    if (argc == 2 && strcmp(argv[1], "--limited-big") == 0)
+        return limited_big_main();
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *any = getenv("LIMITS_ANY_MALLOC");
     if (!(any && *any == '1') && dlsym(RTLD_DEFAULT, "hak_spec_name") == NULL) {
@@ -543,6 +598,7 @@ int main(int argc, char **argv)
     run("rlimit-exhaust-and-recover", child_rlimit);
     run("rlimit-two-threads", child_rlimit_threads);
     run("rlimit-at-start", child_limited_start);
+    run("rlimit-at-start-big-block", child_limited_big);
     run("tiny-huge", child_tiny_huge);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
