@@ -186,16 +186,40 @@ static bool ring_only_transfers(void)
     return hak_transfer_capacity(CLS) > 0 && ci->ring_first && !(ci->tiers & HAK_TIER_SLL);
 }
 
+/* The ring flush tests' set-up: ring + 1 blocks of CLS to fill its ring and
+ * overflow it, room for the oldest `refill` of them, and a second thread,
+ * so that flushes go to the transfer cache.  False where CLS is not a
+ * ring-only class with transfers (the test then has nothing to check). */
+struct ring_flush {
+    void **p, **oldest;
+};
+
+static bool ring_flush_start(struct ring_flush *f)
+{
+    if (!ring_only_transfers())
+        return false;
+    other_thread_start();
+    f->p = malloc_blocks(CLS, hak_class_info[CLS].ring + 1);
+    f->oldest = calloc(hak_class_info[CLS].refill, sizeof *f->oldest);
+    return true;
+}
+
+static void ring_flush_stop(struct ring_flush *f)
+{
+    free(f->oldest);
+    free(f->p);
+    other_thread_stop();
+}
+
 /* A full ring's flush puts its oldest `refill` blocks there as one batch,
  * and keeps the rest, moved down, while another thread has caches. */
 START_TEST(flush_puts_the_oldest_blocks)
 {
     const struct hak_class_info *ci = &hak_class_info[CLS];
-    if (!ring_only_transfers())
+    struct ring_flush f;
+    if (!ring_flush_start(&f))
         return;
-    other_thread_start();
-    void **p = malloc_blocks(CLS, ci->ring + 1);
-    void **oldest = calloc(ci->refill, sizeof *oldest);
+    void **p = f.p, **oldest = f.oldest;
     uint32_t i = fill_ring(p, oldest);
     void *above = ring(CLS)[ci->refill];
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
@@ -204,9 +228,7 @@ START_TEST(flush_puts_the_oldest_blocks)
     ck_assert_ptr_eq(ring(CLS)[0], above);
     ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
     ck_assert_ptr_eq(ring(CLS)[ci->ring - ci->refill], p[i]);
-    free(oldest);
-    free(p);
-    other_thread_stop();
+    ring_flush_stop(&f);
 }
 END_TEST
 
@@ -216,11 +238,10 @@ END_TEST
 START_TEST(fork_child_flushes_to_spans)
 {
     const struct hak_class_info *ci = &hak_class_info[CLS];
-    if (!ring_only_transfers())
+    struct ring_flush f;
+    if (!ring_flush_start(&f))
         return;
-    other_thread_start();
-    void **p = malloc_blocks(CLS, ci->ring + 1);
-    void **oldest = calloc(ci->refill, sizeof *oldest);
+    void **p = f.p, **oldest = f.oldest;
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -237,9 +258,7 @@ START_TEST(fork_child_flushes_to_spans)
     free(p[fill_ring(p, oldest)]);
     ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
     ck_assert(hak_transfer_holds(CLS, oldest[0]));
-    free(oldest);
-    free(p);
-    other_thread_stop();
+    ring_flush_stop(&f);
 }
 END_TEST
 
