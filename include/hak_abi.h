@@ -136,18 +136,32 @@ struct hak_region_map {
 } __attribute__((aligned(64))); /* a line of its own: every free reads it */
 extern struct hak_region_map hak_region HAK_HIDDEN;
 
-/* Whether the map covers address a: an address below what it covers (not
- * above user space), and the map exists.  The acquire (a plain move on x86)
- * orders the load of codes after it: a thread that sees slabs set sees codes
- * (region.c stores codes first, and it never changes after). */
+/*
+ * Whether the map covers address a: an address below what it covers (not
+ * above user space), and the map exists.  A thread that sees slabs set must
+ * see codes: region.c stores codes first, then slabs with a release, once.
+ * An acquire load of slabs would give that, but gcc never folds an atomic
+ * load into the compare, a move of its own on every free.  So slabs is read
+ * with a plain load, and hak_region_covered_code loads codes after a compiler
+ * fence; x86 keeps two loads in order (where an acquire is a plain move too).
+ * The one store the plain load may meet is that release; thread-sanitizer
+ * builds, and other machines, read slabs with an acquire.
+ */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define HAK_REGION_SLABS() (hak_region.slabs)
+#else
+#define HAK_REGION_SLABS() __atomic_load_n(&hak_region.slabs, __ATOMIC_ACQUIRE)
+#endif
 static inline int hak_region_covers(uintptr_t a)
 {
-    return (a >> HAK_SLAB_SHIFT) < __atomic_load_n(&hak_region.slabs, __ATOMIC_ACQUIRE);
+    return (a >> HAK_SLAB_SHIFT) < HAK_REGION_SLABS();
 }
 
-/* The class code of the slab holding address a, which the map covers. */
+/* The class code of the slab holding address a, which the map covers (a
+ * test of hak_region_covers came first). */
 static inline unsigned hak_region_covered_code(uintptr_t a)
 {
+    __atomic_signal_fence(__ATOMIC_ACQUIRE); /* codes is loaded after slabs */
     /* relaxed: a plain move, but written concurrently (region.c) */
     return __atomic_load_n(&hak_region.codes[a >> HAK_SLAB_SHIFT], __ATOMIC_RELAXED);
 }
