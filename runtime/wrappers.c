@@ -10,12 +10,20 @@
 
 #include "internal.h"
 
-HAK_EXPORT void *malloc(size_t n)
+/*
+ * malloc and free each start a cache line: their hit paths are 60 to 110
+ * bytes, and where one started decided how many lines and fetch windows it
+ * took.  A change of a few bytes elsewhere in the library moved them, and
+ * moved the fixed rows by up to 5% with no instruction of their own changed.
+ */
+#define HAK_HOT_ENTRY __attribute__((aligned(64)))
+
+HAK_EXPORT HAK_HOT_ENTRY void *malloc(size_t n)
 {
     return hak_front_malloc(n);
 }
 
-HAK_EXPORT void free(void *p)
+HAK_EXPORT HAK_HOT_ENTRY void free(void *p)
 {
     hak_front_free(p);
 }
