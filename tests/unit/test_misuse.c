@@ -296,6 +296,40 @@ START_TEST(free_interior_pointer)
 }
 END_TEST
 
+/*
+ * The offset check of every class, with the offset in the span.  For each
+ * class, a block past the span's first slab (where the span has more than
+ * one): its interior is an invalid pointer, and so is the start of the span's
+ * second slab where no block starts there (a multiple of the size in its
+ * slab, not in its span: a check of the offset in the slab would take it).
+ * The block itself is freed and handed out again.
+ */
+START_TEST(offset_check_of_every_class)
+{
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+        const struct hak_class_info *ci = &hak_class_info[cls];
+        const uintptr_t span_mask = ci->span_bytes - 1;
+        char **got = malloc(ci->blocks * sizeof *got);
+        uint32_t n = 0;
+        char *p;
+        do { /* at most a span's blocks: one of them is past its first slab */
+            ck_assert_uint_lt(n, ci->blocks);
+            p = got[n++] = malloc(ci->size);
+            ck_assert_uint_eq(hak_region_code((uintptr_t)p), cls + 1);
+        } while (ci->span_bytes > HAK_SLAB_BYTES && ((uintptr_t)p & span_mask) < HAK_SLAB_BYTES);
+        expect_abort(do_free, p + ci->size / 2, "hakmem: free(): invalid pointer", p + ci->size / 2);
+        char *second_slab = (char *)((uintptr_t)p & ~span_mask) + HAK_SLAB_BYTES;
+        if (ci->span_bytes > HAK_SLAB_BYTES && HAK_SLAB_BYTES % ci->size != 0)
+            expect_abort(do_free, second_slab, "hakmem: free(): invalid pointer", second_slab);
+        for (uint32_t i = 0; i < n; i++)
+            free(got[i]);
+        ck_assert_ptr_eq(malloc(ci->size), p); /* the last freed, first again */
+        free(p);
+        free(got);
+    }
+}
+END_TEST
+
 START_TEST(free_misaligned_pointer)
 {
     char *p = malloc(32);
@@ -569,6 +603,7 @@ Suite *suite_misuse(void)
         }
         tcase_add_test(tc, free_interior_pointer);
         tcase_add_test(tc, free_misaligned_pointer);
+        tcase_add_test(tc, offset_check_of_every_class);
         tcase_add_test(tc, double_free_top_of_cache);
         tcase_add_test(tc, double_free_under_another_block);
         tcase_add_test(tc, double_free_after_block_went_back);
