@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 5
+#define HAK_RUNTIME_VERSION 6
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -174,15 +174,13 @@ static inline unsigned hak_region_code(uintptr_t a)
 /*
  * The table dispatch (options.dispatch: table): class-indexed constants that
  * let malloc and free reach any class's first cache tier, a ring or a list,
- * with no indirect jump.  Classes without a cache tier have cap 0 and point
- * at a bin that stays empty, so they always take the per-class path
- * (hak_*_tiers).  Only a spec whose classes start with tiers of both kinds
+ * with no indirect jump.  Classes without a cache tier have cap 0 and a bin
+ * that stays empty, so they always take the per-class path (hak_*_tiers).
+ * free finds a class's bin by arithmetic (HAK_BIN_STRIDE, hak_spec.h).  Only a spec whose classes start with tiers of both kinds
  * has fronts that test which one a class has: first_sll in free, bit 0 of
  * its hak_size_bin entry (HAK_BIN_SLL) in malloc.
  */
 struct hak_fast_table {
-    /* offsetof(struct hak_thread_block, cN), or of the empty bin */
-    uint32_t bin_offset[HAK_NUM_CLASSES + 1];
     uint32_t cap[HAK_NUM_CLASSES + 1];       /* capacity of the first tier */
     uint32_t span_mask[HAK_NUM_CLASSES + 1]; /* span_bytes - 1 */
     uint8_t first_sll[HAK_NUM_CLASSES + 1];  /* 1: the first tier is the list, 0: the ring (or none) */

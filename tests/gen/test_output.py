@@ -179,9 +179,13 @@ class OneFieldEditTest(TempDirTest):
             return text
 
         name = "hak_spec.h"
+        # the stride is the largest bin's: class 4's bin stays where it was,
+        # 1024 bytes more padding before it
+        pad = int(re.search(r"char pad_c4\[(\d+)\];", a[name]).group(1))
         self.assertEqual(b[name], expect(a[name], (
             "        void *ring[256];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n",
-            "        void *ring[128];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n")))
+            "        void *ring[128];\n    } __attribute__((aligned(64))) c3;  /* tiny 64 B */\n"),
+            (f"char pad_c4[{pad}];", f"char pad_c4[{pad + 1024}];")))
 
         name = "hak_front.h"
         start = a[name].index("HAK_INLINE void hak_free_c3(void *p)")
@@ -194,18 +198,13 @@ class OneFieldEditTest(TempDirTest):
         name = "hak_tables.c"
         row = re.search(r"^ \*\s+3  tiny\s+64 .*\n", a[name], re.M).group(0)
         cstr = render._env().filters["cstr"]
-        # 128 slots fewer: every later class's bin 1024 bytes lower (a multiple
-        # of 128, so no bin's padding changes); the layout checks say so
-        at = re.compile(r"offsetof\(struct hak_thread_block, c(\d+)\) == (\d+),")
-        moved = [(f"c{i}) == {off},", f"c{i}) == {int(off) - 1024},")
-                 for i, off in at.findall(a[name]) if int(i) > 3]
-        self.assertEqual(len(moved), 36)
+        # 128 slots fewer, and no bin moves (the layout checks stay as they were)
         # hak_fast.cap: code 0, then class 0, 1, 2, 3 (ring 256 -> 128), ...
         caps = re.search(r"^    \.cap = \{.*\},$", a[name], re.M).group(0)
         self.assertTrue(caps.startswith("    .cap = {0, 256, 256, 256, 256, "), caps)
         caps_b = caps.replace("{0, 256, 256, 256, 256, ", "{0, 256, 256, 256, 128, ")
         self.assertEqual(b[name], expect(
-            a[name], *moved,
+            a[name],
             (row, row.replace("    256     0", "    128     0")),
             ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 256,",
              "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,"),
@@ -233,13 +232,12 @@ class TableFrontTest(TempDirTest):
 
     @staticmethod
     def rows(tables_c):
-        """(bin, cap, first_sll) of each class in hak_fast (after code 0's)."""
+        """(cap, first_sll) of each class in hak_fast (after code 0's)."""
         body = tables_c.split("const struct hak_fast_table hak_fast = {")[1].split("\n};")[0]
 
         def field(name):
             return re.search(r"\." + name + r" = \{(.*?)\}", body, re.S).group(1)
-        bins = re.findall(r"offsetof\(struct hak_thread_block, (\w+)\)", field("bin_offset"))
-        return list(zip(bins, re.findall(r"\d+", field("cap")), re.findall(r"\d+", field("first_sll"))))[1:]
+        return list(zip(re.findall(r"\d+", field("cap")), re.findall(r"\d+", field("first_sll"))))[1:]
 
     @staticmethod
     def size_bins(tables_c):
@@ -249,9 +247,9 @@ class TableFrontTest(TempDirTest):
     def test_rings_only(self):
         out = self.generate(edit(SMALL, "refill: 16, tiers: [sll, slab] }", "refill: 16 }"))
         self.assertEqual(self.rows(out["hak_tables.c"]),
-                         [("c0", "128", "0"), ("c1", "128", "0"), ("c2", "128", "0"), ("c3", "64", "0"),
-                          ("c4", "32", "0"), ("c5", "16", "0"), ("c6", "16", "0"), ("c7", "16", "0"),
-                          ("c8", "16", "0")])
+                         [("128", "0"), ("128", "0"), ("128", "0"), ("64", "0"),
+                          ("32", "0"), ("16", "0"), ("16", "0"), ("16", "0"),
+                          ("16", "0")])
         self.assertNotIn("HAK_BIN_SLL", out["hak_tables.c"])
         self.assertNotIn("first_sll", out["hak_front.h"])
         malloc = out["hak_front.h"].split("HAK_INLINE void *hak_front_malloc")[1].split("\n}\n")[0]
@@ -261,8 +259,8 @@ class TableFrontTest(TempDirTest):
     def test_both_kinds(self):
         out = self.generate(SMALL)  # class 4 (256 B) starts with its list (capacity 64)
         rows = self.rows(out["hak_tables.c"])
-        self.assertEqual(rows[4], ("c4", "64", "1"))
-        self.assertEqual([r for i, r in enumerate(rows) if r[2] == "1"], [rows[4]])
+        self.assertEqual(rows[4], ("64", "1"))
+        self.assertEqual([r for i, r in enumerate(rows) if r[1] == "1"], [rows[4]])
         bins = self.size_bins(out["hak_tables.c"])
         self.assertEqual(len(bins), 2048 // 16 + 1)
         # sizes 129..256 B, (n + 15) >> 4 = 9..16: class 4's bin with the list bit; no other entry has it
@@ -284,8 +282,8 @@ class TableFrontTest(TempDirTest):
     def test_lists_only(self):
         out = self.generate(edit(self.TINY_LISTS_FIRST, "[384, 512, 1024, 2048]", "[]"))
         self.assertEqual(self.rows(out["hak_tables.c"]),
-                         [("c0", "256", "1"), ("c1", "256", "1"), ("c2", "256", "1"), ("c3", "128", "1"),
-                          ("c4", "64", "1")])
+                         [("256", "1"), ("256", "1"), ("256", "1"), ("128", "1"),
+                          ("64", "1")])
         front = self.assertNoKindTest(out)
         malloc = front.split("HAK_INLINE void *hak_front_malloc")[1].split("\n}\n")[0]
         self.assertIn("t->sll_head = *(void **)p;", malloc)
@@ -303,8 +301,8 @@ class TableFrontTest(TempDirTest):
         out = self.generate(edit(self.TINY_LISTS_FIRST, "  tiers: [ring, slab]\n  ring: 16\n",
                                  "  tiers: [sll, ring, slab]\n  ring: 16\n  sll: 32\n"))
         rows = self.rows(out["hak_tables.c"])
-        self.assertEqual(rows[5:], [("c5", "32", "1"), ("c6", "32", "1"), ("c7", "32", "1"),
-                                    ("c8", "32", "1")])
+        self.assertEqual(rows[5:], [("32", "1"), ("32", "1"), ("32", "1"),
+                                    ("32", "1")])
         self.assertIn(".tiers = HAK_TIER_RING | HAK_TIER_SLL, .ring_first = 0 }", out["hak_tables.c"])
         front = self.assertNoKindTest(out)
         free = front.split("HAK_INLINE void hak_front_free(void *p)")[1].split("\n}\n")[0]
@@ -316,8 +314,11 @@ class TableFrontTest(TempDirTest):
 
 class BinPlacementTest(TempDirTest):
     """Bins in struct hak_thread_block sit where no block of a class sized in
-    multiples of 128 starts within a page (4K aliasing), padded only where
-    needed; hak_tables.c's static asserts hold the compiler to these offsets."""
+    multiples of 128 starts within a page (4K aliasing).  With the table
+    dispatch each is a whole number of strides past the empty bin, the stride
+    a lea and a shift to multiply by; with the switch dispatch they are packed,
+    padded only where needed.  hak_tables.c's static asserts hold the compiler
+    to these offsets."""
 
     def check_spec(self, path):
         m = resolve.model(resolve.resolve(load_spec(path)), path)
@@ -326,12 +327,26 @@ class BinPlacementTest(TempDirTest):
             if c["size"] % 128 == 0:
                 starts |= {k * c["size"] % 4096 for k in range(4096)}
         self.assertTrue(starts)
+        stride = m["bin_stride"]
+        self.assertEqual(stride != 0, m["options"]["dispatch"] == "table")
+        if stride:
+            # 3, 5 or 9 times a power of two of at least 128, holding the largest bin
+            self.assertEqual(stride % 128, 0)
+            self.assertIn(stride // (stride & -stride), (3, 5, 9))
+            self.assertGreaterEqual(stride, max(16 + 8 * c["ring"] for c in m["classes"]))
+            self.assertEqual(m["empty_bin_at"] % 128, 64)
+        end = 0
         for c in m["classes"]:
             self.assertEqual(c["bin_at"] % 128, 64, c["size"])
             self.assertNotIn(c["bin_at"] % 4096, starts)
-            self.assertIn(c["bin_pad"], (0, 64))
-            # padded exactly when the natural place was a multiple of 128
-            self.assertEqual((c["bin_at"] - c["bin_pad"]) % 128, 0 if c["bin_pad"] else 64)
+            self.assertGreaterEqual(c["bin_at"] - c["bin_pad"], end)  # after the previous bin
+            if stride:
+                self.assertEqual(c["bin_at"], m["empty_bin_at"] + c["code"] * stride)
+            else:
+                self.assertIn(c["bin_pad"], (0, 64))
+                # padded exactly when the natural place was a multiple of 128
+                self.assertEqual((c["bin_at"] - c["bin_pad"]) % 128, 0 if c["bin_pad"] else 64)
+            end = c["bin_at"] + 16 + 8 * c["ring"]
         return m
 
     def test_default_and_variants(self):
@@ -341,15 +356,31 @@ class BinPlacementTest(TempDirTest):
                 with self.subTest(fname):
                     self.check_spec(os.path.join(VARIANTS, fname))
 
+    def test_strides(self):
+        """The smallest stride of the form for the largest ring of the spec."""
+        for ring, stride in ((256, 2304), (128, 1152), (64, 640), (16, 384), (512, 4608)):
+            with self.subTest(ring):
+                text = re.sub(r"ring: \d+", f"ring: {ring}", SMALL)
+                self.write("s.yaml", re.sub(r"refill: \d+", f"refill: {min(ring, 8)}", text))
+                m = resolve.model(resolve.resolve(load_spec(os.path.join(self.tmp, "s.yaml"))), "s.yaml")
+                self.assertEqual(max(c["ring"] for c in m["classes"]), ring)
+                self.assertEqual(m["bin_stride"], stride)
+
     def test_generated_layout(self):
-        self.write("s.yaml", SMALL)
-        self.assertOk(self.hakgen("generate", "s.yaml", "o"))
-        out = read_outputs(os.path.join(self.tmp, "o"))
-        m = self.check_spec(os.path.join(self.tmp, "s.yaml"))
-        for c in m["classes"]:
-            self.assertIn(f"offsetof(struct hak_thread_block, c{c['index']}) == {c['bin_at']},",
-                          out["hak_tables.c"])
-            self.assertEqual(out["hak_spec.h"].count(f"char pad_c{c['index']}[64];"), 1 if c["bin_pad"] else 0)
+        for dispatch in ("table", "switch"):
+            with self.subTest(dispatch):
+                self.write("s.yaml", SMALL if dispatch == "table" else edit(SMALL, "options:\n", "options:\n  dispatch: switch\n"))
+                self.assertOk(self.hakgen("generate", "s.yaml", "o"))
+                out = read_outputs(os.path.join(self.tmp, "o"))
+                m = self.check_spec(os.path.join(self.tmp, "s.yaml"))
+                for c in m["classes"]:
+                    self.assertIn(f"offsetof(struct hak_thread_block, c{c['index']}) == {c['bin_at']},",
+                                  out["hak_tables.c"])
+                    self.assertEqual(out["hak_spec.h"].count(f"char pad_c{c['index']}[{c['bin_pad']}];"),
+                                     1 if c["bin_pad"] else 0)
+                self.assertEqual("#define HAK_BIN_STRIDE " in out["hak_spec.h"], dispatch == "table")
+                self.assertEqual("offsetof(struct hak_thread_block, no_cache) == 64," in out["hak_tables.c"],
+                                 dispatch == "table")
 
 
 class SizeTableTest(TempDirTest):
