@@ -196,22 +196,20 @@ def _divisibility(size, blocks, span):
     return {"div_mul": div_mul, "start_limit": blocks * excess if excess else 1}
 
 
-# struct hak_thread_block (templates/hak_spec.h.j2): 32 bytes of state, heap
-# and the empty bin, then per class a 64-byte-aligned struct of its bin (16
-# bytes) and its ring.  With the table dispatch the empty bin has a line of
-# its own, at 64, and every class's bin is a whole number of strides past it.
+# struct hak_thread_block (templates/hak_spec.h.j2): 32 bytes of the empty
+# bin (code 0's), state and heap, then per class a 64-byte-aligned struct of
+# its bin (16 bytes) and its ring.
 THREAD_BLOCK_HEAD = 32
 BIN_HEADER = 16
-EMPTY_BIN_AT = 64
 
 
 def _bin_stride(rows):
     """The table dispatch's distance between two classes' bins: free() finds
-    a bin at EMPTY_BIN_AT + code * stride, two instructions and no load where
+    a bin at code * stride in the thread block, two instructions and no load where
     an offset from hak_fast was a load on free's chain of dependent loads
     (mixed sizes, ws=256: 1.10x, 21 interleaved rounds).  The smallest
     a * 2^k, a in (3, 5, 9), k >= 7, that holds the largest bin: a multiple of
-    128, so that every bin stays at 64 mod 128 (_place_bins); not a power of
+    128, as every bin's offset is (_place_bins); not a power of
     two, whose bins would all share one page offset and so one L1 set; and a
     lea and a shift to multiply by."""
     need = max(BIN_HEADER + 8 * c["ring"] for c in rows)
@@ -219,24 +217,23 @@ def _bin_stride(rows):
 
 
 def _place_bins(rows, stride):
-    """Each class's bin offset in struct hak_thread_block, never at a
-    multiple of 128.  A block of a class whose size is a multiple of 128
-    starts at such a multiple within its page; the fronts read a bin right
-    after the program has written a block's first word (and the other way
-    round), and two addresses with the same low 12 bits look alike to the
-    CPU's store-to-load check (4K aliasing): the load waits for the store.  At
-    64 mod 128 (the thread block is aligned to 128) no bin is ever at such a
-    block start.  The 1024 B class's bin had been at page offset 2048: fixed
-    1024 B went 113.0 -> 125.5 M ops/s, fixed 256 B 131.5 -> 147.3 (medians of
-    6 interleaved long runs).  With a stride (the table dispatch) each bin is
-    at EMPTY_BIN_AT + code * stride, padded to it; without one, bins are
-    packed, with 64 bytes of padding before one where it would land on a
-    multiple of 128.  hak_tables.c checks every offset against the
-    compiler's."""
-    off = EMPTY_BIN_AT + BIN_HEADER if stride else THREAD_BLOCK_HEAD
+    """Each class's bin offset in struct hak_thread_block: a multiple of 128,
+    the block being at 64 mod 128 in memory (struct hak_thread_slot).  A
+    block of a class whose size is a multiple of 128 starts at such a
+    multiple within its page; the fronts read a bin right after the program
+    has written a block's first word (and the other way round), and two
+    addresses with the same low 12 bits look alike to the CPU's store-to-load
+    check (4K aliasing): the load waits for the store.  At 64 mod 128 no bin
+    is ever at such a block start.  The 1024 B class's bin had been at page
+    offset 2048: fixed 1024 B went 113.0 -> 125.5 M ops/s, fixed 256 B 131.5
+    -> 147.3 (medians of 6 interleaved long runs).  With a stride (the table
+    dispatch) each bin is at code * stride, padded to it; without one, bins
+    are packed, with 64 bytes of padding before one where it would land at 64
+    mod 128.  hak_tables.c checks every offset against the compiler's."""
+    off = THREAD_BLOCK_HEAD
     for c in rows:
         off = -(-off // 64) * 64
-        at = EMPTY_BIN_AT + c["code"] * stride if stride else off + (64 if off % 128 == 0 else 0)
+        at = c["code"] * stride if stride else off + (off % 128)
         c["bin_pad"] = at - off
         c["bin_at"] = at
         off = at + -(-(BIN_HEADER + 8 * c["ring"]) // 64) * 64
@@ -288,5 +285,4 @@ def model(resolved, spec_path):
         "guarded": resolved["options"]["free_check"] == "guarded",
         "table_kinds": table_kinds,
         "bin_stride": bin_stride,
-        "empty_bin_at": EMPTY_BIN_AT,
     }

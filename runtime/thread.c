@@ -41,16 +41,20 @@ static void **ring_of(struct hak_bin *b)
 
 /* ---- the thread's block (options.tls) ---- */
 
+/* Every block is the block of a struct hak_thread_slot: at 64 mod 128 in
+ * memory, which puts its bins at 64 mod 128 (hak_spec.h). */
 #if HAK_TLS_STATIC
-HAK_TLS struct hak_thread_block hak_tls;
+HAK_TLS struct hak_thread_slot hak_tls_slot;
 
 static bool block_acquire(void) { return true; }
 static void block_release(void) {}
 static void block_lock(void) {}
 static void block_unlock(void) {}
 #else
-static struct hak_thread_block new_block;                                /* HAK_THREAD_NEW */
-static struct hak_thread_block dead_block = {.state = HAK_THREAD_DEAD}; /* HAK_THREAD_DEAD */
+static struct hak_thread_slot new_slot;                                         /* HAK_THREAD_NEW */
+static struct hak_thread_slot dead_slot = {.block = {.state = HAK_THREAD_DEAD}}; /* HAK_THREAD_DEAD */
+#define new_block (new_slot.block)
+#define dead_block (dead_slot.block)
 HAK_TLS struct hak_thread_block *hak_tls_block = &new_block;
 
 /* Blocks of exited threads, linked through their first word, for the next
@@ -58,7 +62,7 @@ HAK_TLS struct hak_thread_block *hak_tls_block = &new_block;
  * blocks as it ever has threads at once. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *pool;
-#define BLOCK_BYTES ((sizeof(struct hak_thread_block) + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1))
+#define SLOT_BYTES ((sizeof(struct hak_thread_slot) + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1))
 
 /* Point the thread at a zeroed block of its own; false when none can be mapped. */
 static bool block_acquire(void)
@@ -68,10 +72,14 @@ static bool block_acquire(void)
     if (b != NULL)
         pool = *(void **)b;
     pthread_mutex_unlock(&pool_lock);
-    if (b != NULL)
+    if (b != NULL) {
         memset(b, 0, sizeof *b);
-    else if ((b = hak_os_map(BLOCK_BYTES)) == NULL) /* zeroed by the OS */
-        return false;
+    } else {
+        struct hak_thread_slot *slot = hak_os_map(SLOT_BYTES); /* zeroed by the OS */
+        if (slot == NULL)
+            return false;
+        b = &slot->block;
+    }
     hak_tls_block = b;
     return true;
 }

@@ -1,6 +1,7 @@
 /* Size classes: size -> class for every size, alignment, usable size. */
 #include <check.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,40 @@ END_TEST
 
 /* Every block is 16-byte aligned and its whole usable size is writable
  * without touching its neighbours. */
+/* Every bin of the calling thread's block at 64 mod 128 in memory (hak_spec.h:
+ * struct hak_thread_slot), and where the table dispatch's free computes it. */
+static void *check_bins(void *arg)
+{
+    (void)arg;
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+        uintptr_t bin = (uintptr_t)&hak_tls + hak_class_info[cls].bin_offset;
+        ck_assert_uint_eq(bin % 128, 64);
+#ifdef HAK_BIN_STRIDE
+        ck_assert_uint_eq(hak_class_info[cls].bin_offset, (cls + 1) * HAK_BIN_STRIDE);
+#endif
+    }
+    ck_assert_uint_eq((uintptr_t)&hak_tls.no_cache % 128, 64);
+    return NULL;
+}
+
+static void *check_bins_before_and_after_setup(void *arg)
+{
+    check_bins(arg); /* the shared block of threads without caches */
+    free(malloc(16));
+    ck_assert_uint_eq(hak_tls.state, HAK_THREAD_LIVE);
+    return check_bins(arg); /* the thread's own */
+}
+
+START_TEST(bins_at_64_mod_128_in_memory)
+{
+    free(malloc(16));
+    check_bins(NULL);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, check_bins_before_and_after_setup, NULL), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+END_TEST
+
 START_TEST(alignment_and_usable_size_writable)
 {
     enum { COUNT = 64 };
@@ -128,6 +163,7 @@ Suite *suite_classes(void)
     tcase_add_test(tc, class_table_consistent);
     tcase_add_test(tc, block_start_and_index_exact);
     tcase_add_test(tc, alignment_and_usable_size_writable);
+    tcase_add_test(tc, bins_at_64_mod_128_in_memory);
     suite_add_tcase(s, tc);
     return s;
 }
