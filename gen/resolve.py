@@ -198,9 +198,9 @@ def _divisibility(size, blocks, span):
 
 # struct hak_thread_block (templates/hak_spec.h.j2): 32 bytes of the empty
 # bin (code 0's), state and heap, then per class a 64-byte-aligned struct of
-# its bin (16 bytes) and its ring.
+# its bin (32 bytes) and its ring.
 THREAD_BLOCK_HEAD = 32
-BIN_HEADER = 16
+BIN_HEADER = 32
 
 
 def _bin_stride(rows):

@@ -46,12 +46,18 @@
  *
  * A thread that has not set up its cache (or has exited) has both at 0, so the
  * alloc test (s > 1) and the free test (s - 1 < capacity) both fail and the
- * slow path runs: no separate "initialized" check on the fast path.
+ * slow path runs: no separate "initialized" check on the fast path.  The
+ * table dispatch's free tests its first tier against front_lim instead, the
+ * tier's capacity + 1 in a set-up bin and 0 otherwise (s < front_lim: no
+ * subtraction to make); zeroed memory is a bin not set up either way.
  */
 struct hak_bin {
-    uint32_t ring_s;  /* L0: used slots of the ring + 1 */
-    uint32_t sll_s;   /* L1: length of the list + 1 */
-    void *sll_head;   /* L1: blocks linked through their first word */
+    /* words, not 32-bit counts: a count indexes its ring as it is loaded,
+     * where a 32-bit one took a move to widen it on free's path */
+    uintptr_t ring_s;    /* L0: used slots of the ring + 1 */
+    uintptr_t sll_s;     /* L1: length of the list + 1 */
+    void *sll_head;      /* L1: blocks linked through their first word */
+    uintptr_t front_lim; /* first tier's capacity + 1 once set up (hak_fast.cap) */
 };
 
 /*
@@ -174,14 +180,16 @@ static inline unsigned hak_region_code(uintptr_t a)
 /*
  * The table dispatch (options.dispatch: table): class-indexed constants that
  * let malloc and free reach any class's first cache tier, a ring or a list,
- * with no indirect jump.  Classes without a cache tier have cap 0 and a bin
- * that stays empty, so they always take the per-class path (hak_*_tiers).
- * free finds a class's bin by arithmetic (HAK_BIN_STRIDE, hak_spec.h).  Only a spec whose classes start with tiers of both kinds
- * has fronts that test which one a class has: first_sll in free, bit 0 of
- * its hak_size_bin entry (HAK_BIN_SLL) in malloc.
+ * with no indirect jump.  free finds a class's bin by arithmetic
+ * (HAK_BIN_STRIDE, hak_spec.h) and tests it against the bin's front_lim;
+ * classes without a cache tier have cap 0, and so a bin whose front_lim stays
+ * 0: they always take the per-class path (hak_*_tiers).  Only a spec whose
+ * classes start with tiers of both kinds has fronts that test which one a
+ * class has: first_sll in free, bit 0 of its hak_size_bin entry
+ * (HAK_BIN_SLL) in malloc.
  */
 struct hak_fast_table {
-    uint32_t cap[HAK_NUM_CLASSES + 1];       /* capacity of the first tier */
+    uint32_t cap[HAK_NUM_CLASSES + 1];       /* capacity of the first tier (front_lim - 1) */
     uint32_t span_mask[HAK_NUM_CLASSES + 1]; /* span_bytes - 1 */
     uint8_t first_sll[HAK_NUM_CLASSES + 1];  /* 1: the first tier is the list, 0: the ring (or none) */
     uint64_t div_mul[HAK_NUM_CLASSES + 1];   /* ceil(2^64 / size): hak_block_start, hak_block_index */

@@ -232,6 +232,16 @@ static void drain(unsigned cls)
     b->ring_s = 0;
     b->sll_s = 0;
     b->sll_head = NULL;
+    b->front_lim = 0;
+}
+
+/* Set class cls's counters up: empty tiers, and the table front's limit. */
+static void set_up(unsigned cls)
+{
+    struct hak_bin *b = bin_of(cls);
+    b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
+    b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
+    b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0;
 }
 
 /* ---- thread start and exit ---- */
@@ -279,11 +289,8 @@ static bool thread_start(void)
         return false;
     }
     thread_heap = heap;
-    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
-        struct hak_bin *b = bin_of(cls);
-        b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
-        b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
-    }
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
+        set_up(cls);
     hak_tls.state = HAK_THREAD_LIVE;
     __atomic_fetch_add(&threads_live, 1, __ATOMIC_RELAXED);
     HAK_STAT(hak_stats_thread_start());
@@ -446,9 +453,7 @@ void hak_thread_trim(void)
         return;
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         drain(cls);
-        struct hak_bin *b = bin_of(cls);
-        b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
-        b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
+        set_up(cls);
     }
     hak_heap_trim(thread_heap);
 }
