@@ -63,11 +63,12 @@ struct hak_bin {
 /*
  * Guarded mode (hak_front.h): a block in a thread's cache carries
  * hak_cache_key in its second word (every class is at least 16 bytes, and the
- * list links through the first); a block handed out has it cleared.
- * hak_free_keyed: a free met a block that carries it.  The key is defined
- * with hak_fast below.
+ * list links through the first); a block handed out has it cleared.  The key
+ * is random, set once before any thread has a cache (runtime/thread.c), and
+ * never 0.  hak_free_keyed: a free met a block that carries it.
  */
 #define HAK_KEY_WORD(p) (((uintptr_t *)(p))[1])
+extern uintptr_t hak_cache_key HAK_HIDDEN;
 
 /*
  * Per-class counters of a metrics build (options.metrics: true), one set per
@@ -201,17 +202,6 @@ struct hak_fast_table {
  * one scaled load from one base, where a 32-byte row took a shift and an
  * add to find first (3 instructions per free). */
 extern const struct hak_fast_table hak_fast HAK_HIDDEN;
-
-/*
- * The cache key: the address of hak_fast.  Never 0, the same in every thread
- * for the life of the process, different from one process to the next
- * (address-space randomization), and no program holds it but by chance: the
- * symbol is hidden.  free's table front has that address in a register
- * already (the base of its loads from hak_fast), so the key costs no load;
- * a random key read from memory cost one on every free.  Chance only costs
- * time: a block whose data equals the key takes hak_free_keyed's search.
- */
-#define hak_cache_key ((uintptr_t)&hak_fast)
 #define HAK_BIN_SLL 1u /* in a hak_size_bin entry: the class's first tier is the list */
 
 /*

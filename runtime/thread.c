@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
 
 #include "internal.h"
 
@@ -305,7 +307,26 @@ static bool thread_start(void)
     return true;
 }
 
-/* ---- guarded mode: blocks that carry the cache key (hak_abi.h) ---- */
+/* ---- guarded mode: the cache key (hak_abi.h) ---- */
+
+uintptr_t hak_cache_key;
+
+/* Random, so that a program's data equals it only by chance, and odd: never
+ * 0 (the word of a block handed out) nor a pointer to anything aligned,
+ * which is what a block's second word most often holds. */
+static void set_cache_key(void)
+{
+    uintptr_t key = 0;
+    if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* no entropy yet (early boot) or no syscall: the kernel's bytes for
+         * this process, bytes 0-7 being the stack protector's */
+        const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+        if (r != NULL)
+            memcpy(&key, r + 8, sizeof key);
+        key ^= (uintptr_t)&key * UINT64_C(0x9E3779B97F4A7C15);
+    }
+    hak_cache_key = key | 1;
+}
 
 /* Whether p is one of the blocks class cls's caches hold.  The list is walked
  * only through blocks of the class: a block the program wrote to after
@@ -526,6 +547,7 @@ bool hak_global_init(void)
     if (global_state != 2) {
         in_global_init = true;
         global_state = 1;
+        set_cache_key(); /* before any thread has a cache, for good */
         hak_transfer_init();
         pthread_key_create(&thread_key, thread_exit);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
