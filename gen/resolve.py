@@ -196,11 +196,15 @@ def _divisibility(size, blocks, span):
     return {"div_mul": div_mul, "start_limit": blocks * excess if excess else 1}
 
 
-# struct hak_thread_block (templates/hak_spec.h.j2): 32 bytes of the empty
+# struct hak_thread_block (templates/hak_spec.h.j2): 48 bytes of the empty
 # bin (code 0's), state and heap, then per class a 64-byte-aligned struct of
 # its bin (32 bytes) and its ring.
-THREAD_BLOCK_HEAD = 32
+THREAD_BLOCK_HEAD = 48
 BIN_HEADER = 32
+# The stride's block may be at most this many times the packed one; past it
+# (a spec with one ring far larger than the rest) bins stay packed and free
+# loads a bin's offset from hak_fast.
+STRIDE_MAX_GROWTH = 2
 
 
 def _bin_stride(rows):
@@ -211,7 +215,9 @@ def _bin_stride(rows):
     a * 2^k, a in (3, 5, 9), k >= 7, that holds the largest bin: a multiple of
     128, as every bin's offset is (_place_bins); not a power of
     two, whose bins would all share one page offset and so one L1 set; and a
-    lea and a shift to multiply by."""
+    lea and a shift to multiply by.  Every class takes a stride: the default's
+    block grows from 55 to 91 KiB (its mid rings are a quarter of the tiny
+    ones), up to 36 KiB more resident per thread."""
     need = max(BIN_HEADER + 8 * c["ring"] for c in rows)
     return min(a << k for a in (3, 5, 9) for k in range(7, 32) if a << k >= need)
 
@@ -237,6 +243,7 @@ def _place_bins(rows, stride):
         c["bin_pad"] = at - off
         c["bin_at"] = at
         off = at + -(-(BIN_HEADER + 8 * c["ring"]) // 64) * 64
+    return off
 
 
 def model(resolved, spec_path):
@@ -260,8 +267,11 @@ def model(resolved, spec_path):
     # the kinds of first tier the table dispatch's fronts serve (no class with
     # a cache: the ring front, which then always misses into the per-class path)
     table_kinds = [t for t in ("ring", "sll") if any(c["table_tier"] == t for c in rows)] or ["ring"]
+    packed_bytes = _place_bins(rows, 0)
     bin_stride = _bin_stride(rows) if resolved["options"]["dispatch"] == "table" else 0
-    _place_bins(rows, bin_stride)
+    if bin_stride and _place_bins(rows, bin_stride) > STRIDE_MAX_GROWTH * packed_bytes:
+        bin_stride = 0
+        _place_bins(rows, 0)
     max_size = rows[-1]["size"]
     table, ci = [], 0
     for slot in range(max_size // 16 + 1):

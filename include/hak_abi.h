@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 6
+#define HAK_RUNTIME_VERSION 7
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -153,7 +153,14 @@ extern struct hak_region_map hak_region HAK_HIDDEN;
  * The one store the plain load may meet is that release; thread-sanitizer
  * builds, and other machines, read slabs with an acquire.
  */
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__) /* gcc */
+#define HAK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) /* clang */
+#define HAK_TSAN 1
+#endif
+#endif
+#if defined(__x86_64__) && !defined(HAK_TSAN)
 #define HAK_REGION_SLABS() (hak_region.slabs)
 #else
 #define HAK_REGION_SLABS() __atomic_load_n(&hak_region.slabs, __ATOMIC_ACQUIRE)
@@ -182,7 +189,8 @@ static inline unsigned hak_region_code(uintptr_t a)
  * The table dispatch (options.dispatch: table): class-indexed constants that
  * let malloc and free reach any class's first cache tier, a ring or a list,
  * with no indirect jump.  free finds a class's bin by arithmetic
- * (HAK_BIN_STRIDE, hak_spec.h) and tests it against the bin's front_lim;
+ * (HAK_BIN_STRIDE, hak_spec.h; bin_offset below where the spec's bins are
+ * packed) and tests it against the bin's front_lim;
  * classes without a cache tier have cap 0, and so a bin whose front_lim stays
  * 0: they always take the per-class path (hak_*_tiers).  Only a spec whose
  * classes start with tiers of both kinds has fronts that test which one a
@@ -190,6 +198,9 @@ static inline unsigned hak_region_code(uintptr_t a)
  * (HAK_BIN_SLL) in malloc.
  */
 struct hak_fast_table {
+    /* offsetof(struct hak_thread_block, cN), or of the empty bin: free's,
+     * where the spec's bins are packed (no HAK_BIN_STRIDE) */
+    uint32_t bin_offset[HAK_NUM_CLASSES + 1];
     uint32_t cap[HAK_NUM_CLASSES + 1];       /* capacity of the first tier (front_lim - 1) */
     uint32_t span_mask[HAK_NUM_CLASSES + 1]; /* span_bytes - 1 */
     uint8_t first_sll[HAK_NUM_CLASSES + 1];  /* 1: the first tier is the list, 0: the ring (or none) */

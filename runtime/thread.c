@@ -231,10 +231,10 @@ static void drain(unsigned cls)
         hak_heap_give(thread_heap, cls, ring_of(b), b->ring_s - 1);
     if (b->sll_s > 1)
         hak_heap_give_list(thread_heap, cls, b->sll_head, b->sll_s - 1);
+    b->front_lim = 0; /* first: front_lim > 0 only over a set-up counter */
     b->ring_s = 0;
     b->sll_s = 0;
     b->sll_head = NULL;
-    b->front_lim = 0;
 }
 
 /* Set class cls's counters up: empty tiers, and the table front's limit. */
@@ -243,7 +243,7 @@ static void set_up(unsigned cls)
     struct hak_bin *b = bin_of(cls);
     b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
     b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
-    b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0;
+    b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0; /* last */
 }
 
 /* ---- thread start and exit ---- */

@@ -329,13 +329,18 @@ class BinPlacementTest(TempDirTest):
                 starts |= {k * c["size"] % 4096 for k in range(4096)}
         self.assertTrue(starts)
         stride = m["bin_stride"]
-        self.assertEqual(stride != 0, m["options"]["dispatch"] == "table")
+        rows = [dict(c) for c in m["classes"]]
+        packed = resolve._place_bins(rows, 0)
+        if m["options"]["dispatch"] == "switch":
+            self.assertEqual(stride, 0)
+        else:  # a stride unless it would more than double the block
+            self.assertEqual(stride == 0, resolve._place_bins(rows, resolve._bin_stride(rows)) > 2 * packed)
         if stride:
             # 3, 5 or 9 times a power of two of at least 128, holding the largest bin
             self.assertEqual(stride % 128, 0)
             self.assertIn(stride // (stride & -stride), (3, 5, 9))
-            self.assertGreaterEqual(stride, max(16 + 8 * c["ring"] for c in m["classes"]))
-        end = 32  # the empty bin, state and heap
+            self.assertGreaterEqual(stride, max(resolve.BIN_HEADER + 8 * c["ring"] for c in m["classes"]))
+        end = 48  # the empty bin, state and heap
         for c in m["classes"]:
             self.assertEqual(c["bin_at"] % 128, 0, c["size"])
             # a mapped block starts 64 bytes into its page (struct hak_thread_slot)
@@ -347,7 +352,7 @@ class BinPlacementTest(TempDirTest):
                 self.assertIn(c["bin_pad"], (0, 64))
                 # padded exactly when the natural place was 64 mod 128
                 self.assertEqual((c["bin_at"] - c["bin_pad"]) % 128, 64 if c["bin_pad"] else 0)
-            end = c["bin_at"] + 16 + 8 * c["ring"]
+            end = c["bin_at"] + resolve.BIN_HEADER + 8 * c["ring"]
         return m
 
     def test_default_and_variants(self):
@@ -366,6 +371,21 @@ class BinPlacementTest(TempDirTest):
                 m = resolve.model(resolve.resolve(load_spec(os.path.join(self.tmp, "s.yaml"))), "s.yaml")
                 self.assertEqual(max(c["ring"] for c in m["classes"]), ring)
                 self.assertEqual(m["bin_stride"], stride)
+
+    def test_packed_past_twice_the_block(self):
+        """One ring far larger than the rest: strides would more than double
+        the block, so bins stay packed and free loads the bin's offset."""
+        even = re.sub(r"refill: \d+", "refill: 8", re.sub(r"ring: \d+", "ring: 64", SMALL))
+        for big, strided in ((64, True), (1024, False)):
+            with self.subTest(big):
+                self.write("s.yaml", edit(even, "{ size: 16, ring: 64,", f"{{ size: 16, ring: {big},"))
+                self.assertOk(self.hakgen("generate", "s.yaml", "o"))
+                out = read_outputs(os.path.join(self.tmp, "o"))
+                m = self.check_spec(os.path.join(self.tmp, "s.yaml"))
+                self.assertEqual(m["bin_stride"] != 0, strided)
+                free = out["hak_front.h"].split("HAK_INLINE void hak_front_free(void *p)")[1].split("\n}\n")[0]
+                self.assertEqual("hak_fast.bin_offset[code]" in free, not strided)
+                self.assertEqual("HAK_BIN_STRIDE" in free, strided)
 
     def test_generated_layout(self):
         for dispatch in ("table", "switch"):

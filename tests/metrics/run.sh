@@ -69,8 +69,8 @@ check "nothing without HAKMEM_STATS" '[ -z "$quiet" ]'
 
 # Without metrics: no stats symbol (but glibc's malloc_stats, which every build
 # exports), and a smaller per-thread block (its size is that of the shared
-# empty block every thread starts with, runtime/thread.c).
-block_size() { echo $(( 16#$(nm -S "$1" | awk '$4 == "new_block" { print $2 }') )); }
+# empty block every thread starts with, in its slot: runtime/thread.c).
+block_size() { echo $(( 16#$(nm -S "$1" | awk '$4 == "new_slot" { print $2 }') )); }
 check "no counters without metrics (symbols)" \
     '! nm build/default/libhakmem.so | grep -i stats | grep -vw malloc_stats >/dev/null &&
      nm "$lib" | grep hak_stats_thread_exit >/dev/null'

@@ -93,36 +93,91 @@ END_TEST
 
 /* Every block is 16-byte aligned and its whole usable size is writable
  * without touching its neighbours. */
-/* Every bin of the calling thread's block at 64 mod 128 in memory (hak_spec.h:
- * struct hak_thread_slot), and where the table dispatch's free computes it. */
-static void *check_bins(void *arg)
+/* Every bin of a thread block at 64 mod 128 in memory (hak_spec.h: struct
+ * hak_thread_slot), and where the table dispatch's free computes it. */
+static void check_bins(uintptr_t block)
 {
-    (void)arg;
+    ck_assert_uint_eq(block % 128, 64);
+    ck_assert_uint_eq(offsetof(struct hak_thread_block, no_cache), 0);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
-        uintptr_t bin = (uintptr_t)&hak_tls + hak_class_info[cls].bin_offset;
-        ck_assert_uint_eq(bin % 128, 64);
+        ck_assert_uint_eq((block + hak_class_info[cls].bin_offset) % 128, 64);
 #ifdef HAK_BIN_STRIDE
         ck_assert_uint_eq(hak_class_info[cls].bin_offset, (cls + 1) * HAK_BIN_STRIDE);
 #endif
     }
-    ck_assert_uint_eq((uintptr_t)&hak_tls.no_cache % 128, 64);
-    return NULL;
 }
 
+/* A new thread's block before its first malloc (the shared one, or its own in
+ * static TLS) and after it.  Read before any assertion: Check's assertions
+ * allocate, which gives the thread its block. */
 static void *check_bins_before_and_after_setup(void *arg)
 {
-    check_bins(arg); /* the shared block of threads without caches */
+    (void)arg;
+    uintptr_t before = (uintptr_t)&hak_tls;
+    unsigned state = hak_tls.state;
     free(malloc(16));
+    uintptr_t after = (uintptr_t)&hak_tls;
+    ck_assert_uint_eq(state, HAK_THREAD_NEW);
     ck_assert_uint_eq(hak_tls.state, HAK_THREAD_LIVE);
-    return check_bins(arg); /* the thread's own */
+    check_bins(before);
+    check_bins(after);
+    return NULL;
 }
 
 START_TEST(bins_at_64_mod_128_in_memory)
 {
     free(malloc(16));
-    check_bins(NULL);
+    check_bins((uintptr_t)&hak_tls);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, check_bins_before_and_after_setup, NULL), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+END_TEST
+
+/* free's first-tier limit (hak_abi.h, front_lim): the tier's capacity + 1 in
+ * a set-up bin; 0 before set-up, in the empty bin, and for classes without a
+ * cache, so that their free misses.  Read before any assertion: Check's
+ * assertions allocate, which sets the thread up. */
+struct front_lims {
+    uintptr_t empty, cls[HAK_NUM_CLASSES];
+};
+
+static void read_front_lims(struct front_lims *out)
+{
+    out->empty = hak_tls.no_cache.front_lim;
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
+        out->cls[cls] = ((const struct hak_bin *)((const char *)&hak_tls + hak_class_info[cls].bin_offset))->front_lim;
+}
+
+static void check_front_lims(const struct front_lims *got, int set_up)
+{
+    ck_assert_uint_eq(got->empty, 0);
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+        const struct hak_class_info *ci = &hak_class_info[cls];
+        uint32_t cap = !(ci->tiers & (HAK_TIER_RING | HAK_TIER_SLL)) ? 0 : ci->ring_first ? ci->ring : ci->sll;
+        ck_assert_uint_eq(got->cls[cls], (set_up && cap ? cap + 1 : 0));
+    }
+}
+
+static void *front_lims_through_a_thread(void *arg)
+{
+    (void)arg;
+    struct front_lims before, after, trimmed;
+    read_front_lims(&before);
+    free(malloc(16));
+    read_front_lims(&after);
+    malloc_trim(0); /* empties the caches, keeps them set up */
+    read_front_lims(&trimmed);
+    check_front_lims(&before, 0);
+    check_front_lims(&after, 1);
+    check_front_lims(&trimmed, 1);
+    return NULL;
+}
+
+START_TEST(front_lim_set_up_and_kept)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, front_lims_through_a_thread, NULL), 0);
     ck_assert_int_eq(pthread_join(t, NULL), 0);
 }
 END_TEST
@@ -164,6 +219,7 @@ Suite *suite_classes(void)
     tcase_add_test(tc, block_start_and_index_exact);
     tcase_add_test(tc, alignment_and_usable_size_writable);
     tcase_add_test(tc, bins_at_64_mod_128_in_memory);
+    tcase_add_test(tc, front_lim_set_up_and_kept);
     suite_add_tcase(s, tc);
     return s;
 }
