@@ -211,7 +211,7 @@ def _bin_stride(rows):
     """The table dispatch's distance between two classes' bins: free() finds
     a bin at code * stride in the thread block, two instructions and no load where
     an offset from hak_fast was a load on free's chain of dependent loads
-    (mixed sizes, ws=256: 1.10x, 21 interleaved rounds).  The smallest
+    (mixed sizes, ws=256: 1.08x, 21 interleaved rounds).  The smallest
     a * 2^k, a in (3, 5, 9), k >= 7, that holds the largest bin: a multiple of
     128, as every bin's offset is (_place_bins); not a power of
     two, whose bins would all share one page offset and so one L1 set; and a
