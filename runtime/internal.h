@@ -216,6 +216,11 @@ void hak_transfer_unlock_all(void) HAK_HIDDEN;
 void hak_transfer_after_fork_child(void) HAK_HIDDEN; /* unlocks */
 
 /* ---- thread.c: the per-thread caches' slow paths, thread start and exit ---- */
+/* Class cls's bin in the calling thread's block. */
+static inline struct hak_bin *hak_thread_bin(unsigned cls)
+{
+    return (struct hak_bin *)((char *)&hak_tls + hak_class_info[cls].bin_offset);
+}
 bool hak_global_init(void) HAK_HIDDEN;
 bool hak_thread_block_freed(unsigned cls, const void *p) HAK_HIDDEN; /* guarded: p has the key */
 void hak_thread_trim(void) HAK_HIDDEN;

@@ -31,11 +31,6 @@ static unsigned threads_live;
 static int global_state; /* 0: not started, 1: starting, 2: ready */
 static HAK_TLS bool in_global_init;
 
-static struct hak_bin *bin_of(unsigned cls)
-{
-    return (struct hak_bin *)((char *)&hak_tls + hak_class_info[cls].bin_offset);
-}
-
 static void **ring_of(struct hak_bin *b)
 {
     return (void **)(b + 1);
@@ -226,7 +221,7 @@ static void flush(unsigned cls, struct hak_bin *b)
 /* Give back everything class cls's caches hold and zero its counters. */
 static void drain(unsigned cls)
 {
-    struct hak_bin *b = bin_of(cls);
+    struct hak_bin *b = hak_thread_bin(cls);
     if (b->ring_s > 1)
         hak_heap_give(thread_heap, cls, ring_of(b), b->ring_s - 1);
     if (b->sll_s > 1)
@@ -240,7 +235,7 @@ static void drain(unsigned cls)
 /* Set class cls's counters up: empty tiers, and the table front's limit. */
 static void set_up(unsigned cls)
 {
-    struct hak_bin *b = bin_of(cls);
+    struct hak_bin *b = hak_thread_bin(cls);
     b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
     b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
     b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0; /* last */
@@ -333,7 +328,7 @@ static void set_cache_key(void)
  * freeing it may have broken the link, and the walk stops there. */
 static bool in_cache(unsigned cls, const void *p)
 {
-    struct hak_bin *b = bin_of(cls);
+    struct hak_bin *b = hak_thread_bin(cls);
     void **ring = ring_of(b);
     for (uint32_t i = 0; i + 1 < b->ring_s; i++)
         if (ring[i] == p)
@@ -411,7 +406,7 @@ void *hak_alloc_slow(unsigned cls)
         hak_decay_poll();
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
         HAK_STAT(hak_tls.stats[cls].alloc_slow++);
-        struct hak_bin *b = bin_of(cls);
+        struct hak_bin *b = hak_thread_bin(cls);
         if (!has_cache(cls))
             p = hak_heap_take(thread_heap, cls, &p, 1) == 1 ? p : NULL;
         else if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
@@ -461,7 +456,7 @@ void hak_free_slow(unsigned cls, void *p)
          * of another heap, where it is no longer found */
         if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key)
             free_check_key(cls, p);
-        flush(cls, bin_of(cls));
+        flush(cls, hak_thread_bin(cls));
     }
     hak_front_free_class(cls + 1, p);
 }

@@ -91,8 +91,6 @@ START_TEST(block_start_and_index_exact)
 }
 END_TEST
 
-/* Every block is 16-byte aligned and its whole usable size is writable
- * without touching its neighbours. */
 /* Every bin of a thread block at 64 mod 128 in memory (hak_spec.h: struct
  * hak_thread_slot), and where the table dispatch's free computes it. */
 static void check_bins(uintptr_t block)
@@ -146,7 +144,7 @@ static void read_front_lims(struct front_lims *out)
 {
     out->empty = hak_tls.no_cache.front_lim;
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
-        out->cls[cls] = ((const struct hak_bin *)((const char *)&hak_tls + hak_class_info[cls].bin_offset))->front_lim;
+        out->cls[cls] = hak_thread_bin(cls)->front_lim;
 }
 
 static void check_front_lims(const struct front_lims *got, int set_up)
@@ -182,6 +180,8 @@ START_TEST(front_lim_set_up_and_kept)
 }
 END_TEST
 
+/* Every block is 16-byte aligned and its whole usable size is writable
+ * without touching its neighbours. */
 START_TEST(alignment_and_usable_size_writable)
 {
     enum { COUNT = 64 };

@@ -126,7 +126,7 @@ static unsigned class_64(void)
 static bool first_tier_full(unsigned c)
 {
     const struct hak_class_info *ci = &hak_class_info[c];
-    const struct hak_bin *b = (const struct hak_bin *)((const char *)&hak_tls + ci->bin_offset);
+    const struct hak_bin *b = hak_thread_bin(c);
     return ci->ring_first ? b->ring_s == ci->ring + 1 : b->sll_s == ci->sll + 1;
 }
 
@@ -195,8 +195,7 @@ static void do_free_twice(void *p)
 /* Blocks the class's caches hold in this thread. */
 static uint32_t cached_count(unsigned c)
 {
-    const struct hak_class_info *ci = &hak_class_info[c];
-    const struct hak_bin *b = (const struct hak_bin *)((const char *)&hak_tls + ci->bin_offset);
+    const struct hak_bin *b = hak_thread_bin(c);
     return (b->ring_s ? b->ring_s - 1 : 0) + (b->sll_s ? b->sll_s - 1 : 0);
 }
 
@@ -466,7 +465,7 @@ START_TEST(free_of_block_never_handed_out)
     for (int i = 0; i < N; i++)
         blocks[i] = malloc(64);
     const struct hak_class_info *ci = &hak_class_info[class_64()];
-    struct hak_bin *b = (struct hak_bin *)((char *)&hak_tls + ci->bin_offset);
+    struct hak_bin *b = hak_thread_bin(class_64());
     /* the last malloc may have emptied the first tier: one more refills it */
     for (int i = 0; i < 64 && (ci->ring_first ? b->ring_s : b->sll_s) < 2; i++)
         (void)malloc(64);

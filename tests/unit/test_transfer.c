@@ -17,14 +17,10 @@
 /* A class the test harness itself never allocates from. */
 #define CLS (HAK_NUM_CLASSES - 2)
 
-static struct hak_bin *bin(unsigned cls)
-{
-    return (struct hak_bin *)((char *)&hak_tls + hak_class_info[cls].bin_offset);
-}
 
 static void **ring(unsigned cls)
 {
-    return (void **)(bin(cls) + 1);
+    return (void **)(hak_thread_bin(cls) + 1);
 }
 
 /* `batches` batches of CLS's blocks, taken from h, as one calloc'd array. */
@@ -171,7 +167,7 @@ static void assert_one_batch_held(unsigned cls, void *const *blocks)
 static uint32_t fill_ring(void **p, void **oldest)
 {
     uint32_t i = 0;
-    while (bin(CLS)->ring_s - 1 < hak_class_info[CLS].ring)
+    while (hak_thread_bin(CLS)->ring_s - 1 < hak_class_info[CLS].ring)
         free(p[i++]);
     for (uint32_t k = 0; k < hak_class_info[CLS].refill; k++)
         oldest[k] = ring(CLS)[k];
@@ -226,7 +222,7 @@ START_TEST(flush_puts_the_oldest_blocks)
     free(p[i]); /* the ring is full: the flush comes first */
     assert_one_batch_held(CLS, oldest);
     ck_assert_ptr_eq(ring(CLS)[0], above);
-    ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
+    ck_assert_uint_eq(hak_thread_bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
     ck_assert_ptr_eq(ring(CLS)[ci->ring - ci->refill], p[i]);
     ring_flush_stop(&f);
 }
@@ -285,7 +281,7 @@ START_TEST(flush_from_the_list_puts_its_head)
         return;
     const struct hak_class_info *ci = &hak_class_info[c];
     other_thread_start();
-    struct hak_bin *b = bin(c);
+    struct hak_bin *b = hak_thread_bin(c);
     void **p = malloc_blocks(c, ci->ring + ci->sll + 1);
     uint32_t i = 0;
     while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
@@ -321,7 +317,7 @@ START_TEST(only_thread_flushes_to_spans)
         uint32_t i = fill_ring(p, oldest);
         free(p[i]); /* the flush */
         ck_assert_uint_eq(hak_transfer_bytes(), 0);
-        ck_assert_uint_eq(bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
+        ck_assert_uint_eq(hak_thread_bin(CLS)->ring_s - 1, ci->ring - ci->refill + 1);
         for (uint32_t k = 0; k < ci->refill; k++) /* free in their spans */
             ck_assert(hak_heap_holds_free(hak_tls.heap, CLS, oldest[k]));
         ck_assert(!hak_heap_holds_free(hak_tls.heap, CLS, ring(CLS)[0])); /* cached */
