@@ -340,7 +340,7 @@ class BinPlacementTest(TempDirTest):
             self.assertEqual(stride % 128, 0)
             self.assertIn(stride // (stride & -stride), (3, 5, 9))
             self.assertGreaterEqual(stride, max(resolve.BIN_HEADER + 8 * c["ring"] for c in m["classes"]))
-        end = 48  # the empty bin, state and heap
+        end = resolve.THREAD_BLOCK_HEAD  # the empty bin, state and heap
         for c in m["classes"]:
             self.assertEqual(c["bin_at"] % 128, 0, c["size"])
             # a mapped block starts 64 bytes into its page (struct hak_thread_slot)
