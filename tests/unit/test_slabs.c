@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -706,11 +707,28 @@ START_TEST(huge_pages_as_the_spec_says)
 }
 END_TEST
 
+/*
+ * Each test's process (Check forks one per test) without transparent huge
+ * pages: with superslab.huge_pages a purged unit's pages are small again, and
+ * khugepaged (a scan every 10 s, taking ranges with up to 511 empty pages
+ * here) may merge them back into a resident huge page in the middle of a test
+ * that waits for them to be gone.  The likely cause of
+ * fork_child_purges_what_parent_left_dirty failing now and then in the
+ * appmix variant (huge pages) under load; not reproduced at will.  The
+ * runtime still asks for huge pages (the "hg" flag,
+ * huge_pages_as_the_spec_says); the kernel gives these processes none.
+ */
+static void no_background_huge_pages(void)
+{
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+}
+
 Suite *suite_slabs(void)
 {
     Suite *s = suite_create("slabs");
     TCase *tc = tcase_create("slabs");
     tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, no_background_huge_pages, NULL);
     tcase_add_test(tc, carve_in_order);
     tcase_add_test(tc, reuse_before_carving);
     tcase_add_test(tc, empty_span_returned);
