@@ -150,9 +150,15 @@ void *hak_api_realloc(void *p, size_t n)
         if (n > HAK_MAX_CLASS_SIZE && (q = hak_large_realloc(p, n)) != NULL)
             return q; /* else (mremap refused: a range of two mappings) copy below */
     }
+    int saved_errno = errno;
     void *q = hak_front_malloc(n);
-    if (q == NULL)
-        return NULL; /* errno is ENOMEM; p is untouched */
+    if (q == NULL) {
+        if (n > old)
+            return NULL; /* errno is ENOMEM; p is untouched */
+        /* a shrink never fails (as in glibc): p still holds n bytes */
+        errno = saved_errno;
+        return p;
+    }
     memcpy(q, p, n < old ? n : old);
     hak_front_free(p);
     return q;

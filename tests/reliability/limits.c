@@ -10,7 +10,9 @@
  *                 started before the limit allocates or fails cleanly; after
  *                 one size's blocks are freed, the next size gets that room
  *                 at once (at least 40% of the headroom each).  Then two
- *                 threads run into the limit at once.
+ *                 threads run into the limit at once; and a realloc that
+ *                 shrinks a tiny, a mid and a large block succeeds in place
+ *                 when no block of the new size can be had.
  *   rlimit-at-start  a program that starts with its address space limited
  *                 to 256 MiB (RLIMIT_AS set, then this program exec'd): the
  *                 region map cannot take its 2 GiB and covers the low 1 TiB
@@ -386,6 +388,54 @@ static int child_rlimit_threads(void)
     return child_failed;
 }
 
+/* A shrinking realloc at the limit: with no room left for a block of the
+ * new size, the old block still holds it, so the call succeeds with the same
+ * pointer and the contents kept, as in glibc; errno is left alone.  Blocks
+ * of a tiny class (1000 B), a mid class (4000 B) and a large one (8 MiB),
+ * made before the limit, each shrink to 100 B once malloc(100) fails. */
+static int child_realloc_shrink(void)
+{
+    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (blocks == MAP_FAILED) {
+        say("  mmap of the block array failed");
+        return 1;
+    }
+    static const size_t kept_sizes[] = {1000, 4000, 8 * MiB};
+    unsigned char *kept[3];
+    for (size_t i = 0; i < 3; i++) {
+        kept[i] = malloc(kept_sizes[i]);
+        if (kept[i] == NULL) {
+            say("  malloc(%zu) failed before the limit", kept_sizes[i]);
+            return 1;
+        }
+        fill_pattern(kept[i], kept_sizes[i]);
+    }
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+    size_t got = exhaust(100);
+    for (size_t i = 0; i < 3; i++) {
+        errno = 0;
+        unsigned char *q = realloc(kept[i], 100);
+        CHECK(q == kept[i] && errno == 0, "at the limit: realloc(%zu-byte block %p, 100) = %p errno %d",
+              kept_sizes[i], (void *)kept[i], (void *)q, errno);
+        if (q != NULL) {
+            CHECK(check_pattern(q, 100), "realloc(%zu-byte block, 100) lost the contents", kept_sizes[i]);
+            CHECK(malloc_usable_size(q) >= 100, "usable size %zu after realloc(%zu-byte block, 100)",
+                  malloc_usable_size(q), kept_sizes[i]);
+            kept[i] = q;
+        }
+    }
+    release(got, 100);
+    for (size_t i = 0; i < 3; i++)
+        free(kept[i]);
+    return child_failed;
+}
+
 /* ---- 1 B and 64 GiB ---- */
 
 static int child_tiny_huge(void)
@@ -597,6 +647,7 @@ int main(int argc, char **argv)
     }
     run("rlimit-exhaust-and-recover", child_rlimit);
     run("rlimit-two-threads", child_rlimit_threads);
+    run("rlimit-realloc-shrink", child_realloc_shrink);
     run("rlimit-at-start", child_limited_start);
     run("rlimit-at-start-big-block", child_limited_big);
     run("tiny-huge", child_tiny_huge);
