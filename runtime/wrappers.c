@@ -164,3 +164,9 @@ HAK_EXPORT void *__libc_realloc(void *p, size_t n) __attribute__((alias("realloc
 HAK_EXPORT void *__libc_memalign(size_t align, size_t n) __attribute__((alias("memalign")));
 HAK_EXPORT void *__libc_valloc(size_t n) __attribute__((alias("valloc")));
 HAK_EXPORT void *__libc_pvalloc(size_t n) __attribute__((alias("pvalloc")));
+
+/* cfree: gone from glibc's headers since 2.26, but its libc.so still exports
+ * cfree@GLIBC_2.2.5, which is glibc's free: a program built against an older
+ * glibc that calls it would hand hakmem's block to glibc's free. */
+void cfree(void *p);
+HAK_EXPORT void cfree(void *p) __attribute__((alias("free")));

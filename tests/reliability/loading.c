@@ -3,7 +3,8 @@
  *
  *   ROLE_PROBE   run preloaded or linked with -lhakmem: malloc must be
  *                hakmem's (malloc_usable_size(malloc(100)) is the spec's class
- *                size, dladdr(malloc) and /proc/self/maps name libhakmem)
+ *                size, dladdr(malloc) and /proc/self/maps name libhakmem),
+ *                and so the cfree an old binary binds (cfree@GLIBC_2.2.5)
  *   ROLE_USER    libuser.so, linked against libhakmem.so: user_work() calls
  *                hak_malloc/hak_free/hak_realloc/hak_usable_size
  *   ROLE_DLOPEN  a plain program (no hakmem) that dlopen()s libuser.so, calls
@@ -25,6 +26,11 @@
 
 #if defined(ROLE_PROBE)
 
+/* glibc's compatibility cfree, as a program built against glibc < 2.26
+ * binds it: hakmem's must take its place, or glibc frees hakmem's block */
+void cfree(void *p);
+__asm__(".symver cfree,cfree@GLIBC_2.2.5");
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -39,6 +45,8 @@ int main(int argc, char **argv)
     if (u != expected)
         bad = 1;
     free(p);
+    cfree(malloc(100));
+    printf("cfree@GLIBC_2.2.5 freed a block of malloc\n");
     Dl_info info;
     void *(*volatile m)(size_t) = malloc;
     const char *from = dladdr((void *)m, &info) && info.dli_fname ? info.dli_fname : "?";
