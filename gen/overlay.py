@@ -19,10 +19,13 @@ from specload import Node, SpecError, load
 MAX_BASES = 64  # overlays on overlays: far more than anyone writes, far less than the stack
 
 
-def load_spec(path, display=None, _chain=()):
-    """Load a spec or overlay and return the merged, shape-checked Node tree."""
+def load_spec(path, display=None, _chain=(), files=None):
+    """Load a spec or overlay and return the merged, shape-checked Node tree.  `files`, a
+    list, gets (real path, name) of every file read: the spec's, then its bases' in order."""
     name = display or path
     chain = _chain + ((os.path.realpath(path), name),)
+    if files is not None:
+        files.append(chain[-1])
     root = load(path, name)
     is_overlay = isinstance(root.value, dict) and "base" in root.value
     checked = schema.SPEC.check(root, "", partial=is_overlay)
@@ -39,7 +42,7 @@ def load_spec(path, display=None, _chain=()):
             raise base_node.error("base", f"overlays form a cycle: {cycle}")
         if len(chain) >= MAX_BASES:
             raise base_node.error("base", f"more than {MAX_BASES} overlays on top of each other")
-        merged = load_spec(base_path, base_display, chain)
+        merged = load_spec(base_path, base_display, chain, files)
         if "name" not in checked.value:
             stem = os.path.splitext(os.path.basename(path))[0]
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", stem):  # schema.Name

@@ -504,7 +504,9 @@ def _bytes_text(n):
 
 def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_pages="auto"):
     """Return the overlay text (and a summary line) for `profile` on the spec at base_path."""
-    base = resolve.resolve(overlay.load_spec(base_path))
+    base_files = []
+    base = resolve.resolve(overlay.load_spec(base_path, files=base_files))
+    _check_not_a_base_file(out_path, base_files)
     tiny_base, mid_base = base["tiny"]["classes"], base["mid"]
     base_sizes = [c["size"] for c in tiny_base] + list(mid_base["classes"])
     hist = profile["hist"]
@@ -545,6 +547,26 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
                f"(base {_pct(fit['base_live_waste'] / live)}), "
                f"huge pages {'on' if memory['huge_pages'][0] else 'off'}")
     return text, summary
+
+
+def _output_entry(out_path):
+    """The directory entry that writing out_path replaces, its directory's symlinks resolved
+    (os.replace replaces a symlink at out_path itself, not the file it points to)."""
+    return os.path.join(os.path.realpath(os.path.dirname(out_path) or "."),
+                        os.path.basename(out_path))
+
+
+def _check_not_a_base_file(out_path, base_files):
+    """-o must not replace a file the base is read from: the overlay would be its own base,
+    and every spec built on that file a cycle.  The validation of the overlay (in a scratch
+    directory, its base an absolute path) cannot see it."""
+    target = _output_entry(out_path)
+    for i, (real, name) in enumerate(base_files):
+        if real == target:
+            what = ("the base spec," if i == 0
+                    else f"which the base spec {base_files[0][1]} is built on,")
+            raise ProfileError(out_path, f"-o: would overwrite {name}, {what} making the "
+                                         f"overlay its own base; nothing written")
 
 
 def _choose_sizes(profile, last, max_classes):

@@ -406,6 +406,35 @@ class TuneCommandTest(TempDirTest):
         self.assertIn(64, sizes)
         self.assertEqual(tune.waste({48: 2, 40960: 3}, [64, 128]), 32)
 
+    def test_output_never_replaces_a_file_of_the_base(self):
+        # the overlay written over its own base (or a base under it) made it an overlay on
+        # itself, exit 0, and every spec built on that file a cycle
+        with open(DEFAULT_SPEC, encoding="utf-8") as f:
+            base_text = f.read()
+        self.write("b.yaml", base_text)
+        self.write("v.yaml", "base: b.yaml\n")
+        self.write_profile(profile({64: 10}))
+        cases = [
+            (("-o", "b.yaml", "--base", "b.yaml"),
+             "b.yaml: -o: would overwrite b.yaml, the base spec, making the overlay its own "
+             "base; nothing written"),
+            (("-o", "b.yaml", "--base", "v.yaml"),
+             "b.yaml: -o: would overwrite b.yaml, which the base spec v.yaml is built on, "
+             "making the overlay its own base; nothing written"),
+            (("-o", "d/../v.yaml", "--base", "v.yaml"),  # another spelling of the same file
+             "d/../v.yaml: -o: would overwrite v.yaml, the base spec, making the overlay its "
+             "own base; nothing written"),
+        ]
+        os.makedirs(os.path.join(self.tmp, "d"))
+        for args, message in cases:
+            with self.subTest(args=args):
+                self.assertSpecError(self.hakgen("tune", "p.json", *args), message)
+                with open(os.path.join(self.tmp, "b.yaml"), encoding="utf-8") as f:
+                    self.assertEqual(f.read(), base_text)
+                with open(os.path.join(self.tmp, "v.yaml"), encoding="utf-8") as f:
+                    self.assertEqual(f.read(), "base: b.yaml\n")
+                self.assertEqual(sorted(os.listdir(self.tmp)), ["b.yaml", "d", "p.json", "v.yaml"])
+
     def test_base_with_list_first_mid_classes(self):
         # the tuned overlay sets the mid tiers it sizes (ring first); a base whose mid
         # classes start with a 2-block list made its refill 4 fail validation
