@@ -533,8 +533,10 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
               "cache_bytes": large_cache_plan(profile)}
     fit = _fit_numbers(profile, sizes, base_sizes)
 
-    base_rel = os.path.relpath(os.path.abspath(base_path),
-                               os.path.dirname(os.path.abspath(out_path)))
+    # from the output's real directory: a `..` in `base:` climbs out of where a symlinked
+    # directory leads, not out of the link (abspath's `link/..` is the wrong directory)
+    base_rel = os.path.relpath(os.path.realpath(base_path),
+                               os.path.dirname(_output_entry(out_path)))
     lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit)
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
                              else json.dumps(base_rel)))
@@ -726,11 +728,13 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
     profile = load_profile(profile_path)
     text, summary = tune(profile, profile_path, base_path, out_path, max_classes, huge_pages)
     # Validate before anything is replaced: the same text in a scratch directory, its
-    # base made absolute; then write next to the target and rename over it.
+    # base the real path that the written `base:` leads to from the output's directory, so
+    # the spec (and the hash printed) is the one written; then write next to the target
+    # and rename over it.
     with tempfile.TemporaryDirectory(prefix="hakgen-tune-") as scratch:
         check = os.path.join(scratch, os.path.basename(out_path))
         with open(check, "w", encoding="utf-8") as f:
-            f.write(re.sub(r"(?m)^base: .*$", "base: " + json.dumps(os.path.abspath(base_path)),
+            f.write(re.sub(r"(?m)^base: .*$", "base: " + json.dumps(os.path.realpath(base_path)),
                            text, count=1))
         try:
             resolved = resolve.resolve(overlay.load_spec(check, out_path))
@@ -744,7 +748,7 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
         unchanged = False
     if not unchanged:
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+            os.makedirs(os.path.dirname(_output_entry(out_path)), exist_ok=True)
             with open(out_path + ".tmp", "w", encoding="utf-8", newline="") as f:
                 f.write(text)
             os.replace(out_path + ".tmp", out_path)

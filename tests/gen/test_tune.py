@@ -216,7 +216,8 @@ class TuneCommandTest(TempDirTest):
         out = os.path.join(self.tmp, "variants", "tuned.yaml")
         with open(out, "rb") as f:
             text = f.read()
-        self.assertIn(b"base: " + os.path.relpath(DEFAULT_SPEC, os.path.dirname(out)).encode(),
+        self.assertIn(b"base: " + os.path.relpath(os.path.realpath(DEFAULT_SPEC),
+                                                  os.path.realpath(os.path.dirname(out))).encode(),
                       text)
         valid = run_hakgen("validate", out)
         self.assertEqual(valid.returncode, 0, valid.stderr)
@@ -434,6 +435,22 @@ class TuneCommandTest(TempDirTest):
                 with open(os.path.join(self.tmp, "v.yaml"), encoding="utf-8") as f:
                     self.assertEqual(f.read(), "base: b.yaml\n")
                 self.assertEqual(sorted(os.listdir(self.tmp)), ["b.yaml", "d", "p.json", "v.yaml"])
+
+    def test_base_relative_to_the_real_directory_and_hash_of_what_was_written(self):
+        # -o through a symlinked directory: `base: ../b.yaml` was written relative to the
+        # link's directory, but the kernel climbs out of where the link leads, so the
+        # overlay written (exit 0, a hash printed) named a base that does not exist
+        with open(DEFAULT_SPEC, encoding="utf-8") as f:
+            self.write("b.yaml", f.read())
+        os.makedirs(os.path.join(self.tmp, "real", "sub"))
+        os.symlink(os.path.join("real", "sub"), os.path.join(self.tmp, "link"))
+        self.write_profile(profile({64: 10}))
+        out = self.assertOk(self.hakgen("tune", "p.json", "-o", "link/t.yaml", "--base", "b.yaml"))
+        with open(os.path.join(self.tmp, "real", "sub", "t.yaml"), encoding="utf-8") as f:
+            self.assertIn("\nbase: ../../b.yaml\n", f.read())
+        valid = self.assertOk(self.hakgen("validate", "link/t.yaml"))
+        self.assertRegex(valid, r"^link/t\.yaml: ok: t [0-9a-f]{16}\n$")
+        self.assertTrue(out.endswith("; spec t " + valid.split()[-1] + "\n"), (out, valid))
 
     def test_base_with_list_first_mid_classes(self):
         # the tuned overlay sets the mid tiers it sizes (ring first); a base whose mid
