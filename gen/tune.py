@@ -141,6 +141,15 @@ def _pairs(value, path, field, key_ok, key_what):
     return out
 
 
+def _check_class_size(size, path, field):
+    """A size up to a class: no spec has a class above resolve.MAX_CLASS_SIZE, and the
+    tuner keeps a list entry per 16 bytes up to the largest (2^64 asked for 2^60 of them)."""
+    if size > resolve.MAX_CLASS_SIZE:
+        raise ProfileError(path, f"{field}: {size} is above {resolve.MAX_CLASS_SIZE}, the "
+                                 f"largest class size a spec can have")
+    return size
+
+
 def check_profile(data, path):
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         what = data.get("format") if isinstance(data, dict) else None
@@ -168,6 +177,8 @@ def check_profile(data, path):
                                  f"a number in 0..1")
     hist = _pairs(data["size_histogram"], path, "size_histogram",
                   lambda s: s % 16 == 0, "a multiple of 16")
+    for i, (size, _) in enumerate(hist):
+        _check_class_size(size, path, f"size_histogram[{i}]")
     large = _pairs(data["large_histogram"], path, "large_histogram", lambda s: s > 0, "positive")
     if not isinstance(data["classes"], list):
         raise ProfileError(path, "classes: not a list")
@@ -180,7 +191,8 @@ def check_profile(data, path):
                     "alloc_bursts", "free_bursts"):
             if key not in c:
                 raise ProfileError(path, f"{where}.{key}: missing")
-        size = _int(c["size"], path, f"{where}.size", 16)
+        size = _check_class_size(_int(c["size"], path, f"{where}.size", 16), path,
+                                 f"{where}.size")
         if size % 16 or size <= prev:
             raise ProfileError(path, f"{where}.size: {size} is not a multiple of 16 above "
                                      f"the class before it ({prev})")

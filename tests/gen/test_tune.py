@@ -319,6 +319,18 @@ class TuneCommandTest(TempDirTest):
              "p.json: classes[0].allocs: missing"),
             (json.dumps(dict(good, classes=good["classes"][:3])),
              "p.json: size_histogram: size 64 is above the profiled spec's largest class 48"),
+            # a list entry per 16 bytes up to the largest class: 2^64 B was a MemoryError
+            (json.dumps(dict(good, classes=good["classes"] + [dict(
+                good["classes"][0], size=18446744073709551600)])),
+             "p.json: classes[40].size: 18446744073709551600 is above 1048576, the largest "
+             "class size a spec can have"),
+            (json.dumps(dict(good, classes=good["classes"] + [dict(
+                good["classes"][0], size=resolve.MAX_CLASS_SIZE + 16)])),
+             "p.json: classes[40].size: 1048592 is above 1048576, the largest class size a "
+             "spec can have"),
+            (json.dumps(dict(good, size_histogram=[[64, 10], [1 << 40, 1]], classes=[])),
+             "p.json: size_histogram[1]: 1099511627776 is above 1048576, the largest class "
+             "size a spec can have"),
             (json.dumps(dict(good, version=True)),
              "p.json: profile version true is not supported (this hakgen reads version 1)"),
             ('{"format": "hakmem-profile", "version": 1, "threads": ' + "9" * 5000 + "}",
