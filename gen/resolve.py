@@ -95,6 +95,18 @@ def _check_sizes(nodes, field, prev, ss):
     return prev
 
 
+def smallest_class_size(ss):
+    """The smallest class size whose span holds at most SPAN_MAX_BLOCKS blocks (16 B up to
+    64 KiB slabs).  Every larger size is allowed too: a span is one slab while a slab holds
+    16 blocks or more (the tail, less than a block, is then within SPAN_WASTE_LIMIT), so
+    the count falls as the size grows; a longer span, at most 128 slabs (a quarter of at
+    most 512), holds fewer than 128 * 16."""
+    size = 16
+    while _span(size, ss) // size > SPAN_MAX_BLOCKS:
+        size += 16
+    return size
+
+
 def _tiny(node, ss):
     f = node.value
     default_tiers = f["tiers"].value

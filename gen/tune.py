@@ -13,8 +13,10 @@ tables and caches and sets superslab.huge_pages and large.cache_bytes
   size: a class's peak is shared among its sizes in proportion to their
   requests (peak_blocks).  Weighing by requests instead counted a size
   asked for often but freed at once as much as one that fills the heap.
-  Rules: sizes are multiples of 16, strictly increasing; the
-  first class is at most 32 B and each class at most twice the one before
+  Rules: sizes are multiples of 16, strictly increasing, none below the
+  smallest the base's slab allows (a span holds at most 4096 blocks:
+  resolve.smallest_class_size); the first class is at most 32 B (or that
+  smallest size, when it is larger) and each class at most twice the one before
   it (so every size, seen or not, gets a block less than twice its size:
   the spec's own no-gap rule between tiny and mid, applied everywhere); the
   last class is the base's largest (or the largest request seen, if larger),
@@ -221,24 +223,33 @@ def check_profile(data, path):
 
 # ---------------------------------------------------------------- size classes
 
-def min_classes(last_pos):
-    """Fewest classes from <= FIRST_MAX to position last_pos (size 16 * pos), steps <= 2x."""
+def first_class_top(first_pos):
+    """The largest position of the first class: FIRST_MAX, unless the smallest position
+    the spec allows (first_pos) is above it; then the first class is that one, as small as
+    a class can be, since it serves every request from 1 byte."""
+    return max(FIRST_MAX // 16, first_pos)
+
+
+def min_classes(last_pos, first_pos=1):
+    """Fewest classes from the first (at most first_class_top) to position last_pos
+    (size 16 * pos), steps <= 2x."""
     n, pos = 1, last_pos
-    while pos * 16 > FIRST_MAX:
+    while pos > first_class_top(first_pos):
         pos = (pos + 1) // 2
         n += 1
     return n
 
 
-def choose_classes(counts, last_pos, max_classes, prior=True):
+def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1):
     """Optimal class positions (size = 16 * position) for a histogram.
 
     counts: {position: requests of ceil(n / 16) == position}, every position <= last_pos.
     Minimizes sum(count * (class - size)) over classes p_1 < ... < p_k = last_pos,
-    k <= max_classes, 16 * p_1 <= FIRST_MAX, p_{t+1} <= 2 p_t; ties go to the log-uniform
-    prior (when `prior`), then to the leftmost position.  Returns (positions, cost), cost
-    in bytes for the observed requests only.  Raises ValueError when max_classes is too
-    small for the rules.
+    k <= max_classes, first_pos <= p_1 <= first_class_top(first_pos), p_{t+1} <= 2 p_t;
+    ties go to the log-uniform prior (when `prior`), then to the leftmost position.
+    first_pos is the smallest class the spec allows (resolve.smallest_class_size / 16).
+    Returns (positions, cost), cost in bytes for the observed requests only.  Raises
+    ValueError when max_classes is too small for the rules.
 
     f_k[j] = min over i of f_{k-1}[i] + cost(i, j) is computed layer by layer with the
     divide-and-conquer optimization: cost(i, j) = 16 j (C[j] - C[i]) - (W[j] - W[i])
@@ -246,8 +257,8 @@ def choose_classes(counts, last_pos, max_classes, prior=True):
     as a penalty P * max(0, ceil(j / 2) - i) (convex in ceil(j / 2) - i), so the leftmost
     best i grows with j: O(k * n log n) evaluations, exact."""
     n = last_pos
-    if max_classes < min_classes(n):
-        raise ValueError(min_classes(n))
+    if max_classes < min_classes(n, first_pos):
+        raise ValueError(min_classes(n, first_pos))
     a = [0] * (n + 1)
     for p, c in counts.items():
         a[p] += c << PRIOR_SHIFT if prior else c
@@ -263,7 +274,7 @@ def choose_classes(counts, last_pos, max_classes, prior=True):
     big = 16 * n * (run_c + 1) + 1            # above any feasible total cost
     penalty, inf = big, big * (4 * n + 4)     # per position short of the ratio rule; unreachable
     first = [inf] * (n + 1)
-    for j in range(1, min(n, FIRST_MAX // 16) + 1):
+    for j in range(first_pos, min(n, first_class_top(first_pos)) + 1):
         first[j] = 16 * j * csum[j] - wsum[j]
     layers, args = [first], [None]
     k_max = min(max_classes, n)
@@ -294,7 +305,7 @@ def choose_classes(counts, last_pos, max_classes, prior=True):
         args.append(arg)
     best_k = min(range(len(layers)), key=lambda k: (layers[k][n], k))
     if layers[best_k][n] >= big:
-        raise ValueError(min_classes(n))
+        raise ValueError(min_classes(n, first_pos))
     positions, j = [n], n
     for k in range(best_k, 0, -1):
         j = args[k][j]
@@ -533,8 +544,9 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     if not 1 <= max_classes <= resolve.MAX_CLASSES:
         raise ProfileError("--max-classes", f"{max_classes} is out of range "
                                             f"1..{resolve.MAX_CLASSES}")
-    sizes = _choose_sizes(profile, last, max_classes)
-    tiny_limit = max(tiny_base[-1]["size"], sizes[0])  # sizes[0] <= FIRST_MAX: the first
+    first_pos = resolve.smallest_class_size(base["superslab"]) // 16
+    sizes = _choose_sizes(profile, last, max_classes, first_pos)
+    tiny_limit = max(tiny_base[-1]["size"], sizes[0])  # the first class is always tiny
     rows = attribute(profile, sizes)
     tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
     mid_rows = [r for r in rows if r["size"] > tiny_limit]
@@ -549,7 +561,8 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     # directory leads, not out of the link (abspath's `link/..` is the wrong directory)
     base_rel = os.path.relpath(os.path.realpath(base_path),
                                os.path.dirname(_output_entry(out_path)))
-    lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit)
+    lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit,
+                    16 * first_class_top(first_pos))
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
                              else json.dumps(base_rel)))
     lines += _memory_lines(memory)
@@ -583,14 +596,16 @@ def _check_not_a_base_file(out_path, base_files):
                                          f"overlay its own base; nothing written")
 
 
-def _choose_sizes(profile, last, max_classes):
-    """The class sizes: the DP over the peak blocks of each 16-byte size."""
+def _choose_sizes(profile, last, max_classes, first_pos):
+    """The class sizes: the DP over the peak blocks of each 16-byte size, none below
+    16 * first_pos (the base's smallest class size)."""
     try:
-        positions, _ = choose_classes(dp_weights(profile), last // 16, max_classes)
+        positions, _ = choose_classes(dp_weights(profile), last // 16, max_classes,
+                                      first_pos=first_pos)
     except ValueError as e:
         raise ProfileError("--max-classes", f"{max_classes} is too few: {e.args[0]} classes "
-                                            f"are needed to cover 16..{last} B with each "
-                                            f"class at most twice the one before it")
+                                            f"are needed to cover {16 * first_pos}..{last} B "
+                                            f"with each class at most twice the one before it")
     return [16 * p for p in positions]
 
 
@@ -630,7 +645,7 @@ def _printable(text):
     return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
 
 
-def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
+def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max):
     large = sum(n for _, n in profile["large"])
     requests, live_bytes = fit["requests"], max(1, fit["live_bytes"])
     n_mid = len(sizes) - n_tiny
@@ -644,7 +659,8 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit):
         f"chosen by dynamic programming over",
         "# the 16-byte request histogram to minimize sum(class - size) over the blocks out at",
         "# the peak (each profiled class's peak shared among its sizes by their requests),",
-        "# each class at most twice the one before it (the first at most 32 B), the base's",
+        f"# each class at most twice the one before it (the first at most {first_max} B), "
+        f"the base's",
         "# largest class kept.",
         f"# Internal fragmentation at the peak: {_pct(fit['live_waste'] / live_bytes)} of the "
         f"{_mib(fit['live_bytes'])} live; under the base's classes "

@@ -47,13 +47,15 @@ def cost(counts, positions):
                for p, c in counts.items())
 
 
-def brute_force(counts, n, k_max):
-    """The least cost over every class set the rules allow (positions 1..n, n last)."""
+def brute_force(counts, n, k_max, first_pos=1):
+    """The least cost over every class set the rules allow (positions first_pos..n, n last;
+    the first at most FIRST_MAX, or first_pos when that is larger)."""
     best = None
+    first_top = max(tune.FIRST_MAX // 16, first_pos)
     for k in range(1, k_max + 1):
-        for head in itertools.combinations(range(1, n), k - 1):
+        for head in itertools.combinations(range(first_pos, n), k - 1):
             pos = list(head) + [n]
-            if 16 * pos[0] > tune.FIRST_MAX or any(b > 2 * a for a, b in zip(pos, pos[1:])):
+            if pos[0] > first_top or any(b > 2 * a for a, b in zip(pos, pos[1:])):
                 continue
             c = cost(counts, pos)
             best = c if best is None else min(best, c)
@@ -83,6 +85,40 @@ class DynamicProgramTest(unittest.TestCase):
                     self.assertEqual(pos[-1], n)
                     self.assertLessEqual(16 * pos[0], tune.FIRST_MAX)
                     self.assertTrue(all(b <= 2 * a for a, b in zip(pos, pos[1:])))
+
+    def test_optimal_with_a_smallest_class(self):
+        # a base whose slab puts more than 4096 blocks of 16 B in a span allows no class
+        # below 16 * first_pos; the first class is then at most that (above FIRST_MAX)
+        rng = random.Random(13)
+        for _ in range(150):
+            first_pos = rng.randint(1, 5)
+            n = rng.randint(first_pos + 1, 13)
+            k = rng.randint(tune.min_classes(n, first_pos), min(n, 7))
+            counts = {p: rng.choice([1, 3, 50, rng.randint(1, 1000)])
+                      for p in range(n + 1) if rng.random() < 0.6}
+            pos, c = tune.choose_classes(counts, n, k, prior=rng.random() < 0.5,
+                                         first_pos=first_pos)
+            with self.subTest(n=n, k=k, counts=counts, first_pos=first_pos):
+                self.assertEqual(c, brute_force(counts, n, k, first_pos))
+                self.assertGreaterEqual(pos[0], first_pos)
+                self.assertLessEqual(pos[0], max(tune.FIRST_MAX // 16, first_pos))
+        self.assertEqual(tune.min_classes(32, 16), 2)  # 256 B, then 512
+        with self.assertRaises(ValueError):
+            tune.choose_classes({2: 5}, 32, 1, first_pos=16)
+
+    def test_smallest_class_size_of_a_superslab(self):
+        # the one bound tune needs: sizes from it up are all allowed, the one below is not
+        for total, slab, smallest in ((2 << 20, 64 << 10, 16), (4 << 20, 128 << 10, 32),
+                                      (8 << 20, 1 << 20, 256), (1 << 30, 128 << 20, 32768)):
+            ss = {"bytes": total, "slab_bytes": slab}
+            with self.subTest(ss=ss):
+                self.assertEqual(resolve.smallest_class_size(ss), smallest)
+                over = [size for size in range(smallest, min(total // 4, 1 << 20) + 1, 16)
+                        if resolve._span(size, ss) // size > resolve.SPAN_MAX_BLOCKS]
+                self.assertEqual(over, [])
+                if smallest > 16:
+                    below = smallest - 16
+                    self.assertGreater(resolve._span(below, ss) // below, resolve.SPAN_MAX_BLOCKS)
 
     def test_single_size_gets_one_exact_class(self):
         for size in (16, 24 + 8, 208, 528, 1040, 4112, 20000 // 16 * 16):
@@ -463,6 +499,42 @@ class TuneCommandTest(TempDirTest):
         valid = self.assertOk(self.hakgen("validate", "link/t.yaml"))
         self.assertRegex(valid, r"^link/t\.yaml: ok: t [0-9a-f]{16}\n$")
         self.assertTrue(out.endswith("; spec t " + valid.split()[-1] + "\n"), (out, valid))
+
+    def test_classes_no_smaller_than_the_base_slab_allows(self):
+        # a span holds at most 4096 blocks: with 128 KiB slabs no class below 32 B, with
+        # 1 MiB ones none below 256 B.  tune chose 16 B there, and its own overlay failed
+        # validation ("size 16 puts 8192 blocks in a 131072-byte span").
+        base = ("schema: 1\nname: small\nsuperslab: { bytes: 4MiB, slab_bytes: 128KiB }\n"
+                "tiny:\n  tiers: [ring, slab]\n  classes: [{ size: 32 }, { size: 64 }, "
+                "{ size: 128 }]\nmid: { tiers: [ring, slab], ring: 16, refill: 8, "
+                "classes: [256, 512] }\nlarge: { cache_bytes: 0 }\noptions: { metrics: "
+                "false, free_check: guarded, decay_ms: 1000 }\n")
+        self.write("small.yaml", base)
+        self.write("big.yaml", base.replace("bytes: 4MiB, slab_bytes: 128KiB",
+                                            "bytes: 8MiB, slab_bytes: 1MiB").replace(
+            "[{ size: 32 }, { size: 64 }, { size: 128 }]", "[{ size: 256 }]").replace(
+            "classes: [256, 512]", "classes: [512, 1024]"))
+        pclass = {"allocs": 10, "frees": 10, "peak_out": 64, "remote_frees": 0,
+                  "alloc_bursts": [[1, 10]], "free_bursts": [[1, 10]]}
+        self.write_profile({
+            "format": "hakmem-profile", "version": 1,
+            "spec": {"name": "metrics", "hash": "0123456789abcdef"}, "threads": 1,
+            "cross_thread_free_share": 0.0, "size_histogram": [[16, 1000], [48, 100], [512, 5]],
+            "large_histogram": [], "classes": [dict(pclass, size=32), dict(pclass, size=64),
+                                               dict(pclass, size=512)]})
+        for base_name, first in (("small.yaml", 32), ("big.yaml", 256)):
+            with self.subTest(base=base_name):
+                self.assertOk(self.hakgen("tune", "p.json", "-o", "t.yaml", "--base", base_name,
+                                          "--max-classes", "8"))
+                sizes, _ = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+                self.assertEqual(sizes[0], first)
+                with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+                    self.assertIn(f"(the first at most {max(first, 32)} B)", f.read())
+        self.assertSpecError(
+            self.hakgen("tune", "p.json", "-o", "t2.yaml", "--base", "big.yaml",
+                        "--max-classes", "2"),
+            "--max-classes: 2 is too few: 3 classes are needed to cover 256..1024 B with each "
+            "class at most twice the one before it")
 
     def test_base_with_list_first_mid_classes(self):
         # the tuned overlay sets the mid tiers it sizes (ring first); a base whose mid
