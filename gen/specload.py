@@ -46,8 +46,28 @@ _scalars = SafeConstructor()
 MAX_NODES = 100_000  # a spec is a few hundred; aliases of aliases can expand to billions
 
 
-def _convert(node, file, _open=frozenset(), _budget=None):
-    line = node.start_mark.line + 1
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that notes the line of every alias used as a list item or a mapping
+    value: the composer hands out the anchor's own node for an alias, whose marks are the
+    anchor's, and an error in the value should name where the alias is used.
+    alias_lines: {(id(parent node), list index or id(key node)): line}."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.alias_lines = {}
+
+    def compose_node(self, parent, index):
+        if parent is not None and index is not None and self.check_event(yaml.AliasEvent):
+            where = index if isinstance(index, int) else id(index)
+            self.alias_lines[(id(parent), where)] = self.peek_event().start_mark.line + 1
+        return super().compose_node(parent, index)
+
+
+def _convert(node, file, alias_lines, at=None, _open=frozenset(), _budget=None):
+    """node as a Node tree.  at: the line of the alias that this node was reached through
+    (the outermost one), if any: every line in it is that one, so that an error in a value
+    names where the alias is used, not the anchor's text, which may be valid where it is."""
+    line = at or node.start_mark.line + 1
     if id(node) in _open:  # an alias inside its own anchor: `a: &x [*x]`
         raise SpecError(file, line, "(yaml)", "an alias refers to a node that contains it")
     budget = _budget if _budget is not None else [MAX_NODES]
@@ -55,34 +75,32 @@ def _convert(node, file, _open=frozenset(), _budget=None):
     if budget[0] < 0:
         raise SpecError(file, line, "(yaml)", f"more than {MAX_NODES} values once aliases are "
                         "expanded")
+    inner = _open | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
+            key_line = at or key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError(file, key_node.start_mark.line + 1, "(key)",
-                                "mapping keys must be plain scalars")
+                raise SpecError(file, key_line, "(key)", "mapping keys must be plain scalars")
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise SpecError(file, key_node.start_mark.line + 1, "<<",
-                                "YAML merge keys are not supported")
+                raise SpecError(file, key_line, "<<", "YAML merge keys are not supported")
             key = _scalar(key_node, file)
             if isinstance(key, bool) or key is None:
-                raise SpecError(file, key_node.start_mark.line + 1, str(key_node.value),
-                                "not a valid key")
+                raise SpecError(file, key_line, str(key_node.value), "not a valid key")
             key = str(key) if not isinstance(key, int) else key
             if key in out:
-                raise SpecError(file, key_node.start_mark.line + 1, str(key),
+                raise SpecError(file, key_line, str(key),
                                 f"repeated key (first at line {out[key].line})")
-            value = _convert(value_node, file, _open | {id(node)}, budget)
-            key_line = key_node.start_mark.line + 1
+            value = _convert(value_node, file, alias_lines,
+                             at or alias_lines.get((id(node), id(key_node))), inner, budget)
             if isinstance(value.value, (dict, list)):  # a block value below its key: the key's line
                 value.line = min(value.line, key_line)
-            elif value.line < key_line:  # an alias: its anchor is above; errors name the use
-                value.line = key_line
             out[key] = value
         return Node(out, file, line)
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(item, file, _open | {id(node)}, budget) for item in node.value],
-                    file, line)
+        return Node([_convert(item, file, alias_lines, at or alias_lines.get((id(node), i)),
+                              inner, budget)
+                     for i, item in enumerate(node.value)], file, line)
     if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
         return Node(node.value, file, line)  # keep as text; the schema rejects it
     return Node(_scalar(node, file), file, line)
@@ -124,7 +142,11 @@ def load(path, display=None):
         raise SpecError(name, 0, "(file)", f"cannot read: {e}")
     last_line = text.rstrip().count("\n") + 1
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text)  # what yaml.compose does, keeping the loader's alias lines
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
     except RecursionError:
         raise SpecError(name, 0, "(yaml)", "malformed YAML: nested too deeply")
     except yaml.MarkedYAMLError as e:
@@ -146,7 +168,7 @@ def load(path, display=None):
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
         raise SpecError(name, 1, "(file)", "empty spec")
     try:
-        return _convert(root, name)
+        return _convert(root, name, loader.alias_lines)
     except RecursionError:
         raise SpecError(name, 0, "(yaml)", "nested too deeply")
     except yaml.constructor.ConstructorError as e:

@@ -109,14 +109,33 @@ class SpecErrorTest(TempDirTest):
         for i in range(1, 9):
             prev, name = chr(96 + i), chr(97 + i)
             lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+        # named where the bound is passed: expanding line 5's aliases (e: 111,111 values)
         self.check("\n".join(lines) + "\n",
-                   "spec.yaml:1: (yaml): more than 100000 values once aliases are expanded")
+                   "spec.yaml:5: (yaml): more than 100000 values once aliases are expanded")
 
     def test_alias_error_names_where_it_is_used(self):
         # the anchor is on line 9, the alias that makes the error on line 17
         text = edit(SMALL, "{ size: 16, ring: 128,", "{ size: 16, ring: &n 128,")
         self.check(edit(text, "  refill: 8\n", "  refill: *n\n"),
                    "spec.yaml:17: mid.refill: 128 is out of range 1..16 (the ring capacity)")
+
+    def test_alias_as_list_item_names_where_it_is_used(self):
+        # the composer hands out the anchor's node, with the anchor's line: a list item
+        # (or a value inside one) named the anchor, a valid field, not the alias
+        text = edit(SMALL, "  ring: 16\n", "  ring: &n 16\n")
+        self.check(edit(text, "[384, 512, 1024, 2048]", "[384, 512, 1024, 2048, *n]"),
+                   "spec.yaml:18: mid.classes[4]: size 16 is not larger than the class before "
+                   "it (2048)")
+        text = edit(SMALL, "    - { size: 16,", "    - &c { size: 16,")
+        self.check(edit(text, "tiers: [sll, slab] }\n", "tiers: [sll, slab] }\n    - *c\n"),
+                   "spec.yaml:14: tiny.classes[5].size: size 16 is not larger than the class "
+                   "before it (256)")
+
+    def test_collection_alias_as_value_names_where_it_is_used(self):
+        # min(anchor's line, key's line) kept the anchor's for a list or a mapping
+        text = edit(SMALL, "  tiers: [ring, sll, slab]\n", "  tiers: &t [ring, sll, slab]\n")
+        self.check(edit(text, "classes: [384, 512, 1024, 2048]", "classes: *t"),
+                   "spec.yaml:18: mid.classes[0]: expected an integer, got 'ring'")
 
     def test_stem_that_is_no_name(self):
         self.write("base.yaml", SMALL)
