@@ -19,14 +19,18 @@ SPAN_MIN_BLOCKS = 8        # ... and it holds this many blocks: fewer means span
 MAX_CLASS_SIZE = 1 << 20  # the size->class table has a byte per 16 B up to the largest class
 SPAN_MAX_BLOCKS = 64 * 64  # a span's remote frees are summarised in one 64-bit word, one
                            # bit per bitmap word of 64 blocks (runtime/heap.c, remote_give)
+LIST_BATCH_MAX = 64        # a list tier's batch to or from the transfer cache goes through a
+                           # 64-block buffer (runtime/thread.c, refill and flush)
 
 
 def resolve(spec):
     """Check cross-field rules on the Node tree; return the resolved plain dict."""
     v = spec.value
     ss = _superslab(v["superslab"])
-    tiny = _tiny(v["tiny"], ss)
-    mid = _mid(v["mid"], tiny, ss)
+    # with decay_ms 0 the runtime has no transfer caches (runtime/transfer.c)
+    transfers = v["options"].value["decay_ms"].value > 0
+    tiny = _tiny(v["tiny"], ss, transfers)
+    mid = _mid(v["mid"], tiny, ss, transfers)
     count = len(tiny) + len(mid["classes"])
     if count > MAX_CLASSES:  # name the first class over the limit
         if len(tiny) > MAX_CLASSES:
@@ -107,7 +111,7 @@ def smallest_class_size(ss):
     return size
 
 
-def _tiny(node, ss):
+def _tiny(node, ss, transfers):
     f = node.value
     default_tiers = f["tiers"].value
     classes = f["classes"].value
@@ -122,12 +126,13 @@ def _tiny(node, ss):
             raise cf["size"].error(f"{field}.size", f"size {cf['size'].value} does not fit a "
                                    f"{ss['slab_bytes']}-byte slab")
         tiers = cf["tiers"].value if "tiers" in cf else default_tiers
-        out.append(_caches(cf, field, tiers, c))
+        out.append(_caches(cf, field, tiers, c, transfers))
     return out
 
 
-def _caches(cf, field, tiers, node):
-    """ring/sll/refill/prewarm/transfer of one class, checked against its tiers."""
+def _caches(cf, field, tiers, node, transfers):
+    """ring/sll/refill/prewarm/transfer of one class, checked against its tiers.  transfer
+    is 0 where the runtime would not use it (transfers: options.decay_ms > 0)."""
     got = {k: (cf[k].value if k in cf else d) for k, d in CLASS_DEFAULTS.items()}
     where = {k: cf.get(k, node) for k in CLASS_DEFAULTS}
     limits = {"ring": RING_MAX, "sll": SLL_MAX}
@@ -139,7 +144,7 @@ def _caches(cf, field, tiers, node):
             got[tier] = 0  # no such tier: no capacity, no code
     first = next((t for t in tiers if t != "slab"), None)
     if first is None:
-        got["refill"] = got["prewarm"] = got["transfer"] = 0
+        got["refill"] = got["prewarm"] = 0
     else:
         if not 1 <= got["refill"] <= got[first]:
             raise where["refill"].error(f"{field}.refill",
@@ -148,11 +153,29 @@ def _caches(cf, field, tiers, node):
         if got["prewarm"] > got["ring"] + got["sll"]:
             raise where["prewarm"].error(f"{field}.prewarm", f"{got['prewarm']} exceeds the "
                                          f"class's cache capacity {got['ring'] + got['sll']}")
+    if not (transfers and _moves_batches(tiers, got)):
+        got["transfer"] = 0  # so that the hash, too, says what the runtime does
     size = cf["size"].value if "size" in cf else None
     return {"size": size, "tiers": list(tiers), **got}
 
 
-def _mid(node, tiny, ss):
+def _moves_batches(tiers, got):
+    """Whether a class's caches both take whole batches (of `refill` blocks) from the
+    transfer cache and give them to it; otherwise the runtime never uses it.  A refill
+    takes one into the first cache tier: a ring any batch, a list one through its buffer
+    (runtime/transfer.c, hak_transfer_init, gives the class no room otherwise).  A flush,
+    all tiers full, gives one from the last cache tier: only when that tier holds
+    `refill` blocks, and a list only through its buffer (runtime/thread.c, flush)."""
+    cache = [t for t in tiers if t != "slab"]
+    if not cache:
+        return False
+    first, last, refill = cache[0], cache[-1], got["refill"]
+    takes = first == "ring" or refill <= LIST_BATCH_MAX
+    gives = refill <= got[last] and (last == "ring" or refill <= LIST_BATCH_MAX)
+    return takes and gives
+
+
+def _mid(node, tiny, ss, transfers):
     f = node.value
     sizes = f["classes"].value
     last_tiny = tiny[-1]["size"]
@@ -166,7 +189,7 @@ def _mid(node, tiny, ss):
                 raise n.error(f"mid.classes[{i}]", f"size {n.value} does not fit a span "
                               f"(at most a quarter superslab, {ss['bytes'] // 4})")
     caches = _caches({k: f[k] for k in ("ring", "sll", "refill", "transfer") if k in f}, "mid",
-                     f["tiers"].value, node)
+                     f["tiers"].value, node, transfers)
     return {"tiers": caches["tiers"], "ring": caches["ring"], "sll": caches["sll"],
             "refill": caches["refill"], "transfer": caches["transfer"],
             "classes": [n.value for n in sizes]}

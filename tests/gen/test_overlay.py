@@ -143,6 +143,32 @@ class OverlayTest(TempDirTest):
         got = self.overlay("mid: { tiers: [slab], transfer: 5 }\n")
         self.assertEqual(got["mid"]["transfer"], 0)
 
+    def test_transfer_only_where_the_runtime_moves_batches(self):
+        # runtime/transfer.c gives a list-first class with refill > 64 no room, and
+        # thread.c's flush puts a batch only from a last tier holding refill blocks, a
+        # list's only when refill <= 64: a transfer there was hashed but never used
+        got = self.overlay(
+            "tiny:\n  all: { transfer: 3 }\n  classes:\n"
+            "    16: { ring: 128, refill: 65 }\n"                             # list last, > 64
+            "    32: { sll: 32 }\n"                                          # sll < refill 64
+            "    64: { tiers: [sll, slab], sll: 256, refill: 128 }\n"        # list first, > 64
+            "    128: { tiers: [sll, ring, slab], sll: 64, ring: 16 }\n"     # ring 16 < refill 32
+            "mid: { tiers: [ring, slab], ring: 256, refill: 128, transfer: 5 }\n")
+        self.assertEqual({s: c["transfer"] for s, c in by_size(got).items()},
+                         {16: 0, 32: 0, 64: 0, 128: 0, 256: 3})
+        self.assertEqual(got["mid"]["transfer"], 5)  # a ring takes and gives any batch
+        got = self.overlay("mid: { tiers: [sll, slab], sll: 256, refill: 100, transfer: 5 }\n")
+        self.assertEqual(got["mid"]["transfer"], 0)
+        got = self.overlay("tiny:\n  all: { transfer: 3 }\nmid: { transfer: 5 }\n"
+                           "options: { decay_ms: 0 }\n")  # no transfer caches at all
+        self.assertEqual([c["transfer"] for c in got["tiny"]["classes"]] + [got["mid"]["transfer"]],
+                         [0] * 6)
+        # what behaves the same hashes the same
+        unused = self.overlay("mid: { tiers: [sll, slab], sll: 256, refill: 100, transfer: 5 }\n",
+                              name="a.yaml")
+        none = self.overlay("mid: { tiers: [sll, slab], sll: 256, refill: 100 }\n", name="a.yaml")
+        self.assertEqual(resolve.spec_hash(unused), resolve.spec_hash(none))
+
     def test_chained_overlays(self):
         self.write("v/a.yaml", "base: ../small.yaml\ntiny:\n  all: { ring: 32, refill: 16 }\n"
                    "options: { metrics: true }\n")
