@@ -153,13 +153,13 @@ def _caches(cf, field, tiers, node, transfers):
         if got["prewarm"] > got["ring"] + got["sll"]:
             raise where["prewarm"].error(f"{field}.prewarm", f"{got['prewarm']} exceeds the "
                                          f"class's cache capacity {got['ring'] + got['sll']}")
-    if not (transfers and _moves_batches(tiers, got)):
+    if not (transfers and moves_batches(tiers, got)):
         got["transfer"] = 0  # so that the hash, too, says what the runtime does
     size = cf["size"].value if "size" in cf else None
     return {"size": size, "tiers": list(tiers), **got}
 
 
-def _moves_batches(tiers, got):
+def moves_batches(tiers, got):
     """Whether a class's caches both take whole batches (of `refill` blocks) from the
     transfer cache and give them to it; otherwise the runtime never uses it.  A refill
     takes one into the first cache tier: a ring any batch, a list one through its buffer

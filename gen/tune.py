@@ -550,8 +550,10 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     rows = attribute(profile, sizes)
     tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
     mid_rows = [r for r in rows if r["size"] > tiny_limit]
+    transfers = base["options"]["decay_ms"] > 0  # with 0 the runtime has no transfer caches
     for r in tiny_rows:
         r["plan"] = _tiny_plan(r)
+        r["transfer"] = _transfer_plan(r, transfers)
     mid_plan = _mid_plan(mid_rows)
     memory = {"huge_pages": huge_pages_plan(profile, base, huge_pages),
               "cache_bytes": large_cache_plan(profile)}
@@ -623,6 +625,22 @@ def _tiny_plan(row):
     if row["requests"]:
         return cache_plan(row["bursts"], row["peak_out"], RING_MIN, RING_MAX, True)
     return {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0, "spill": 0.0}
+
+
+def _tiers(plan):
+    return ["ring", "sll", "slab"] if plan["sll"] else ["ring", "slab"]
+
+
+def _transfer_plan(row, transfers):
+    """Batches of a tiny class's transfer cache: where its frees crossed threads, and the
+    runtime can use one with the class's caches (resolve.moves_batches: not a refill
+    above 64 or above the sll with the sll last; resolve would make it 0)."""
+    plan = row["plan"]
+    if row["remote_share"] < REMOTE_MIN_SHARE or not transfers:
+        return 0
+    if not resolve.moves_batches(_tiers(plan), plan):
+        return 0
+    return transfer_batches(plan["refill"])
 
 
 def _mid_plan(mid_rows):
@@ -720,9 +738,9 @@ def _class_entry(r):
     if p["sll"]:
         fields.append(f"sll: {p['sll']}")
     fields.append(f"refill: {p['refill']}")
-    if r["remote_share"] >= REMOTE_MIN_SHARE:
-        fields.append(f"transfer: {transfer_batches(p['refill'])}")
-    fields.append("tiers: [ring, sll, slab]" if p["sll"] else "tiers: [ring, slab]")
+    if r["transfer"]:
+        fields.append(f"transfer: {r['transfer']}")
+    fields.append(f"tiers: [{', '.join(_tiers(p))}]")
     return "{ " + ", ".join(fields) + " }"
 
 
@@ -744,6 +762,8 @@ def _class_note(r, requests, mid=False):
         note += f"; {_pct(p['spill'])} of ops beyond ring/2"
     if r["remote_share"] >= REMOTE_MIN_SHARE:
         note += f"; {_pct(r['remote_share'])} remote frees"
+        if not r["transfer"]:
+            note += " (no transfer cache: the runtime would not use one with these caches)"
     return note
 
 

@@ -582,6 +582,29 @@ class TuneCommandTest(TempDirTest):
         self.assertEqual(tune.transfer_batches(16), 32)
         self.assertEqual(tune.transfer_batches(1024), 1)
 
+    def test_no_transfer_where_the_runtime_would_not_use_it(self):
+        # long bursts keep the sll with ring 256, refill 128: a list last tier gives no batch
+        # above 64 blocks (resolve.moves_batches), so "transfer: 4" was written and resolved 0
+        bursts = {32: ([[1, 100], [1024, 50]], [[1, 100], [1024, 50]])}
+        self.write_profile(profile({32: 10_000}, bursts, peak={32: 100_000}, threads=2,
+                                   remote={32: 3000}))
+        self.assertOk(self.tune("p.json", "-o", "t.yaml", "--max-classes", "11"))
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            entry = next(ln for ln in f if "size: 32," in ln)
+        self.assertIn("{ size: 32, ring: 256, sll: 2048, refill: 128, tiers: [ring, sll, slab] }",
+                      entry)
+        self.assertIn("30.0% remote frees (no transfer cache: the runtime would not use one "
+                      "with these caches)", entry)
+        # a base with decay_ms 0 has no transfer caches: none written, even ring-first
+        with open(DEFAULT_SPEC, encoding="utf-8") as f:
+            self.write("b.yaml", f.read().replace("decay_ms: 1000", "decay_ms: 0"))
+        self.write_profile(profile({32: 10_000}, threads=2, remote={32: 3000}))
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "t0.yaml", "--base", "b.yaml"))
+        with open(os.path.join(self.tmp, "t0.yaml"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertNotIn("transfer:", text)
+        self.assertIn("30.0% remote frees (no transfer cache", text)
+
 
 if __name__ == "__main__":
     unittest.main()
