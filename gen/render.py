@@ -1,5 +1,7 @@
 """Render the templates for one resolved spec; write only files whose bytes change."""
+import json
 import os
+import re
 
 import jinja2
 
@@ -20,6 +22,15 @@ def yaml_value(v):
     return str(v)
 
 
+def c_comment(text):
+    """text for a line of a /* */ comment, whatever it is (a path): a backslash between
+    `*` and `/` so that no `*/` ends the comment early (a spec under `try*/`) and no `/*`
+    draws a warning; control characters, and bytes a file name had that are not UTF-8,
+    as escapes (one line, and a file that can be written as UTF-8)."""
+    text = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+    return re.sub(r"(?<=\*)(?=/)|(?<=/)(?=\*)", lambda _: "\\", text)
+
+
 def _env():
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -28,6 +39,7 @@ def _env():
         autoescape=False)
     env.filters["cstr"] = lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') \
         .replace("\n", "\\n") + '"'
+    env.filters["c_comment"] = c_comment
     return env
 
 
