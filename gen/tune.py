@@ -570,10 +570,13 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     lines += _memory_lines(memory)
     lines += _class_lines(tiny_rows, mid_rows, mid_plan, fit["requests"])
     text = "\n".join(lines) + "\n"
-    live = max(1, fit["live_bytes"])
+    if fit["live_bytes"]:
+        at_peak = (f"{_pct(fit['live_waste'] / fit['live_bytes'])} of the bytes live "
+                   f"(base {_pct(fit['base_live_waste'] / fit['live_bytes'])})")
+    else:
+        at_peak = NO_LIVE_BYTES
     summary = (f"{len(sizes)} classes ({len(tiny_rows)} tiny, {len(mid_rows)} mid), internal "
-               f"fragmentation at the peak {_pct(fit['live_waste'] / live)} of the bytes live "
-               f"(base {_pct(fit['base_live_waste'] / live)}), "
+               f"fragmentation at the peak {at_peak}, "
                f"huge pages {'on' if memory['huge_pages'][0] else 'off'}")
     return text, summary
 
@@ -663,9 +666,33 @@ def _printable(text):
     return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
 
 
+# A share of no bytes is no number: a profile of malloc(0) alone has 16 B of rounding per
+# block over 0 bytes live and asked (it printed 8000.0% and more).
+NO_LIVE_BYTES = "n/a: no bytes live at the peak"
+
+
+def _fit_lines(fit):
+    """The header's two lines on how the tuned and the base's classes fit."""
+    live, asked, requests = fit["live_bytes"], fit["req_bytes"], fit["requests"]
+    per_request = (f"{_num(fit['req_waste'] / requests)} B per request",
+                   f"{_num(fit['base_req_waste'] / requests)} B")
+    if live:
+        at_peak = (f"{_pct(fit['live_waste'] / live)} of the {_mib(live)} live; under the "
+                   f"base's classes {_pct(fit['base_live_waste'] / live)}")
+    else:
+        at_peak = NO_LIVE_BYTES
+    if asked:
+        over = (f"{_pct(fit['req_waste'] / asked)} of the bytes asked ({per_request[0]}); "
+                f"base {_pct(fit['base_req_waste'] / asked)} ({per_request[1]})")
+    else:
+        over = f"n/a: no bytes asked ({per_request[0]}; base {per_request[1]})"
+    return [f"# Internal fragmentation at the peak: {at_peak}.",
+            f"# Over the requests: {over}."]
+
+
 def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max):
     large = sum(n for _, n in profile["large"])
-    requests, live_bytes = fit["requests"], max(1, fit["live_bytes"])
+    requests = fit["requests"]
     n_mid = len(sizes) - n_tiny
     return [
         f"# Tuned by `gen/hakgen tune` from the profile {_printable(os.path.basename(profile_name))}",
@@ -680,13 +707,7 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max):
         f"# each class at most twice the one before it (the first at most {first_max} B), "
         f"the base's",
         "# largest class kept.",
-        f"# Internal fragmentation at the peak: {_pct(fit['live_waste'] / live_bytes)} of the "
-        f"{_mib(fit['live_bytes'])} live; under the base's classes "
-        f"{_pct(fit['base_live_waste'] / live_bytes)}.",
-        f"# Over the requests: {_pct(fit['req_waste'] / max(1, fit['req_bytes']))} of the bytes "
-        f"asked ({_num(fit['req_waste'] / max(1, requests))} B per request); base "
-        f"{_pct(fit['base_req_waste'] / max(1, fit['req_bytes']))} "
-        f"({_num(fit['base_req_waste'] / max(1, requests))} B).",
+        *_fit_lines(fit),
         "# Caches: ring = 2 x the 90th percentile burst (by operations), a power of two in",
         f"# {RING_MIN}..{RING_MAX}, at most the peak blocks out; refill = ring / 2; the sll "
         f"tier only where",

@@ -313,6 +313,20 @@ class TuneCommandTest(TempDirTest):
                       "(0 B per request)", text)
         self.assertRegex(text, r"size: 208, .*# \d+\.\.208 B: 100\.0% of requests")
 
+    def test_no_bytes_no_percentage(self):
+        # malloc(0) only: 16 B of rounding per block over 0 bytes live or asked was
+        # "8000.0% of the 0.0 KiB live" (a share of max(1, 0) bytes)
+        self.write_profile(profile({0: 5}))
+        out = self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        self.assertIn(", internal fragmentation at the peak n/a: no bytes live at the peak, "
+                      "huge pages off;", out)
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("\n# Internal fragmentation at the peak: n/a: no bytes live at the peak.\n"
+                      "# Over the requests: n/a: no bytes asked (16 B per request; base 16 B).\n",
+                      text)
+        self.assertNotRegex(out + text, r"\d{4}\.\d%")
+
     def assertProfileError(self, proc, message):
         self.assertSpecError(proc, message)
 
