@@ -58,6 +58,7 @@ void *hak_large_malloc(size_t n)
      * set them up, or the profile would miss it (a program's first malloc) */
     HAK_STAT(hak_thread_ready());
     HAK_THREAD_STAT(hak_tls.prof.large_hist[64 - __builtin_clzl(n)]++);
+    hak_thread_poll(); /* a slow path too: what waits to be purged goes, in time */
     return hak_large_alloc(n, 16, NULL);
 }
 

@@ -21,10 +21,11 @@
  * launchers) have freed a few spans by then.
  *
  * Lower layers only call hak_decay_note() ("something became free, and this
- * much is mine to give back"); the thread is started from hak_decay_poll(),
+ * much is mine to give back"; heap.c's layer is what other threads freed
+ * into exited threads' spans, which only release_blocks() takes back); the thread is started from hak_decay_poll(),
  * called only where neither hakmem nor libc can hold a lock that
- * pthread_create takes: the allocation slow path of a thread that has not
- * exited, a thread's exit (hakmem's TSD destructor, after its heap is
+ * pthread_create takes: the allocation slow path (a class's refill, a large
+ * block: hak_thread_poll) of a thread that has not exited, a thread's exit (hakmem's TSD destructor, after its heap is
  * released) and malloc_trim (which purges everything first).  Never from
  * free: glibc frees a dead thread's TLS (_dl_deallocate_tls) with its
  * stack-cache lock held, and pthread_create takes that lock - a free there
@@ -93,6 +94,7 @@ static void refresh_pending(uint64_t notes_before)
         pending[HAK_DECAY_SS] = held.ss_dirty;
         pending[HAK_DECAY_LARGE] = held.large_cached;
         pending[HAK_DECAY_TRANSFER] = hak_transfer_bytes();
+        pending[HAK_DECAY_ABANDONED] = hak_heap_abandoned_freed();
     }
     pthread_mutex_unlock(&decay_lock);
 }
@@ -194,6 +196,10 @@ static void *purger(void *unused)
 void hak_decay_note(unsigned layer, size_t holds)
 {
     if (HAK_DECAY_MS == 0) {
+        /* a free into abandoned spans (heap.c): its caller holds no
+         * abandoned list's lock, and at most the shared heap's */
+        if (layer == HAK_DECAY_ABANDONED)
+            hak_heap_trim_abandoned();
         size_t released;
         (void)purge_pass(false, &released, NOTHING_DUE);
         return;
@@ -294,6 +300,27 @@ size_t hak_decay_purge_all(void)
     return released;
 }
 
+/* mmap failed (superslab.c, large.c): memory the purge alone would miss
+ * first, whether due or not: the transfer caches' batches go back to their
+ * spans and abandoned spans that got all their blocks back are freed (a
+ * program whose threads exited after their blocks were freed elsewhere would
+ * otherwise be out of memory with everything free), then every free page
+ * goes.  The caller may hold the shared heap's lock (a thread without a
+ * heap): the batches then stay. */
+size_t hak_decay_reclaim_all(void)
+{
+    if (HAK_DECAY_MS > 0) {
+        struct hak_heap *h = hak_heap_shared_trylock();
+        if (h != NULL) {
+            uint64_t next = NOTHING_DUE;
+            hak_transfer_release(h, hak_now_ms(), true, &next);
+            hak_heap_shared_unlock();
+        }
+    }
+    hak_heap_trim_abandoned();
+    return hak_decay_purge_all();
+}
+
 void hak_decay_release_blocks(void)
 {
     (void)release_blocks(true);
@@ -329,7 +356,7 @@ void hak_decay_after_fork_child(void)
      * The child holds every lock here. */
     purger_running = false;
     bool any = HAK_DECAY_MS > 0 && (hak_ss_purgeable_locked() || hak_large_cached_locked() ||
-                                    hak_transfer_bytes() > 0);
+                                    hak_transfer_bytes() > 0 || hak_heap_abandoned_freed() > 0);
     work_pending = any && purger_worth_it();
     __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
     __atomic_store_n(&small_due_ms, any && !work_pending ? hak_now_ms() + HAK_DECAY_MS : NOTHING_DUE,

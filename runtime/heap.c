@@ -403,7 +403,14 @@ struct remote_run {
     uint32_t w;             /* its index in sp's remote bitmap */
     uint64_t bits;          /* the blocks gathered in it */
     struct hak_heap *sp_owner; /* sp's owner as read for the word's first block */
+    size_t to_abandoned;    /* bytes set in spans found abandoned */
 };
+
+/* Bytes freed into abandoned spans since hak_heap_trim_abandoned last
+ * looked (atomic): no heap takes them back, so they are the decay layer's
+ * to note, or an exited thread's spans would keep what another thread freed
+ * until malloc_trim. */
+static size_t abandoned_freed;
 
 static void remote_hint(struct remote_run *run, unsigned cls)
 {
@@ -423,6 +430,8 @@ static void remote_set_word(struct hak_heap *h, unsigned cls, struct remote_run 
     if (run->sp == NULL)
         return;
     struct hak_heap *now = remote_give(h, run->sp, cls, run->w, run->bits, run->sp_owner);
+    if (now == NULL)
+        run->to_abandoned += (size_t)__builtin_popcountll(run->bits) * hak_class_info[cls].size;
     if (now != run->owner)
         remote_hint(run, cls);
     run->owner = now;
@@ -486,6 +495,9 @@ static void remote_end(struct hak_heap *h, unsigned cls, struct remote_run *run)
 {
     remote_set_word(h, cls, run);
     remote_hint(run, cls);
+    if (run->to_abandoned != 0)
+        hak_decay_note(HAK_DECAY_ABANDONED,
+                       __atomic_add_fetch(&abandoned_freed, run->to_abandoned, __ATOMIC_RELAXED));
 }
 
 void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n)
@@ -576,14 +588,27 @@ struct hak_heap *hak_heap_shared_lock(void)
     return &shared_heap;
 }
 
+/* The shared heap, or NULL when another thread holds it, or this one. */
+struct hak_heap *hak_heap_shared_trylock(void)
+{
+    return pthread_mutex_trylock(&shared_lock) == 0 ? &shared_heap : NULL;
+}
+
 void hak_heap_shared_unlock(void)
 {
     pthread_mutex_unlock(&shared_lock);
 }
 
+size_t hak_heap_abandoned_freed(void)
+{
+    return __atomic_load_n(&abandoned_freed, __ATOMIC_RELAXED);
+}
+
 /* Abandoned spans whose every block has come back (remotely) are freed. */
 void hak_heap_trim_abandoned(void)
 {
+    /* before the drains: what is freed from here on is noted again */
+    __atomic_store_n(&abandoned_freed, 0, __ATOMIC_RELAXED);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0)
             continue;

@@ -31,7 +31,7 @@ char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", 
 uint64_t hak_now_ms(void) HAK_HIDDEN;   /* monotonic, coarse */
 /* Something became free: purge it in time.  `holds` is what the layer now
  * holds to give back (dirty units, cached large spans), in bytes. */
-enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_TRANSFER, HAK_DECAY_LAYERS };
+enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_TRANSFER, HAK_DECAY_ABANDONED, HAK_DECAY_LAYERS };
 void hak_decay_note(unsigned layer, size_t holds) HAK_HIDDEN;
 /* The purger thread is started only when this much is dirty or cached
  * (decay.c: a process with less stays single-threaded). */
@@ -51,7 +51,8 @@ static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
         *next_ms = since + HAK_DECAY_MS;
 }
 void hak_decay_poll(void) HAK_HIDDEN;   /* only where no lock can be held: see decay.c */
-size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim, mmap failed: everything, now */
+size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
+size_t hak_decay_reclaim_all(void) HAK_HIDDEN; /* mmap failed: blocks parked and spans emptied too */
 void hak_decay_release_blocks(void) HAK_HIDDEN; /* malloc_trim: every transfer batch back, abandoned spans trimmed */
 void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
 void hak_decay_unlock(void) HAK_HIDDEN; /* fork: parent */
@@ -163,11 +164,13 @@ struct hak_heap;
 struct hak_heap *hak_heap_acquire(void) HAK_HIDDEN;      /* NULL: out of memory */
 void hak_heap_release(struct hak_heap *h) HAK_HIDDEN;    /* thread exit: abandon its spans */
 struct hak_heap *hak_heap_shared_lock(void) HAK_HIDDEN;  /* for threads without a heap */
+struct hak_heap *hak_heap_shared_trylock(void) HAK_HIDDEN; /* NULL: held (by this thread too) */
 void hak_heap_shared_unlock(void) HAK_HIDDEN;
 uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t want) HAK_HIDDEN;
 void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n) HAK_HIDDEN;
 void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n) HAK_HIDDEN; /* rest */
 void hak_heap_trim_abandoned(void) HAK_HIDDEN;           /* free abandoned spans now empty */
+size_t hak_heap_abandoned_freed(void) HAK_HIDDEN;        /* bytes freed into them since */
 void hak_heap_trim(struct hak_heap *h) HAK_HIDDEN;       /* free h's empty spans, even the last */
 bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p) HAK_HIDDEN; /* guarded free */
 /* Metrics builds: how many of blocks[0..n), cached by h's thread, are in
@@ -224,6 +227,7 @@ static inline struct hak_bin *hak_thread_bin(unsigned cls)
 bool hak_global_init(void) HAK_HIDDEN;
 bool hak_thread_block_freed(unsigned cls, const void *p) HAK_HIDDEN; /* guarded: p has the key */
 void hak_thread_trim(void) HAK_HIDDEN;
+void hak_thread_poll(void) HAK_HIDDEN; /* an allocation slow path: hak_decay_poll, unless exited */
 
 /* ---- large.c: mmap'd spans above the largest class ---- */
 void *hak_large_alloc(size_t n, size_t align, bool *zeroed) HAK_HIDDEN;

@@ -234,7 +234,7 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
         if (s.base == 0) {
             /* give back what is cached and try again, even if this purge found
              * nothing: the purger may be unmapping what it took just now */
-            hak_decay_purge_all();
+            hak_decay_reclaim_all();
             s.base = (uintptr_t)hak_os_map(len);
         }
         if (s.base == 0)
@@ -246,7 +246,7 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     bool ok = insert(s);
     pthread_mutex_unlock(&large_lock);
     if (!ok) { /* the table could not grow: make room, retry (as above) */
-        hak_decay_purge_all();
+        hak_decay_reclaim_all();
         pthread_mutex_lock(&large_lock);
         ok = insert(s);
         pthread_mutex_unlock(&large_lock);

@@ -116,17 +116,22 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
         ss = ss_map();
         if (ss == NULL) {
             /* out of address space or memory: give back every free page and
-             * empty superslab now (not decay_ms later) and try once more */
+             * empty superslab now (not decay_ms later), and the spans that
+             * blocks parked or abandoned held, and try once more: a span
+             * freed in a superslab still mapped is room too */
             pthread_mutex_unlock(&ss_lock);
-            hak_decay_purge_all();
+            hak_decay_reclaim_all();
             pthread_mutex_lock(&ss_lock);
-            ss = ss_map();
+            ss = find_span_run(k, &first);
+            if (ss == NULL)
+                ss = ss_map();
         }
         if (ss == NULL) {
             pthread_mutex_unlock(&ss_lock);
             return NULL;
         }
-        first = find_run(ss->unit_free, k);
+        if (first < 0)
+            first = find_run(ss->unit_free, k);
     }
     unsigned reused_dirty = 0;
     for (unsigned i = (unsigned)first; i < (unsigned)first + k; i++)

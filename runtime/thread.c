@@ -399,11 +399,18 @@ static bool has_cache(unsigned cls)
     return hak_class_info[cls].tiers & (HAK_TIER_RING | HAK_TIER_SLL);
 }
 
+/* Where an allocation slow path (a class's refill, a large block) lets the
+ * purger start: not on a thread past its exit (see hak_decay_poll). */
+void hak_thread_poll(void)
+{
+    if (hak_tls.state != HAK_THREAD_DEAD)
+        hak_decay_poll();
+}
+
 void *hak_alloc_slow(unsigned cls)
 {
     void *p;
-    if (hak_tls.state != HAK_THREAD_DEAD) /* see hak_decay_poll */
-        hak_decay_poll();
+    hak_thread_poll();
     if (HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE) || thread_start()) {
         HAK_STAT(hak_tls.stats[cls].alloc_slow++);
         struct hak_bin *b = hak_thread_bin(cls);

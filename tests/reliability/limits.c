@@ -12,7 +12,9 @@
  *                 at once (at least 40% of the headroom each).  Then two
  *                 threads run into the limit at once; and a realloc that
  *                 shrinks a tiny, a mid and a large block succeeds in place
- *                 when no block of the new size can be had.
+ *                 when no block of the new size can be had; and the blocks
+ *                 of a thread that filled memory and exited, once freed by
+ *                 another thread, are room for other sizes at once.
  *   rlimit-at-start  a program that starts with its address space limited
  *                 to 256 MiB (RLIMIT_AS set, then this program exec'd): the
  *                 region map cannot take its 2 GiB and covers the low 1 TiB
@@ -436,6 +438,57 @@ static int child_realloc_shrink(void)
     return child_failed;
 }
 
+/* A thread allocates 64 B blocks up to the limit and exits; the main thread
+ * frees them all, into the exited thread's (abandoned) spans, where no heap
+ * takes them back.  Blocks of 3 MB and then of 20000 B must get that room:
+ * the failed mmap gives back the spans those frees emptied.  (hakmem gave
+ * none: ENOMEM with everything free.) */
+static size_t filled;
+
+static void *fill_and_exit(void *unused)
+{
+    (void)unused;
+    filled = exhaust(64);
+    return NULL;
+}
+
+static int child_abandoned_room(void)
+{
+    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (blocks == MAP_FAILED) {
+        say("  mmap of the block array failed");
+        return 1;
+    }
+    free(malloc(64));
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+    if (pthread_create(&t, &attr, fill_and_exit, NULL) != 0) {
+        say("  pthread_create failed");
+        return 1;
+    }
+    pthread_join(t, NULL);
+    release(filled, 64);
+    static const size_t after[] = {3000000, 20000};
+    for (size_t i = 0; i < 2; i++) {
+        size_t got = exhaust(after[i]);
+        say("  %zu blocks of 64 B freed, then malloc(%zu) until NULL: %zu blocks (%zu MiB)", filled, after[i],
+            got, got * after[i] / MiB);
+        CHECK(got * after[i] * 10 >= HEADROOM * 4, "malloc(%zu) got only %zu MiB of the %zu MiB headroom",
+              after[i], got * after[i] / MiB, HEADROOM / MiB);
+        release(got, after[i]);
+    }
+    return child_failed;
+}
+
 /* ---- 1 B and 64 GiB ---- */
 
 static int child_tiny_huge(void)
@@ -648,6 +701,7 @@ int main(int argc, char **argv)
     run("rlimit-exhaust-and-recover", child_rlimit);
     run("rlimit-two-threads", child_rlimit_threads);
     run("rlimit-realloc-shrink", child_realloc_shrink);
+    run("rlimit-abandoned-room", child_abandoned_room);
     run("rlimit-at-start", child_limited_start);
     run("rlimit-at-start-big-block", child_limited_big);
     run("tiny-huge", child_tiny_huge);

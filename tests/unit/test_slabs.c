@@ -293,6 +293,34 @@ START_TEST(poll_purges_a_little_once_due)
 }
 END_TEST
 
+/* A large malloc is an allocation slow path too: it purges what is due.
+ * Until 2026-11-27 only a class's refill did, and a program that went on
+ * with large blocks alone kept what it had freed. */
+START_TEST(large_malloc_purges_what_is_due)
+{
+    if (HAK_DECAY_MS == 0)
+        return; /* every free purges at once */
+    const size_t span = hak_class_info[QUIET_CLASS].span_bytes;
+    hak_decay_purge_all();
+    hak_decay_poll();
+    static struct hak_span *sp[MAX_SPANS];
+    int n = alloc_dirty_spans(sp, MAX_SPANS, 2 * span);
+    char *base[MAX_SPANS];
+    for (int i = 0; i < n; i++) {
+        base[i] = hak_span_base(sp[i]);
+        hak_ss_span_free(sp[i]);
+    }
+    usleep((HAK_DECAY_MS + 100) * 1000);
+    for (int i = 0; i < n; i++)
+        ck_assert(!none_resident(base[i], span));
+    void *big = malloc(HAK_MAX_CLASS_SIZE + 1);
+    ck_assert_ptr_nonnull(big);
+    for (int i = 0; i < n; i++)
+        ck_assert(none_resident(base[i], span));
+    free(big);
+}
+END_TEST
+
 /* A fork child purges what its parent left dirty.  When the fork comes, the
  * parent's purger has taken the note of the spans freed here and sleeps
  * toward its due time; the child has no purger, so its next slow path
@@ -519,8 +547,29 @@ START_TEST(abandoned_span_freed_remotely_then_trimmed)
         ck_assert_uint_eq(((unsigned char *)blocks[i])[7], (unsigned char)i);
     }
     hak_heap_give(h, QUIET_CLASS, blocks, THREAD_BLOCKS); /* not h's: remote */
-    ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[0]), QUIET_CLASS + 1);
+    if (HAK_DECAY_MS > 0) /* (with decay_ms 0 the give trims at once: the next test) */
+        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[0]), QUIET_CLASS + 1);
     hak_heap_trim_abandoned();
+    for (int i = 0; i < THREAD_BLOCKS; i++)
+        ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), 0);
+}
+END_TEST
+
+/* No heap takes back what another thread frees into an exited thread's
+ * spans, so decay does: the first poll after decay_ms frees the abandoned
+ * spans those frees emptied (with decay_ms 0, the free itself does).  They
+ * used to stay until malloc_trim. */
+START_TEST(abandoned_span_freed_remotely_goes_back_after_decay)
+{
+    void *blocks[THREAD_BLOCKS];
+    leave_blocks_in_exited_thread(blocks);
+    hak_decay_purge_all(); /* nothing else due: the poll below has only these frees to act on */
+    struct hak_heap *h = hak_heap_acquire();
+    hak_heap_give(h, QUIET_CLASS, blocks, THREAD_BLOCKS); /* not h's: remote */
+    if (HAK_DECAY_MS > 0) {
+        usleep((HAK_DECAY_MS + 100) * 1000);
+        hak_decay_poll();
+    }
     for (int i = 0; i < THREAD_BLOCKS; i++)
         ck_assert_uint_eq(hak_region_code((uintptr_t)blocks[i]), 0);
 }
@@ -743,6 +792,8 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, region_map_read_only_but_for_superslabs);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
+    tcase_add_test(tc, abandoned_span_freed_remotely_goes_back_after_decay);
+    tcase_add_test(tc, large_malloc_purges_what_is_due);
     tcase_add_test(tc, abandoned_span_adopted);
     tcase_add_test(tc, remote_frees_come_back_once);
     tcase_add_loop_test(tc, remote_frees_drained_while_arriving, 0, 2);
