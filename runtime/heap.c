@@ -40,8 +40,9 @@
  * block comes back).  When a thread exits, its heap is released: spans still
  * holding blocks lose their owner and wait on a global per-class abandoned
  * list, where the next thread short of that class adopts them (frees keep
- * arriving in their remote bitmaps meanwhile).  Heaps themselves are
- * never unmapped (a late freer may still raise a hint in one); released
+ * arriving in their remote bitmaps meanwhile).  A fork child releases the
+ * heaps of the parent's other threads the same way, those it can see whole
+ * (heap_enter).  Heaps themselves are never unmapped (a late freer may still raise a hint in one); released
  * heaps are reused by new threads.
  */
 #include <string.h>
@@ -76,8 +77,33 @@ struct hak_heap {
     /* atomic: the span this heap's thread is freeing a block into in
      * remote_give (NULL: none); read by the purge and the fork child */
     struct hak_span *marking;
+    bool live;     /* a thread's, from acquire to release (pool_lock) */
+    uint32_t busy; /* atomic: its thread is changing its lists (heap_enter) */
     struct remote_hint remote[HAK_NUM_CLASSES];
 };
+
+/*
+ * Around every call of a heap's thread that changes the heap's lists.  A
+ * fork child may see such a call half done: the other threads go on running
+ * while fork() copies the address space, and the child keeps, of each of
+ * them, the stores it made before its first store that met a page already
+ * copied (in order: x86 makes stores visible in program order).  So the
+ * child sees `busy` set whenever it sees any store of the call, and clear
+ * only once all of them are in; it releases such a heap only when clear
+ * (hak_heap_after_fork_release).  The fences keep the compiler from moving
+ * the lists' plain stores across the flag's.
+ */
+static void heap_enter(struct hak_heap *h)
+{
+    __atomic_store_n(&h->busy, 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+static void heap_leave(struct hak_heap *h)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->busy, 0, __ATOMIC_RELAXED);
+}
 
 static struct {
     pthread_mutex_t lock;
@@ -289,6 +315,7 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
     const struct hak_class_info *ci = &hak_class_info[cls];
     struct heap_class *hc = &h->cls[cls];
     uint32_t n = 0;
+    heap_enter(h);
     while (n < want) {
         struct hak_span *sp = hc->partial;
         if (sp == NULL) {
@@ -302,6 +329,7 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
         if (!has_free(sp, ci))
             move_to(hc, sp, LIST_FULL);
     }
+    heap_leave(h);
     return n;
 }
 
@@ -503,9 +531,11 @@ static void remote_end(struct hak_heap *h, unsigned cls, struct remote_run *run)
 void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n)
 {
     struct remote_run run = {0};
+    heap_enter(h);
     for (uint32_t i = 0; i < n; i++)
         give_one(h, cls, blocks[i], &run);
     remote_end(h, cls, &run);
+    heap_leave(h);
     HAK_STAT(hak_prof_out_add(cls, -(int64_t)n));
 }
 
@@ -513,12 +543,14 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
 {
     struct remote_run run = {0};
     uint32_t given = 0;
+    heap_enter(h);
     for (; given < n && head; given++) {
         void *next = *(void **)head;
         give_one(h, cls, head, &run);
         head = next;
     }
     remote_end(h, cls, &run);
+    heap_leave(h);
     HAK_STAT(hak_prof_out_add(cls, -(int64_t)given));
     return head;
 }
@@ -545,6 +577,8 @@ struct hak_heap *hak_heap_acquire(void)
             __atomic_store_n(&batches, h, __ATOMIC_RELEASE);
         }
     }
+    if (h != NULL)
+        h->live = true;
     pthread_mutex_unlock(&pool_lock);
     return h;
 }
@@ -571,12 +605,15 @@ static void abandon(unsigned cls, struct hak_span **head)
 
 void hak_heap_release(struct hak_heap *h)
 {
+    heap_enter(h);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         abandon(cls, &h->cls[cls].partial);
         abandon(cls, &h->cls[cls].full);
         __atomic_store_n(&h->remote[cls].pending, 0, __ATOMIC_RELAXED);
     }
+    heap_leave(h);
     pthread_mutex_lock(&pool_lock);
+    h->live = false;
     h->next_unused = pool;
     pool = h;
     pthread_mutex_unlock(&pool_lock);
@@ -631,6 +668,7 @@ void hak_heap_trim_abandoned(void)
 
 void hak_heap_trim(struct hak_heap *h)
 {
+    heap_enter(h);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         struct heap_class *hc = &h->cls[cls];
         collect(h, cls);
@@ -643,6 +681,7 @@ void hak_heap_trim(struct hak_heap *h)
             }
         }
     }
+    heap_leave(h);
 }
 
 static bool marks(struct hak_heap *hp, const struct hak_superslab *ss)
@@ -692,6 +731,23 @@ void hak_heap_after_fork_child(void)
     for (struct hak_heap *b = batches; b; b = b->next_batch)
         for (size_t k = 0; k < HEAPS_PER_BATCH; k++)
             finish_frees(&b[k]);
+}
+
+/* Fork child, its locks released: the heaps of the parent's other threads
+ * (gone here) are released as at a thread's exit, so that their spans are
+ * abandoned and what the child frees into them comes back (adopted, or
+ * trimmed when empty) instead of waiting for an owner that never drains.
+ * A heap caught in a call that changes its lists (busy) is left as it is:
+ * its lists may be half changed.  What those threads' caches held stays
+ * used. */
+void hak_heap_after_fork_release(struct hak_heap *mine)
+{
+    for (struct hak_heap *b = batches; b; b = b->next_batch)
+        for (size_t k = 0; k < HEAPS_PER_BATCH; k++) {
+            struct hak_heap *h = &b[k];
+            if (h != mine && h->live && __atomic_load_n(&h->busy, __ATOMIC_RELAXED) == 0)
+                hak_heap_release(h);
+        }
 }
 
 void hak_heap_lock_all(void)

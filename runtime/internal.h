@@ -170,6 +170,7 @@ uint32_t hak_heap_take(struct hak_heap *h, unsigned cls, void **out, uint32_t wa
 void hak_heap_give(struct hak_heap *h, unsigned cls, void *const *blocks, uint32_t n) HAK_HIDDEN;
 void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t n) HAK_HIDDEN; /* rest */
 void hak_heap_trim_abandoned(void) HAK_HIDDEN;           /* free abandoned spans now empty */
+void hak_heap_after_fork_release(struct hak_heap *mine) HAK_HIDDEN; /* child: the other threads' heaps */
 size_t hak_heap_abandoned_freed(void) HAK_HIDDEN;        /* bytes freed into them since */
 void hak_heap_trim(struct hak_heap *h) HAK_HIDDEN;       /* free h's empty spans, even the last */
 bool hak_heap_holds_free(struct hak_heap *h, unsigned cls, const void *p) HAK_HIDDEN; /* guarded free */

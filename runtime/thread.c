@@ -525,6 +525,7 @@ static void fork_child(void)
     hak_transfer_after_fork_child();
     hak_heap_unlock_all();
     block_unlock();
+    hak_heap_after_fork_release(thread_heap); /* takes locks: after they are released */
 }
 
 static void show_spec(void)

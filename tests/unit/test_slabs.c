@@ -575,6 +575,60 @@ START_TEST(abandoned_span_freed_remotely_goes_back_after_decay)
 }
 END_TEST
 
+/* A thread that allocates its blocks, then waits until told to exit. */
+struct holder {
+    void **blocks;
+    int go[2]; /* a pipe: a byte, and the thread exits */
+};
+
+static void *alloc_and_wait(void *arg)
+{
+    struct holder *hd = arg;
+    alloc_and_leave(hd->blocks);
+    char c;
+    ck_assert_int_eq(read(hd->go[0], &c, 1), 1);
+    return NULL;
+}
+
+/* In a fork child the heaps of the parent's other threads are released:
+ * blocks of a thread still live in the parent, freed in the child, are the
+ * child's to hand out again (its heap adopts their abandoned span).  They
+ * used to wait for an owner that does not exist in the child, and the child
+ * carved new spans. */
+START_TEST(fork_child_releases_other_threads_heaps)
+{
+    void *blocks[THREAD_BLOCKS] = {0};
+    struct holder hd = {blocks, {-1, -1}};
+    ck_assert_int_eq(pipe(hd.go), 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_wait, &hd), 0);
+    while (__atomic_load_n(&blocks[THREAD_BLOCKS - 1], __ATOMIC_ACQUIRE) == NULL)
+        usleep(1000);
+    usleep(10 * 1000); /* past its last store to its heap */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct hak_heap *h = hak_heap_acquire();
+        hak_heap_give(h, QUIET_CLASS, blocks, THREAD_BLOCKS);
+        void *got[THREAD_BLOCKS];
+        if (hak_heap_take(h, QUIET_CLASS, got, THREAD_BLOCKS) != THREAD_BLOCKS)
+            _exit(2);
+        int reused = 0;
+        for (int i = 0; i < THREAD_BLOCKS; i++)
+            for (int j = 0; j < THREAD_BLOCKS; j++)
+                reused += got[i] == blocks[j];
+        _exit(reused == THREAD_BLOCKS ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(write(hd.go[1], "x", 1), 1);
+    pthread_join(t, NULL);
+    ck_assert(WIFEXITED(status));
+    ck_assert_msg(WEXITSTATUS(status) == 0, "the child did not hand out the blocks it freed (status %d)",
+                  WEXITSTATUS(status));
+}
+END_TEST
+
 /* A heap short of a class adopts an abandoned span of it before mapping one. */
 START_TEST(abandoned_span_adopted)
 {
@@ -794,6 +848,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
     tcase_add_test(tc, abandoned_span_freed_remotely_goes_back_after_decay);
     tcase_add_test(tc, large_malloc_purges_what_is_due);
+    tcase_add_test(tc, fork_child_releases_other_threads_heaps);
     tcase_add_test(tc, abandoned_span_adopted);
     tcase_add_test(tc, remote_frees_come_back_once);
     tcase_add_loop_test(tc, remote_frees_drained_while_arriving, 0, 2);
