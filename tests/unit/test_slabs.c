@@ -263,6 +263,18 @@ START_TEST(purger_counts_what_is_still_free)
 }
 END_TEST
 
+/* Spans of QUIET_CLASS, `bytes` in all, written and freed: their bases in base[]. */
+static int free_dirty_spans(char **base, size_t bytes)
+{
+    static struct hak_span *sp[MAX_SPANS];
+    int n = alloc_dirty_spans(sp, MAX_SPANS, bytes);
+    for (int i = 0; i < n; i++) {
+        base[i] = hak_span_base(sp[i]);
+        hak_ss_span_free(sp[i]);
+    }
+    return n;
+}
+
 /* What is too little for the purger thread goes back at the first poll (an
  * allocation slow path) after decay_ms, on the polling thread. */
 START_TEST(poll_purges_a_little_once_due)
@@ -273,13 +285,8 @@ START_TEST(poll_purges_a_little_once_due)
     hak_decay_purge_all();
     hak_decay_poll();
     int before = thread_count();
-    static struct hak_span *sp[MAX_SPANS];
-    int n = alloc_dirty_spans(sp, MAX_SPANS, 2 * span);
     char *base[MAX_SPANS];
-    for (int i = 0; i < n; i++) {
-        base[i] = hak_span_base(sp[i]);
-        hak_ss_span_free(sp[i]);
-    }
+    int n = free_dirty_spans(base, 2 * span);
     hak_decay_poll(); /* not due yet (unless this machine stalled for decay_ms) */
     for (int i = 0; i < n; i++)
         ck_assert(!none_resident(base[i], span));
@@ -303,13 +310,8 @@ START_TEST(large_malloc_purges_what_is_due)
     const size_t span = hak_class_info[QUIET_CLASS].span_bytes;
     hak_decay_purge_all();
     hak_decay_poll();
-    static struct hak_span *sp[MAX_SPANS];
-    int n = alloc_dirty_spans(sp, MAX_SPANS, 2 * span);
     char *base[MAX_SPANS];
-    for (int i = 0; i < n; i++) {
-        base[i] = hak_span_base(sp[i]);
-        hak_ss_span_free(sp[i]);
-    }
+    int n = free_dirty_spans(base, 2 * span);
     usleep((HAK_DECAY_MS + 100) * 1000);
     for (int i = 0; i < n; i++)
         ck_assert(!none_resident(base[i], span));
