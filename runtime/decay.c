@@ -22,10 +22,11 @@
  *
  * Lower layers only call hak_decay_note() ("something became free, and this
  * much is mine to give back"; heap.c's layer is what other threads freed
- * into exited threads' spans, which only release_blocks() takes back); the thread is started from hak_decay_poll(),
- * called only where neither hakmem nor libc can hold a lock that
- * pthread_create takes: the allocation slow path (a class's refill, a large
- * block: hak_thread_poll) of a thread that has not exited, a thread's exit (hakmem's TSD destructor, after its heap is
+ * into exited threads' spans, which only release_blocks() takes back); the
+ * thread is started from hak_decay_poll(), called only where neither hakmem
+ * nor libc can hold a lock that pthread_create takes: the allocation slow
+ * path (a class's refill, a large block: hak_thread_poll) of a thread that
+ * has not exited, a thread's exit (hakmem's TSD destructor, after its heap is
  * released) and malloc_trim (which purges everything first).  Never from
  * free: glibc frees a dead thread's TLS (_dl_deallocate_tls) with its
  * stack-cache lock held, and pthread_create takes that lock - a free there

@@ -42,8 +42,8 @@
  * list, where the next thread short of that class adopts them (frees keep
  * arriving in their remote bitmaps meanwhile).  A fork child releases the
  * heaps of the parent's other threads the same way, those it can see whole
- * (heap_enter).  Heaps themselves are never unmapped (a late freer may still raise a hint in one); released
- * heaps are reused by new threads.
+ * (heap_enter).  Heaps themselves are never unmapped (a late freer may
+ * still raise a hint in one); released heaps are reused by new threads.
  */
 #include <string.h>
 
