@@ -58,7 +58,6 @@ void *hak_large_malloc(size_t n)
      * set them up, or the profile would miss it (a program's first malloc) */
     HAK_STAT(hak_thread_ready());
     HAK_THREAD_STAT(hak_tls.prof.large_hist[64 - __builtin_clzl(n)]++);
-    hak_thread_poll(); /* a slow path too: what waits to be purged goes, in time */
     return hak_large_alloc(n, 16, NULL);
 }
 
@@ -131,6 +130,7 @@ size_t hak_api_usable_size(void *p)
 
 void *hak_api_realloc(void *p, size_t n)
 {
+    int saved_errno = errno; /* a shrink that keeps p leaves it alone */
     if (p == NULL)
         return hak_front_malloc(n);
     if (n == 0) {
@@ -151,7 +151,6 @@ void *hak_api_realloc(void *p, size_t n)
         if (n > HAK_MAX_CLASS_SIZE && (q = hak_large_realloc(p, n)) != NULL)
             return q; /* else (mremap refused: a range of two mappings) copy below */
     }
-    int saved_errno = errno;
     void *q = hak_front_malloc(n);
     if (q == NULL) {
         if (n > old)

@@ -193,6 +193,7 @@ static unsigned cache_put(struct span s, struct span *evict)
 
 void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
 {
+    hak_thread_poll(); /* an allocation slow path: what waits to be purged goes, in time */
     if (align < HAK_PAGE)
         align = HAK_PAGE;
     /* n + align + a page must stay below PTRDIFF_MAX; compared in unsigned
@@ -351,6 +352,7 @@ static unsigned evict_for_growth(size_t grown, struct span *evict)
  * the remap and the record of its result. */
 void *hak_large_realloc(void *p, size_t n)
 {
+    hak_thread_poll(); /* as hak_large_alloc */
     if (n > PTRDIFF_MAX - HAK_PAGE) {
         errno = ENOMEM;
         return NULL;
