@@ -794,6 +794,9 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
     if not out_path.endswith(".yaml") or not NAME_RE.fullmatch(stem):
         raise ProfileError(out_path, "the output must be NAME.yaml, NAME (the variant's name) "
                                      "made of letters, digits, '_', '-', '.'")
+    if _output_entry(out_path) == os.path.realpath(profile_path):
+        raise ProfileError(out_path, f"-o: would overwrite the profile {profile_path}; "
+                                     f"nothing written")
     profile = load_profile(profile_path)
     text, summary = tune(profile, profile_path, base_path, out_path, max_classes, huge_pages)
     # Validate before anything is replaced: the same text in a scratch directory, its

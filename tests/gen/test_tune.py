@@ -498,6 +498,17 @@ class TuneCommandTest(TempDirTest):
                     self.assertEqual(f.read(), "base: b.yaml\n")
                 self.assertEqual(sorted(os.listdir(self.tmp)), ["b.yaml", "d", "p.json", "v.yaml"])
 
+    def test_output_never_replaces_the_profile(self):
+        # a profile that happens to be named NAME.yaml was replaced by the overlay tuned from it
+        text = self.write_profile(profile({64: 10}), name="p.yaml")
+        with open(text, encoding="utf-8") as f:
+            before = f.read()
+        self.assertSpecError(self.tune("p.yaml", "-o", "p.yaml"),
+                             "p.yaml: -o: would overwrite the profile p.yaml; nothing written")
+        with open(text, encoding="utf-8") as f:
+            self.assertEqual(f.read(), before)
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["p.yaml"])
+
     def test_base_relative_to_the_real_directory_and_hash_of_what_was_written(self):
         # -o through a symlinked directory: `base: ../b.yaml` was written relative to the
         # link's directory, but the kernel climbs out of where the link leads, so the
