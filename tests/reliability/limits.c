@@ -163,6 +163,28 @@ static int check_pattern(const unsigned char *p, size_t n)
     return 1;
 }
 
+/* The array exhaust() fills, mapped before the limit (without a reserve). */
+static bool map_block_array(void)
+{
+    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (blocks == MAP_FAILED)
+        say("  mmap of the block array failed");
+    return blocks != MAP_FAILED;
+}
+
+/* RLIMIT_AS at the address space used now plus HEADROOM. */
+static bool limit_to_headroom(void)
+{
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return false;
+    }
+    return true;
+}
+
 /* Allocate blocks of size n until malloc fails; returns how many it gave. */
 static size_t exhaust(size_t n)
 {
@@ -243,12 +265,8 @@ static const size_t sizes[] = {4 * MiB, 300000, 40000, 32768, 20000, 3000, 1024,
 
 static int child_rlimit(void)
 {
-    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (blocks == MAP_FAILED) {
-        say("  mmap of the block array failed");
+    if (!map_block_array())
         return 1;
-    }
     /* warm up every size once: caches, thread state, the stdio buffer */
     for (size_t i = 0; i < NSIZES; i++)
         free(malloc(sizes[i]));
@@ -265,12 +283,8 @@ static int child_rlimit(void)
     }
     helper_run('w'); /* its first allocations, before the limit */
 
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
-        say("  setrlimit(RLIMIT_AS) failed");
+    if (!limit_to_headroom())
         return 1;
-    }
 
     /* Each size in turn, largest first, each started after the previous
      * one's blocks were all freed: the room they held must serve the next
@@ -375,12 +389,8 @@ static int child_rlimit_threads(void)
             return 1;
         }
     }
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
-        say("  setrlimit(RLIMIT_AS) failed");
+    if (!limit_to_headroom())
         return 1;
-    }
     pthread_barrier_wait(&racers_go);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
@@ -397,12 +407,8 @@ static int child_rlimit_threads(void)
  * made before the limit, each shrink to 100 B once malloc(100) fails. */
 static int child_realloc_shrink(void)
 {
-    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (blocks == MAP_FAILED) {
-        say("  mmap of the block array failed");
+    if (!map_block_array())
         return 1;
-    }
     static const size_t kept_sizes[] = {1000, 4000, 8 * MiB};
     unsigned char *kept[3];
     for (size_t i = 0; i < 3; i++) {
@@ -413,12 +419,8 @@ static int child_realloc_shrink(void)
         }
         fill_pattern(kept[i], kept_sizes[i]);
     }
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
-        say("  setrlimit(RLIMIT_AS) failed");
+    if (!limit_to_headroom())
         return 1;
-    }
     size_t got = exhaust(100);
     for (size_t i = 0; i < 3; i++) {
         errno = 0;
@@ -454,23 +456,15 @@ static void *fill_and_exit(void *unused)
 
 static int child_abandoned_room(void)
 {
-    blocks = mmap(NULL, MAXBLOCKS * sizeof *blocks, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (blocks == MAP_FAILED) {
-        say("  mmap of the block array failed");
+    if (!map_block_array())
         return 1;
-    }
     free(malloc(64));
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
-        say("  setrlimit(RLIMIT_AS) failed");
+    if (!limit_to_headroom())
         return 1;
-    }
     if (pthread_create(&t, &attr, fill_and_exit, NULL) != 0) {
         say("  pthread_create failed");
         return 1;
