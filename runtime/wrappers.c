@@ -164,6 +164,7 @@ HAK_EXPORT void *__libc_realloc(void *p, size_t n) __attribute__((alias("realloc
 HAK_EXPORT void *__libc_memalign(size_t align, size_t n) __attribute__((alias("memalign")));
 HAK_EXPORT void *__libc_valloc(size_t n) __attribute__((alias("valloc")));
 HAK_EXPORT void *__libc_pvalloc(size_t n) __attribute__((alias("pvalloc")));
+HAK_EXPORT struct mallinfo __libc_mallinfo(void) __attribute__((alias("mallinfo")));
 
 /* cfree: gone from glibc's headers since 2.26, but its libc.so still exports
  * cfree@GLIBC_2.2.5, which is glibc's free: a program built against an older

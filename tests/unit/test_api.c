@@ -314,6 +314,7 @@ void *__libc_realloc(void *, size_t);
 void *__libc_memalign(size_t, size_t);
 void *__libc_valloc(size_t);
 void *__libc_pvalloc(size_t);
+struct mallinfo __libc_mallinfo(void);
 
 START_TEST(libc_names_are_hakmem)
 {
@@ -370,6 +371,9 @@ START_TEST(mallinfo2_reports_hakmem)
     struct mallinfo old = mallinfo();
     ck_assert_int_eq(old.arena, (int)m.arena);
     ck_assert_int_eq(old.uordblks, (int)m.uordblks);
+    struct mallinfo libc_name = __libc_mallinfo(); /* glibc's name for it is hakmem's too */
+    ck_assert_int_eq(libc_name.arena, (int)m.arena);
+    ck_assert_int_eq(libc_name.uordblks, (int)m.uordblks);
     for (int i = 0; i < N; i++)
         free(small[i]);
 }
