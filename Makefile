@@ -31,7 +31,7 @@ GEN_INPUTS := gen/hakgen $(wildcard gen/*.py) $(wildcard templates/*.j2) \
 	spec/classes.yaml $(wildcard spec/variants/*.yaml)
 GEN_OUT := $(GEN)/hak_spec.h $(GEN)/hak_front.h $(GEN)/hak_tables.c $(GEN)/spec.json
 
-.PHONY: all deps test test-gen test-unit test-stress test-integration test-build test-tsan test-metrics test-variants install clean
+.PHONY: all deps test test-gen test-bench test-unit test-stress test-integration test-build test-tsan test-metrics test-variants install clean
 all: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
 
 # ---- generation: hakgen rewrites only the files whose bytes change, so a spec

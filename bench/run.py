@@ -147,18 +147,27 @@ def run_rounds(workloads, runners, args):
 
 def check_checksums(rows):
     """A workload's checksum is the same under every correct allocator: runs
-    that disagree with the majority are marked failed."""
-    by_workload = {}
+    that disagree with the majority are marked failed. Each allocator votes
+    once for each checksum it gave, however many of its rounds gave it. With
+    no single winner (two allocators that disagree, as in make ab) nothing
+    tells which one is right: every run of that workload is marked failed."""
+    voters = {}  # workload -> checksum -> allocators that gave it
     for row in rows:
         if row.outcome.status == "ok":
-            by_workload.setdefault(row.workload.name, Counter())[
-                row.outcome.result.get("checksum")] += 1
+            voters.setdefault(row.workload.name, {}).setdefault(
+                row.outcome.result.get("checksum"), set()).add(row.alloc)
     for row in rows:
-        if row.outcome.status == "ok":
-            expected = by_workload[row.workload.name].most_common(1)[0][0]
-            got = row.outcome.result.get("checksum")
-            if got != expected:
-                row.outcome.status = f"bad checksum {got} != {expected}"
+        sums = voters.get(row.workload.name, {})
+        if row.outcome.status != "ok" or len(sums) < 2:
+            continue
+        got = row.outcome.result.get("checksum")
+        (best, n1), (_, n2) = Counter(
+            {c: len(a) for c, a in sums.items()}).most_common(2)
+        if n1 == n2:
+            others = " ".join(sorted(str(c) for c in sums if c != got))
+            row.outcome.status = f"bad checksum {got}: no majority, also {others}"
+        elif got != best:
+            row.outcome.status = f"bad checksum {got} != {best}"
 
 
 def plural(n, word):

@@ -2,6 +2,7 @@
 #
 #   make test              everything below, on the default variant (or VARIANT=NAME)
 #   make test-gen          the generator's unittest suite
+#   make test-bench        the benchmark tooling's unittest suite (bench/*.py)
 #   make test-unit         the runtime's Check suite (libhakmem.a linked in), also under
 #                          ulimit -v, and the races of tests/hooks replayed in one thread
 #                          (runtime compiled in)
@@ -18,6 +19,7 @@ LIB_SO_ABS = $(abspath $(BUILD)/libhakmem.so)
 
 test: deps
 	@$(MAKE) --no-print-directory test-gen
+	@$(MAKE) --no-print-directory test-bench
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-stress
 	@$(MAKE) --no-print-directory test-tsan
@@ -29,6 +31,9 @@ test: deps
 
 test-gen: deps
 	$(PYTHON) -m unittest discover -s tests/gen -t . -q
+
+test-bench: deps
+	$(PYTHON) -m unittest discover -s tests/bench -t . -q
 
 $(UNIT_BIN): $(UNIT_SRCS) $(BUILD)/libhakmem.a
 	@mkdir -p $(@D)

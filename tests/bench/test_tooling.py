@@ -1,0 +1,75 @@
+"""The benchmark tooling's pure parts (bench/*.py), without running a benchmark.
+
+Run from the repository root:  python3 -m unittest discover -s tests/bench -t .
+"""
+import os
+import sys
+import unittest
+
+sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+import benchlib  # noqa: E402
+import run  # noqa: E402
+
+FIXED64 = next(w for w in benchlib.workloads() if w.name == "fixed64")
+
+
+def rows(runs):
+    """[(round, alloc, checksum)] -> run.Row list, all ok."""
+    return [run.Row(rnd, 1, FIXED64, alloc,
+                    benchlib.Outcome("ok", {"checksum": c, "ops_per_sec": "1"}))
+            for rnd, alloc, c in runs]
+
+
+def statuses(rs):
+    return [(r.round, r.alloc, r.outcome.status) for r in rs]
+
+
+class CheckChecksumsTest(unittest.TestCase):
+    def test_all_agree(self):
+        rs = rows([(1, "a", "7"), (1, "b", "7"), (2, "b", "7"), (2, "a", "7")])
+        run.check_checksums(rs)
+        self.assertEqual({r.outcome.status for r in rs}, {"ok"})
+
+    def test_minority_allocator_fails(self):
+        rs = rows([(1, "a", "7"), (1, "b", "7"), (1, "c", "8"),
+                   (2, "c", "8"), (2, "a", "7"), (2, "b", "7")])
+        run.check_checksums(rs)
+        self.assertEqual(statuses(rs), [
+            (1, "a", "ok"), (1, "b", "ok"), (1, "c", "bad checksum 8 != 7"),
+            (2, "c", "bad checksum 8 != 7"), (2, "a", "ok"), (2, "b", "ok")])
+
+    def test_two_allocators_that_disagree_both_fail(self):
+        # make ab with a broken A: A runs first in round 1, and must not be
+        # taken for the right one.
+        rs = rows([(1, "a", "8"), (1, "b", "7"), (2, "b", "7"), (2, "a", "8")])
+        run.check_checksums(rs)
+        self.assertEqual(statuses(rs), [
+            (1, "a", "bad checksum 8: no majority, also 7"),
+            (1, "b", "bad checksum 7: no majority, also 8"),
+            (2, "b", "bad checksum 7: no majority, also 8"),
+            (2, "a", "bad checksum 8: no majority, also 7")])
+
+    def test_a_crash_does_not_make_a_majority(self):
+        # b's round 2 crashed: a's two good rounds still outvote nobody.
+        rs = rows([(1, "a", "8"), (1, "b", "7"), (2, "a", "8")])
+        rs.append(run.Row(2, 2, FIXED64, "b", benchlib.Outcome("signal 11")))
+        run.check_checksums(rs)
+        self.assertEqual([r.outcome.status for r in rs], [
+            "bad checksum 8: no majority, also 7",
+            "bad checksum 7: no majority, also 8",
+            "bad checksum 8: no majority, also 7", "signal 11"])
+
+    def test_workloads_are_judged_apart(self):
+        mixed = next(w for w in benchlib.workloads() if w.name == "mixed256")
+        rs = rows([(1, "a", "7"), (1, "b", "7"), (1, "c", "7")])
+        rs += [run.Row(1, 1, mixed, a, benchlib.Outcome("ok", {"checksum": "5"}))
+               for a in "abc"]
+        run.check_checksums(rs)
+        self.assertEqual({r.outcome.status for r in rs}, {"ok"})
+
+
+if __name__ == "__main__":
+    unittest.main()
