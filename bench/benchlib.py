@@ -162,9 +162,10 @@ def parse_result(stdout):
 def run_once(argv, env, timeout):
     """Run one benchmark process; never raises for a failing program."""
     try:
+        # errors="replace": a crashing allocator may write any bytes.
         p = subprocess.run([str(a) for a in argv], env=env, timeout=timeout,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+                           text=True, errors="replace")
     except subprocess.TimeoutExpired:
         return Outcome(f"timeout>{timeout}s")
     except OSError as e:

@@ -43,7 +43,7 @@ def total_ir(argv, env, tool_args=()):
             ["valgrind", "--tool=callgrind", "--trace-children=no",
              f"--callgrind-out-file={out}", *tool_args, *map(str, argv)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
+            text=True, errors="replace")
         if p.returncode != 0 or not out.exists():
             benchlib.note(f"{' '.join(map(str, argv))} failed under callgrind"
                           f" (exit {p.returncode})")

@@ -71,5 +71,31 @@ class CheckChecksumsTest(unittest.TestCase):
         self.assertEqual({r.outcome.status for r in rs}, {"ok"})
 
 
+class RunOnceTest(unittest.TestCase):
+    def py(self, code):
+        return benchlib.run_once([sys.executable, "-c", code], None, 60)
+
+    def test_result_line(self):
+        out = self.py("print('noise'); print('RESULT workload=x ops=3 checksum=9')")
+        self.assertEqual((out.status, out.result),
+                         ("ok", {"workload": "x", "ops": "3", "checksum": "9"}))
+
+    def test_bytes_that_are_not_utf8(self):
+        # an allocator's dying words can be any bytes: a failed run, no traceback
+        out = self.py("import os, sys; sys.stdout.buffer.write(b'\\xff\\n'); "
+                      "os.write(2, b'\\xfe\\xff junk\\n'); sys.exit(3)")
+        self.assertEqual(out.status, "exit 3")
+        out = self.py("import os; os.write(2, b'\\xff'); print('RESULT ops=1')")
+        self.assertEqual((out.status, out.result), ("ok", {"ops": "1"}))
+
+    def test_failures(self):
+        self.assertEqual(self.py("import os; os.kill(os.getpid(), 9)").status,
+                         "signal 9")
+        self.assertEqual(self.py("print('no result')").status, "no RESULT line")
+        self.assertEqual(benchlib.run_once(
+            [sys.executable, "-c", "import time; time.sleep(30)"], None, 0.2).status,
+            "timeout>0.2s")
+
+
 if __name__ == "__main__":
     unittest.main()
