@@ -139,6 +139,8 @@ def select_workloads(spec):
     if not spec:
         return all_ws
     wanted = [w for w in spec.split(",") if w]
+    if not wanted:
+        die(f"--bench {spec!r} names no workload")
     known = {w.name for w in all_ws} | {w.group for w in all_ws}
     unknown = [w for w in wanted if w not in known]
     if unknown:

@@ -2,6 +2,8 @@
 
 Run from the repository root:  python3 -m unittest discover -s tests/bench -t .
 """
+import contextlib
+import io
 import os
 import sys
 import unittest
@@ -69,6 +71,32 @@ class CheckChecksumsTest(unittest.TestCase):
                for a in "abc"]
         run.check_checksums(rs)
         self.assertEqual({r.outcome.status for r in rs}, {"ok"})
+
+
+class SelectWorkloadsTest(unittest.TestCase):
+    def names(self, spec):
+        return [w.name for w in benchlib.select_workloads(spec)]
+
+    def test_names_and_programs(self):
+        self.assertEqual(self.names("mixed,fixed64"),
+                         ["fixed64", "mixed256", "mixed8192"])
+        self.assertEqual(len(self.names(None)), len(benchlib.workloads()))
+
+    def usage_error(self, spec):
+        with self.assertRaises(SystemExit) as cm, \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            benchlib.select_workloads(spec)
+        self.assertEqual(cm.exception.code, 2)
+        return err.getvalue()
+
+    def test_unknown_name(self):
+        self.assertIn("unknown workload(s) ['fixed65']",
+                      self.usage_error("fixed64,fixed65"))
+
+    def test_no_name_at_all(self):
+        # was: zero workloads, empty results written over the last ones, exit 0
+        self.assertEqual(self.usage_error(","),
+                         "error: --bench ',' names no workload\n")
 
 
 class RunOnceTest(unittest.TestCase):
