@@ -92,6 +92,8 @@ def parse_args():
     args = ap.parse_args()
     if args.rounds < 1:
         benchlib.die("--rounds must be at least 1")
+    if not args.timeout > 0:  # nan too
+        benchlib.die("--timeout must be a positive number of seconds")
     a, b = benchlib.parse_alloc(args.a), benchlib.parse_alloc(args.b)
     if a.preload is None or b.preload is None:
         benchlib.die("--a and --b want NAME=PATH with a library path")

@@ -67,6 +67,8 @@ def parse_args():
         args.rounds = 3 if args.quick else 7
     if args.rounds < 1:
         benchlib.die("--rounds must be at least 1")
+    if not args.timeout > 0:  # nan too
+        benchlib.die("--timeout must be a positive number of seconds")
     return args
 
 

@@ -5,6 +5,7 @@ Run from the repository root:  python3 -m unittest discover -s tests/bench -t .
 import contextlib
 import io
 import os
+import subprocess
 import sys
 import unittest
 
@@ -97,6 +98,34 @@ class SelectWorkloadsTest(unittest.TestCase):
         # was: zero workloads, empty results written over the last ones, exit 0
         self.assertEqual(self.usage_error(","),
                          "error: --bench ',' names no workload\n")
+
+
+class UsageErrorTest(unittest.TestCase):
+    """Bad arguments: one line on stderr, exit 2, nothing run."""
+    def check(self, script, args, message):
+        p = subprocess.run([sys.executable, os.path.join(REPO, "bench", script),
+                            *args], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        self.assertEqual((p.returncode, p.stdout, p.stderr),
+                         (2, "", f"error: {message}\n"))
+
+    def test_timeout(self):
+        lib = ("--a", "a=/bin/true", "--b", "b=/bin/true")
+        for t in ("0", "-1", "nan"):
+            self.check("run.py", ("--alloc", "a=", "--timeout", t),
+                       "--timeout must be a positive number of seconds")
+            self.check("ab.py", lib + ("--timeout", t),
+                       "--timeout must be a positive number of seconds")
+
+    def test_rounds(self):
+        self.check("run.py", ("--alloc", "a=", "--rounds", "0"),
+                   "--rounds must be at least 1")
+
+    def test_alloc(self):
+        self.check("run.py", ("--alloc", "a",),
+                   "--alloc wants NAME=PATH (PATH may be empty), got 'a'")
+        self.check("run.py", ("--alloc", "a=", "--alloc", "a="),
+                   "allocator names must be unique: ['a', 'a']")
 
 
 class RunOnceTest(unittest.TestCase):
