@@ -94,6 +94,7 @@ def parse_args():
         benchlib.die("--rounds must be at least 1")
     if not args.timeout > 0:  # nan too
         benchlib.die("--timeout must be a positive number of seconds")
+    benchlib.make_out_dir(args.out)
     a, b = benchlib.parse_alloc(args.a), benchlib.parse_alloc(args.b)
     if a.preload is None or b.preload is None:
         benchlib.die("--a and --b want NAME=PATH with a library path")
@@ -285,7 +286,6 @@ def main():
         results = measure_ir(workloads, args)
     print_table(results, args)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.a_name}-vs-{args.b_name}"
     write_csv(args.out / f"{stem}.csv", results, args)
     written = [f"{stem}.csv"]

@@ -45,6 +45,17 @@ def die(msg):
     sys.exit(2)
 
 
+def make_out_dir(path):
+    """Create the results directory before the first run: a bad --out is a
+    usage error, not a traceback once every run is done."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        die(f"--out {path}: {e.strerror}")
+    if not os.access(path, os.W_OK):
+        die(f"--out {path}: not writable")
+
+
 def find_peers():
     """glibc plus every peer library found on this system (missing: a note)."""
     peers = [Alloc("glibc", None)]

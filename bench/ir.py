@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     allocs, _ = benchlib.allocs_from_args(args)
+    benchlib.make_out_dir(args.out)
     if shutil.which("valgrind") is None:
         benchlib.die("valgrind not found (apt-get install valgrind)")
     for prog, _ in CASES.values():
@@ -118,7 +119,6 @@ def main():
         if i == 0:
             print("  ".join("-" * w for w in widths))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "ir.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["alloc", "workload", "ir_per_pair", "n1", "n2"])

@@ -69,6 +69,7 @@ def parse_args():
         benchlib.die("--rounds must be at least 1")
     if not args.timeout > 0:  # nan too
         benchlib.die("--timeout must be a positive number of seconds")
+    benchlib.make_out_dir(args.out)
     return args
 
 
@@ -194,7 +195,6 @@ def main():
 
     names = [a.name for a in allocs]
     summary = report.summarize(rows, workloads, names, subject)
-    args.out.mkdir(parents=True, exist_ok=True)
     report.write_raw_csv(args.out / "latest.csv", rows)
     report.write_summary_csv(args.out / "summary.csv", summary)
     report.print_tables(summary, workloads, names, subject, args.rounds)

@@ -117,6 +117,14 @@ class UsageErrorTest(unittest.TestCase):
             self.check("ab.py", lib + ("--timeout", t),
                        "--timeout must be a positive number of seconds")
 
+    def test_out(self):
+        # was: every run first, then a traceback from mkdir, results lost
+        for script, args in (("run.py", ("--alloc", "a=")),
+                             ("ir.py", ("--alloc", "a=")),
+                             ("ab.py", ("--a", "a=/bin/true", "--b", "b=/bin/true"))):
+            self.check(script, args + ("--out", "/dev/null/x"),
+                       "--out /dev/null/x: Not a directory")
+
     def test_rounds(self):
         self.check("run.py", ("--alloc", "a=", "--rounds", "0"),
                    "--rounds must be at least 1")
