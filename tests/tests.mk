@@ -32,7 +32,7 @@ test: deps
 test-gen: deps
 	$(PYTHON) -m unittest discover -s tests/gen -t . -q
 
-test-bench: deps
+test-bench: deps bench-bins
 	$(PYTHON) -m unittest discover -s tests/bench -t . -q
 
 $(UNIT_BIN): $(UNIT_SRCS) $(BUILD)/libhakmem.a

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     long live = arg_long(argc, argv, 2, 100000, usage);
     uint64_t rng = 42, sum = 0, ops = 0, stamp = 0;
 
-    void **table = xmalloc((size_t)live * sizeof *table);
+    void **table = xmalloc_n(0, (size_t)live, sizeof *table);
     for (long i = 0; i < live; i++)
         table[i] = new_block(any_size(&rng), stamp++);
 

@@ -14,6 +14,7 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +51,9 @@ static inline long arg_long(int argc, char **argv, int i, long dflt,
     if (i >= argc)
         return dflt;
     char *end;
+    errno = 0;
     long v = strtol(argv[i], &end, 10);
-    if (*end != '\0' || v <= 0) {
+    if (*end != '\0' || v <= 0 || errno == ERANGE) {
         fprintf(stderr, "usage: %s %s\n", argv[0], usage);
         exit(2);
     }
@@ -66,6 +68,19 @@ static inline void *xmalloc(size_t n)
         exit(1);
     }
     return p;
+}
+
+/* xmalloc(head + n * size): n comes from the command line, and a size
+ * that wrapped around would be a small block written far beyond its end. */
+static inline void *xmalloc_n(size_t head, size_t n, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes) ||
+        __builtin_add_overflow(bytes, head, &bytes)) {
+        fprintf(stderr, "malloc(%zu + %zu * %zu) overflows\n", head, n, size);
+        exit(1);
+    }
+    return xmalloc(bytes);
 }
 
 /* Free a block stamped by the workload, returning its stamp (the read keeps

@@ -34,7 +34,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    void **ring = xmalloc((size_t)ws * sizeof *ring);
+    void **ring = xmalloc_n(0, (size_t)ws, sizeof *ring);
     for (long i = 0; i < ws; i++) {
         ring[i] = xmalloc(size);
         *(uint64_t *)ring[i] = (uint64_t)i;

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
     long iter = arg_long(argc, argv, 1, 10000000, usage);
     long ws = arg_long(argc, argv, 2, 128, usage);
 
-    void **ring = xmalloc((size_t)ws * sizeof *ring);
+    void **ring = xmalloc_n(0, (size_t)ws, sizeof *ring);
     for (long i = 0; i < ws; i++) {
         ring[i] = hak_malloc(BENCH_SIZE);
         *(uint64_t *)ring[i] = (uint64_t)i;

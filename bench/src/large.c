@@ -38,7 +38,7 @@ int main(int argc, char **argv)
     long live = arg_long(argc, argv, 2, 4, usage);
 
     uint64_t rng = 42, sum = 0;
-    unsigned char **slots = xmalloc((size_t)live * sizeof *slots);
+    unsigned char **slots = xmalloc_n(0, (size_t)live, sizeof *slots);
     for (long i = 0; i < live; i++)
         slots[i] = new_block(random_size(&rng), (uint64_t)i);
 

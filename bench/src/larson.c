@@ -9,6 +9,7 @@
  * not a wall-clock time, so every allocator does the same work.
  * ops = mallocs (each one freed once, by this thread or another).
  */
+#include <limits.h>
 #include <pthread.h>
 #include "mailbox.h"
 
@@ -85,9 +86,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "larson: need 8 <= MINSIZE <= MAXSIZE\n");
         return 2;
     }
+    if (workset > LONG_MAX / 4) { /* the hand-off period, 4 * WORKSET steps */
+        fprintf(stderr, "larson: WORKSET too large\n");
+        return 2;
+    }
 
-    struct worker *workers = xmalloc((size_t)nthreads * sizeof *workers);
-    mailboxes = xmalloc((size_t)nthreads * sizeof *mailboxes);
+    struct worker *workers = xmalloc_n(0, (size_t)nthreads, sizeof *workers);
+    mailboxes = xmalloc_n(0, (size_t)nthreads, sizeof *mailboxes);
     for (long t = 0; t < nthreads; t++)
         mailbox_init(&mailboxes[t]);
     atomic_init(&running, (int)nthreads);

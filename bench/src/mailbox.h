@@ -41,7 +41,7 @@ static inline void mailbox_init(struct mailbox *m)
 
 static inline struct batch *batch_new(long cap)
 {
-    struct batch *b = xmalloc(sizeof *b + (size_t)cap * sizeof(void *));
+    struct batch *b = xmalloc_n(sizeof *b, (size_t)cap, sizeof(void *));
     b->next = NULL;
     b->n = 0;
     return b;

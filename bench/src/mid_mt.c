@@ -41,7 +41,7 @@ static void *worker_main(void *arg)
     uint64_t rng = 42 + (uint64_t)w->id, sum = 0;
     uint64_t stamp_base = (uint64_t)w->id << 40;
 
-    void **slots = xmalloc((size_t)workset * sizeof *slots);
+    void **slots = xmalloc_n(0, (size_t)workset, sizeof *slots);
     for (long i = 0; i < workset; i++)
         slots[i] = new_block(&rng, stamp_base + (uint64_t)i);
     struct batch *out = batch_new(BATCH);
@@ -84,8 +84,8 @@ int main(int argc, char **argv)
     iter = arg_long(argc, argv, 2, 1000000, usage);
     workset = arg_long(argc, argv, 3, 256, usage);
 
-    struct worker *workers = xmalloc((size_t)nthreads * sizeof *workers);
-    mailboxes = xmalloc((size_t)nthreads * sizeof *mailboxes);
+    struct worker *workers = xmalloc_n(0, (size_t)nthreads, sizeof *workers);
+    mailboxes = xmalloc_n(0, (size_t)nthreads, sizeof *mailboxes);
     for (long t = 0; t < nthreads; t++)
         mailbox_init(&mailboxes[t]);
     atomic_init(&running, (int)nthreads);
@@ -110,6 +110,6 @@ int main(int argc, char **argv)
     char fields[128];
     snprintf(fields, sizeof fields, "workload=mid_mt threads=%ld ws=%ld",
              nthreads, workset);
-    print_result(fields, (uint64_t)(nthreads * iter), secs, sum);
+    print_result(fields, (uint64_t)nthreads * (uint64_t)iter, secs, sum);
     return 0;
 }

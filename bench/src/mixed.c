@@ -38,7 +38,7 @@ int main(int argc, char **argv)
     }
 
     uint64_t rng = 42;
-    void **ring = xmalloc((size_t)ws * sizeof *ring);
+    void **ring = xmalloc_n(0, (size_t)ws, sizeof *ring);
     for (long i = 0; i < ws; i++) {
         ring[i] = xmalloc(rng_range(&rng, MIN_SIZE, max));
         *(uint64_t *)ring[i] = (uint64_t)i;

@@ -30,8 +30,8 @@ int main(int argc, char **argv)
     long start_rss_kb = proc_status_kb("VmRSS");
     uint64_t rng = 42, sum = 0;
 
-    void **small = xmalloc((size_t)nsmall * sizeof *small);
-    void **big = xmalloc((size_t)(nbig ? nbig : 1) * sizeof *big);
+    void **small = xmalloc_n(0, (size_t)nsmall, sizeof *small);
+    void **big = xmalloc_n(0, (size_t)(nbig ? nbig : 1), sizeof *big);
 
     double t0 = now_secs();
     for (long i = 0; i < nsmall; i++)

@@ -5,6 +5,7 @@ Run from the repository root:  python3 -m unittest discover -s tests/bench -t .
 import contextlib
 import io
 import os
+import resource
 import subprocess
 import sys
 import unittest
@@ -160,6 +161,44 @@ class RunOnceTest(unittest.TestCase):
         self.assertEqual(benchlib.run_once(
             [sys.executable, "-c", "import time; time.sleep(30)"], None, 0.2).status,
             "timeout>0.2s")
+
+
+BIN = os.path.join(REPO, "build", "bench")
+
+
+@unittest.skipUnless(os.path.isfile(os.path.join(BIN, "appmix")),
+                     "no workload binaries in build/bench (make bench-bins)")
+class WorkloadArgsTest(unittest.TestCase):
+    """Counts too big for memory: a message and exit 1 or 2, never a block
+    whose size wrapped around and was written past its end."""
+    HUGE = str(2**61 + 1)  # * 8 bytes wraps to 8
+
+    def check(self, argv, status, message):
+        def limit():  # however wrong, a run must not take the machine's memory
+            resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        p = subprocess.run([os.path.join(BIN, argv[0]), *argv[1:]],
+                           capture_output=True, text=True, preexec_fn=limit)
+        self.assertEqual((p.returncode, p.stdout, p.stderr),
+                         (status, "", message + "\n"))
+
+    def test_counts_whose_bytes_overflow(self):
+        wrap = f"malloc(0 + {self.HUGE} * 8) overflows"
+        self.check(("fixed", "10", "64", self.HUGE), 1, wrap)
+        self.check(("mixed", "10", self.HUGE), 1, wrap)
+        self.check(("phases", self.HUGE), 1, wrap)
+        self.check(("large", "1", self.HUGE), 1, wrap)
+        self.check(("appmix", "1", self.HUGE), 1, wrap)
+        self.check(("mid_mt", "2", "1", self.HUGE), 1, wrap)
+        self.check(("mid_mt", self.HUGE, "1"), 1,
+                   f"malloc(0 + {self.HUGE} * 88) overflows")
+        self.check(("larson", "2", "1", str(2**61 - 1)), 1,
+                   f"malloc(16 + {2**61 - 1} * 8) overflows")
+        self.check(("larson", "2", "1", self.HUGE), 2, "larson: WORKSET too large")
+
+    def test_out_of_range_is_a_usage_error(self):
+        # strtol's LONG_MAX for a number too big was taken as the count
+        self.check(("mixed", "10", "1" + "0" * 20), 2,
+                   f"usage: {os.path.join(BIN, 'mixed')} ITER WORKSET [MAXSIZE]")
 
 
 if __name__ == "__main__":
