@@ -88,7 +88,8 @@ def parse_args():
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "ab",
                     help="directory for A-vs-B.csv (default build/ab)")
     ap.add_argument("--timeout", type=float, default=120,
-                    help="seconds before one run counts as failed")
+                    help="seconds before one run counts as failed (under "
+                         "callgrind too)")
     args = ap.parse_args()
     if args.rounds < 1:
         benchlib.die("--rounds must be at least 1")
@@ -183,7 +184,8 @@ def measure_ir(workloads, args):
           file=sys.stderr)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         values = list(pool.map(
-            lambda j: ir.ir_per_pair(j[2], j[1].env(), IR_TOOL_ARGS), jobs))
+            lambda j: ir.ir_per_pair(j[2], j[1].env(), IR_TOOL_ARGS,
+                                     args.timeout), jobs))
     results = []
     for i, w in enumerate(workloads):
         va, vb = values[2 * i], values[2 * i + 1]

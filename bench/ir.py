@@ -32,18 +32,25 @@ CASES = {
     "mixed256": ("mixed", lambda n: (n, 256)),
 }
 REFERENCE = "tcmalloc"
+TIMEOUT = 120  # seconds for one run under callgrind (they take 1-2 s)
 
 
-def total_ir(argv, env, tool_args=()):
-    """Total instructions of one run under callgrind, or None if it failed.
-    tool_args: more callgrind options (bench/ab.py: --toggle-collect=...)."""
+def total_ir(argv, env, tool_args=(), timeout=TIMEOUT):
+    """Total instructions of one run under callgrind, or None if it failed
+    or hung. tool_args: more callgrind options (bench/ab.py:
+    --toggle-collect=...)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        p = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--trace-children=no",
-             f"--callgrind-out-file={out}", *tool_args, *map(str, argv)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, errors="replace")
+        try:
+            p = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--trace-children=no",
+                 f"--callgrind-out-file={out}", *tool_args, *map(str, argv)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True, errors="replace", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            benchlib.note(f"{' '.join(map(str, argv))} timed out under "
+                          f"callgrind (>{timeout}s)")
+            return None
         if p.returncode != 0 or not out.exists():
             benchlib.note(f"{' '.join(map(str, argv))} failed under callgrind"
                           f" (exit {p.returncode})")
@@ -52,11 +59,13 @@ def total_ir(argv, env, tool_args=()):
         return int(m.group(1)) if m else None
 
 
-def ir_per_pair(argv_for, env, tool_args=()):
+def ir_per_pair(argv_for, env, tool_args=(), timeout=TIMEOUT):
     """(Ir(N2) - Ir(N1)) / (N2 - N1) for argv_for(n), or None."""
-    low = total_ir(argv_for(N1), env, tool_args)
-    high = total_ir(argv_for(N2), env, tool_args)
-    if low is None or high is None:
+    low = total_ir(argv_for(N1), env, tool_args, timeout)
+    if low is None:
+        return None
+    high = total_ir(argv_for(N2), env, tool_args, timeout)
+    if high is None:
         return None
     return (high - low) / (N2 - N1)
 

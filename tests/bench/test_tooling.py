@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import unittest
@@ -15,6 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import benchlib  # noqa: E402
+import ir  # noqa: E402
 import run  # noqa: E402
 
 FIXED64 = next(w for w in benchlib.workloads() if w.name == "fixed64")
@@ -161,6 +163,20 @@ class RunOnceTest(unittest.TestCase):
         self.assertEqual(benchlib.run_once(
             [sys.executable, "-c", "import time; time.sleep(30)"], None, 0.2).status,
             "timeout>0.2s")
+
+
+@unittest.skipUnless(shutil.which("valgrind"), "no valgrind")
+class TotalIrTest(unittest.TestCase):
+    def test_a_hung_run_times_out(self):
+        # was: no timeout, make bench-ir waited forever
+        argv = [sys.executable, "-c", "import time; time.sleep(600)"]
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            self.assertIsNone(ir.total_ir(argv, None, timeout=0.5))
+        self.assertEqual(err.getvalue(), "note: " + " ".join(argv)
+                         + " timed out under callgrind (>0.5s)\n")
+
+    def test_a_count(self):
+        self.assertGreater(ir.total_ir(["/bin/true"], None), 0)
 
 
 BIN = os.path.join(REPO, "build", "bench")
