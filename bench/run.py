@@ -12,7 +12,8 @@ per-round ratios.
                --static-dir build/default/bench [--quick] [--bench fixed,mixed]
   bench/run.py --alloc x=build/x/libhakmem.so --alloc y=build/y/libhakmem.so
 
-Exit status: 0 when every run of the subject succeeded, 1 when one failed
+Exit status: 0 when every run of the subject and of its own builds
+(SUBJECT-NAME: hakmem-trusted, hakmem-static) succeeded, 1 when one failed
 (crash, timeout, wrong checksum), 2 on a usage error. Timings never decide it.
 """
 
@@ -173,6 +174,14 @@ def check_checksums(rows):
             row.outcome.status = f"bad checksum {got} != {best}"
 
 
+def exit_status(rows, subject):
+    """1 when a run of the subject or of one of its own builds
+    (hakmem-trusted, hakmem-static) failed, else 0: never a timing."""
+    return int(any(r.outcome.status != "ok" and
+                   (r.alloc == subject or report.is_own_build(r.alloc, subject))
+                   for r in rows))
+
+
 def plural(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -206,7 +215,7 @@ def main():
               f"{r.outcome.status}")
     print(f"\nbench: {len(rows)} runs in {elapsed:.0f} s; results in "
           f"{args.out}/ (latest.csv, summary.csv, ratios.png)")
-    return 1 if any(r.alloc in (subject, STATIC) for r in failed) else 0
+    return exit_status(rows, subject)
 
 
 if __name__ == "__main__":

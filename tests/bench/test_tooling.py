@@ -77,6 +77,24 @@ class CheckChecksumsTest(unittest.TestCase):
         self.assertEqual({r.outcome.status for r in rs}, {"ok"})
 
 
+class ExitStatusTest(unittest.TestCase):
+    def status(self, failing_alloc):
+        rs = rows([(1, a, "7") for a in ("glibc", "hakmem", "hakmem-trusted",
+                                         "hakmem-static")])
+        for r in rs:
+            if r.alloc == failing_alloc:
+                r.outcome.status = "signal 11"
+        return run.exit_status(rs, "hakmem")
+
+    def test_subject_and_its_own_builds(self):
+        self.assertEqual(self.status(None), 0)
+        self.assertEqual(self.status("glibc"), 0)  # a peer's failure is listed only
+        self.assertEqual(self.status("hakmem"), 1)
+        self.assertEqual(self.status("hakmem-static"), 1)
+        # was 0: make bench passed over a crash of the trusted build
+        self.assertEqual(self.status("hakmem-trusted"), 1)
+
+
 class SelectWorkloadsTest(unittest.TestCase):
     def names(self, spec):
         return [w.name for w in benchlib.select_workloads(spec)]
