@@ -149,24 +149,30 @@ def run_rounds(workloads, runners, args):
     return rows
 
 
-def check_checksums(rows):
+def check_checksums(rows, subject=None):
     """A workload's checksum is the same under every correct allocator: runs
     that disagree with the majority are marked failed. Each allocator votes
-    once for each checksum it gave, however many of its rounds gave it. With
-    no single winner (two allocators that disagree, as in make ab) nothing
-    tells which one is right: every run of that workload is marked failed."""
-    voters = {}  # workload -> checksum -> allocators that gave it
+    once for each checksum it gave, however many of its rounds gave it, and
+    the subject's own builds (hakmem-trusted, hakmem-static) vote with it:
+    one implementation, one vote. With no single winner (two allocators that
+    disagree, as in make ab, or hakmem against glibc alone) nothing tells
+    which one is right: every run of that workload is marked failed."""
+    def voter(alloc):
+        own = subject and report.is_own_build(alloc, subject)
+        return subject if own else alloc
+
+    voters = {}  # workload -> checksum -> voters that gave it
     for row in rows:
         if row.outcome.status == "ok":
             voters.setdefault(row.workload.name, {}).setdefault(
-                row.outcome.result.get("checksum"), set()).add(row.alloc)
+                row.outcome.result.get("checksum"), set()).add(voter(row.alloc))
     for row in rows:
         sums = voters.get(row.workload.name, {})
         if row.outcome.status != "ok" or len(sums) < 2:
             continue
         got = row.outcome.result.get("checksum")
         (best, n1), (_, n2) = Counter(
-            {c: len(a) for c, a in sums.items()}).most_common(2)
+            {c: len(v) for c, v in sums.items()}).most_common(2)
         if n1 == n2:
             others = " ".join(sorted(str(c) for c in sums if c != got))
             row.outcome.status = f"bad checksum {got}: no majority, also {others}"
@@ -199,7 +205,7 @@ def main():
           file=sys.stderr)
     t0 = time.monotonic()
     rows = run_rounds(workloads, runners, args)
-    check_checksums(rows)
+    check_checksums(rows, subject)
     elapsed = time.monotonic() - t0
 
     names = [a.name for a in allocs]

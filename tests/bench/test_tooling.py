@@ -68,6 +68,24 @@ class CheckChecksumsTest(unittest.TestCase):
             "bad checksum 7: no majority, also 8",
             "bad checksum 8: no majority, also 7", "signal 11"])
 
+    def test_the_subjects_own_builds_vote_with_it(self):
+        # a broken hakmem must not outvote glibc, alone where the peers
+        # could not be installed, by its three builds
+        rs = rows([(1, "glibc", "7"), (1, "hakmem", "8"),
+                   (1, "hakmem-trusted", "8"), (1, "hakmem-static", "8")])
+        run.check_checksums(rs, "hakmem")
+        self.assertEqual([r.outcome.status for r in rs],
+                         ["bad checksum 7: no majority, also 8"]
+                         + ["bad checksum 8: no majority, also 7"] * 3)
+        rs = rows([(1, "glibc", "7"), (1, "jemalloc", "7"), (1, "hakmem", "8"),
+                   (1, "hakmem-trusted", "8"), (1, "hakmem-static", "8")])
+        run.check_checksums(rs, "hakmem")
+        self.assertEqual(statuses(rs), [
+            (1, "glibc", "ok"), (1, "jemalloc", "ok"),
+            (1, "hakmem", "bad checksum 8 != 7"),
+            (1, "hakmem-trusted", "bad checksum 8 != 7"),
+            (1, "hakmem-static", "bad checksum 8 != 7")])
+
     def test_workloads_are_judged_apart(self):
         mixed = next(w for w in benchlib.workloads() if w.name == "mixed256")
         rs = rows([(1, "a", "7"), (1, "b", "7"), (1, "c", "7")])
