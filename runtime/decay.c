@@ -96,6 +96,7 @@ static void refresh_pending(uint64_t notes_before)
         pending[HAK_DECAY_LARGE] = held.large_cached;
         pending[HAK_DECAY_TRANSFER] = hak_transfer_bytes();
         pending[HAK_DECAY_ABANDONED] = hak_heap_abandoned_freed();
+        pending[HAK_DECAY_THREADS] = hak_thread_pool_bytes();
     }
     pthread_mutex_unlock(&decay_lock);
 }
@@ -132,15 +133,18 @@ static void after_pass(uint64_t next, uint64_t notes_before)
  * back to their spans, given as the shared heap, and abandoned spans whose
  * every block has come back (those, or other threads' frees) are freed, for
  * the pass to purge.  No thread may ever adopt them: an exited thread's
- * spans would otherwise keep what they hold until malloc_trim.  Returns
- * when the transfer caches' rest will be due. */
+ * spans would otherwise keep what they hold until malloc_trim.  Exited
+ * threads' blocks pooled as long are unmapped.  Returns when the transfer
+ * caches' and the pool's rest will be due. */
 static uint64_t release_blocks(bool all)
 {
     uint64_t next = NOTHING_DUE;
-    if (HAK_DECAY_MS > 0) { /* else there are no transfers (transfer.c) */
+    if (HAK_DECAY_MS > 0) { /* else there are no transfers (transfer.c), nor pooled blocks */
+        uint64_t now = hak_now_ms();
         struct hak_heap *h = hak_heap_shared_lock();
-        hak_transfer_release(h, hak_now_ms(), all, &next);
+        hak_transfer_release(h, now, all, &next);
         hak_heap_shared_unlock();
+        hak_thread_pool_release(now, all, &next);
     }
     hak_heap_trim_abandoned();
     return next;
@@ -158,6 +162,7 @@ static uint64_t purge_pass(bool all, size_t *released, uint64_t next)
     *released += hak_large_purge(now, all, &next);
     if (HAK_DECAY_MS > 0) {
         hak_transfer_due(&next);
+        hak_thread_pool_due(&next);
         /* freed into abandoned spans after release_blocks trimmed them, and
          * noted before notes_before was read: the next pass is theirs */
         if (hak_heap_abandoned_freed() != 0)
@@ -317,16 +322,17 @@ size_t hak_decay_purge_all(void)
  * spans and abandoned spans that got all their blocks back are freed (a
  * program whose threads exited after their blocks were freed elsewhere would
  * otherwise be out of memory with everything free), then every free page
- * goes.  The caller may hold the shared heap's lock (a thread without a
- * heap): the batches then stay. */
+ * goes, and exited threads' pooled blocks.  The caller may hold the shared
+ * heap's lock (a thread without a heap): the batches and blocks then stay. */
 size_t hak_decay_reclaim_all(void)
 {
     if (HAK_DECAY_MS > 0) {
         struct hak_heap *h = hak_heap_shared_trylock();
-        if (h != NULL) {
+        if (h != NULL) { /* so this thread holds no lock: the pool's may be taken */
             uint64_t next = NOTHING_DUE;
             hak_transfer_release(h, hak_now_ms(), true, &next);
             hak_heap_shared_unlock();
+            hak_thread_pool_release(0, true, &next);
         }
     }
     hak_heap_trim_abandoned();
@@ -368,7 +374,8 @@ void hak_decay_after_fork_child(void)
      * The child holds every lock here. */
     purger_running = false;
     bool any = HAK_DECAY_MS > 0 && (hak_ss_purgeable_locked() || hak_large_cached_locked() ||
-                                    hak_transfer_bytes() > 0 || hak_heap_abandoned_freed() > 0);
+                                    hak_transfer_bytes() > 0 || hak_heap_abandoned_freed() > 0 ||
+                                    hak_thread_pool_bytes() > 0);
     work_pending = any && purger_worth_it();
     __atomic_store_n(&purger_wanted, work_pending, __ATOMIC_RELAXED);
     __atomic_store_n(&small_due_ms, any && !work_pending ? hak_now_ms() + HAK_DECAY_MS : NOTHING_DUE,

@@ -31,7 +31,8 @@ char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", 
 uint64_t hak_now_ms(void) HAK_HIDDEN;   /* monotonic, coarse */
 /* Something became free: purge it in time.  `holds` is what the layer now
  * holds to give back (dirty units, cached large spans), in bytes. */
-enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_TRANSFER, HAK_DECAY_ABANDONED, HAK_DECAY_LAYERS };
+enum { HAK_DECAY_SS, HAK_DECAY_LARGE, HAK_DECAY_TRANSFER, HAK_DECAY_ABANDONED, HAK_DECAY_THREADS,
+       HAK_DECAY_LAYERS };
 void hak_decay_note(unsigned layer, size_t holds) HAK_HIDDEN;
 /* The purger thread is started only when this much is dirty or cached
  * (decay.c: a process with less stays single-threaded). */
@@ -229,6 +230,14 @@ bool hak_global_init(void) HAK_HIDDEN;
 bool hak_thread_block_freed(unsigned cls, const void *p) HAK_HIDDEN; /* guarded: p has the key */
 void hak_thread_trim(void) HAK_HIDDEN;
 void hak_thread_poll(void) HAK_HIDDEN; /* an allocation slow path: hak_decay_poll, unless exited */
+/* The pool of exited threads' blocks (options.tls: pointer; none with
+ * static TLS): its bytes, when what it holds will be due, and the blocks
+ * idle for HAK_DECAY_MS (all: every one) unmapped, *next_ms lowered to when
+ * the rest will be.  The release takes the pool's lock, the first in the
+ * runtime's lock order: its caller holds none. */
+size_t hak_thread_pool_bytes(void) HAK_HIDDEN;
+void hak_thread_pool_due(uint64_t *next_ms) HAK_HIDDEN;
+void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
 
 /* ---- large.c: mmap'd spans above the largest class ---- */
 void *hak_large_alloc(size_t n, size_t align, bool *zeroed) HAK_HIDDEN;

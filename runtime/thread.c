@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -47,6 +48,12 @@ static bool block_acquire(void) { return true; }
 static void block_release(void) {}
 static void block_lock(void) {}
 static void block_unlock(void) {}
+size_t hak_thread_pool_bytes(void) { return 0; }
+void hak_thread_pool_due(uint64_t *next_ms) { (void)next_ms; }
+void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms)
+{
+    (void)now, (void)all, (void)next_ms;
+}
 #else
 static struct hak_thread_slot new_slot;                                         /* HAK_THREAD_NEW */
 static struct hak_thread_slot dead_slot = {.block = {.state = HAK_THREAD_DEAD}}; /* HAK_THREAD_DEAD */
@@ -54,20 +61,38 @@ static struct hak_thread_slot dead_slot = {.block = {.state = HAK_THREAD_DEAD}};
 #define dead_block (dead_slot.block)
 HAK_TLS struct hak_thread_block *hak_tls_block = &new_block;
 
-/* Blocks of exited threads, linked through their first word, for the next
- * thread to start: a program that creates many threads maps only as many
- * blocks as it ever has threads at once. */
+/* Blocks of exited threads, newest first, for the next thread to start: a
+ * program that creates many threads maps only as many blocks as it has
+ * threads at once.  A pooled block holds its link and the time it was
+ * pooled in its first words.  Those idle for HAK_DECAY_MS are unmapped at
+ * decay's next pass, all of them at malloc_trim (hak_thread_pool_release):
+ * the blocks of a burst of threads stayed resident for good (1000 threads
+ * left 92 MiB after they exited, malloc_trim or not).  With decay_ms 0 a
+ * block is unmapped when its thread exits. */
+struct pooled {
+    struct pooled *next;
+    uint64_t since; /* hak_now_ms() when it was pooled */
+};
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *pool;
+static struct pooled *pool;  /* newest first: the last one is the oldest */
+static size_t pooled;        /* atomic: blocks in the pool */
+static uint64_t pool_oldest; /* atomic: the last one's `since` (hak_thread_pool_due) */
 #define SLOT_BYTES ((sizeof(struct hak_thread_slot) + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1))
+
+static struct hak_thread_slot *slot_of(void *block)
+{
+    return (struct hak_thread_slot *)((char *)block - offsetof(struct hak_thread_slot, block));
+}
 
 /* Point the thread at a zeroed block of its own; false when none can be mapped. */
 static bool block_acquire(void)
 {
     pthread_mutex_lock(&pool_lock);
-    struct hak_thread_block *b = pool;
-    if (b != NULL)
-        pool = *(void **)b;
+    struct hak_thread_block *b = (struct hak_thread_block *)pool;
+    if (b != NULL) {
+        pool = pool->next;
+        __atomic_store_n(&pooled, pooled - 1, __ATOMIC_RELAXED);
+    }
     pthread_mutex_unlock(&pool_lock);
     if (b != NULL) {
         memset(b, 0, sizeof *b);
@@ -84,12 +109,59 @@ static bool block_acquire(void)
 /* The thread has exited: its block goes to the pool, the thread to dead_block. */
 static void block_release(void)
 {
-    struct hak_thread_block *b = hak_tls_block;
+    struct pooled *b = (struct pooled *)hak_tls_block;
     hak_tls_block = &dead_block;
+    if (HAK_DECAY_MS == 0) {
+        hak_os_unmap(slot_of(b), SLOT_BYTES);
+        return;
+    }
     pthread_mutex_lock(&pool_lock);
-    *(void **)b = pool;
+    b->since = hak_now_ms(); /* under the lock: the pool stays in order of age */
+    if (pool == NULL)
+        __atomic_store_n(&pool_oldest, b->since, __ATOMIC_RELAXED);
+    b->next = pool;
     pool = b;
+    size_t n = pooled + 1;
+    __atomic_store_n(&pooled, n, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&pool_lock);
+    hak_decay_note(HAK_DECAY_THREADS, n * SLOT_BYTES);
+}
+
+size_t hak_thread_pool_bytes(void)
+{
+    return __atomic_load_n(&pooled, __ATOMIC_RELAXED) * SLOT_BYTES;
+}
+
+void hak_thread_pool_due(uint64_t *next_ms)
+{
+    if (__atomic_load_n(&pooled, __ATOMIC_RELAXED) != 0)
+        hak_decay_due(next_ms, __atomic_load_n(&pool_oldest, __ATOMIC_RELAXED));
+}
+
+void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms)
+{
+    pthread_mutex_lock(&pool_lock);
+    struct pooled **pp = &pool, *last = NULL;
+    while (*pp != NULL && !all && !hak_decay_is_due(now, (*pp)->since)) {
+        last = *pp;
+        pp = &last->next;
+    }
+    struct pooled *due = *pp; /* and every block after it, older still */
+    *pp = NULL;
+    size_t n = 0;
+    for (struct pooled *b = due; b != NULL; b = b->next)
+        n++;
+    __atomic_store_n(&pooled, pooled - n, __ATOMIC_RELAXED);
+    if (last != NULL) {
+        __atomic_store_n(&pool_oldest, last->since, __ATOMIC_RELAXED);
+        hak_decay_due(next_ms, last->since);
+    }
+    pthread_mutex_unlock(&pool_lock);
+    while (due != NULL) {
+        struct pooled *next = due->next;
+        hak_os_unmap(slot_of(due), SLOT_BYTES);
+        due = next;
+    }
 }
 
 static void block_lock(void) { pthread_mutex_lock(&pool_lock); }

@@ -8,6 +8,7 @@ Suite *suite_api(void);
 Suite *suite_misuse(void);
 Suite *suite_static(void);
 Suite *suite_transfer(void);
+Suite *suite_threads(void);
 
 int main(void)
 {
@@ -17,6 +18,7 @@ int main(void)
     srunner_add_suite(sr, suite_misuse());
     srunner_add_suite(sr, suite_static());
     srunner_add_suite(sr, suite_transfer());
+    srunner_add_suite(sr, suite_threads());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -1,0 +1,124 @@
+/*
+ * Thread lifecycle (runtime/thread.c): what a thread's exit leaves behind
+ * goes back to the OS.  Each test runs in its own process (Check's fork
+ * mode), so the pool of thread blocks starts empty.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Whether p's page is mapped (mincore fails with ENOMEM where nothing is). */
+static bool page_mapped(const void *p)
+{
+    unsigned char v;
+    return mincore((void *)((uintptr_t)p & ~(uintptr_t)(HAK_PAGE - 1)), HAK_PAGE, &v) == 0;
+}
+
+#if !HAK_TLS_STATIC
+/* ---- the pool of exited threads' blocks ---- */
+
+#define BURST 8
+static pthread_barrier_t all_started;
+
+/* Start, note this thread's block, and wait until BURST threads have one:
+ * alive at once, so that each maps its own. */
+static void *start_and_wait(void *block)
+{
+    free(malloc(16));
+    *(void **)block = hak_tls_block;
+    pthread_barrier_wait(&all_started);
+    return NULL;
+}
+
+/* Run BURST threads at once; their blocks, in the pool once they exit
+ * (with decay_ms 0, unmapped at once). */
+static void burst_of_threads(void **blocks)
+{
+    pthread_t t[BURST];
+    ck_assert_int_eq(pthread_barrier_init(&all_started, NULL, BURST), 0);
+    for (int i = 0; i < BURST; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, start_and_wait, &blocks[i]), 0);
+    for (int i = 0; i < BURST; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&all_started);
+    for (int i = 0; i < BURST; i++) {
+        ck_assert(page_mapped(blocks[i]) == (HAK_DECAY_MS > 0));
+        for (int j = 0; j < i; j++)
+            ck_assert_ptr_ne(blocks[i], blocks[j]);
+    }
+}
+
+/* malloc_trim unmaps the blocks of exited threads: a burst of threads
+ * left one resident block (92 KiB with the default spec) per thread for
+ * good, even after malloc_trim. */
+START_TEST(trim_unmaps_exited_threads_blocks)
+{
+    void *blocks[BURST];
+    burst_of_threads(blocks);
+    malloc_trim(0);
+    for (int i = 0; i < BURST; i++)
+        ck_assert(!page_mapped(blocks[i]));
+}
+END_TEST
+
+/* A pass before decay_ms keeps the pooled blocks and says when they are
+ * due; once due, they are unmapped.  A new thread takes a pooled block
+ * first: the newest. */
+START_TEST(pooled_blocks_unmapped_once_due)
+{
+    if (HAK_DECAY_MS == 0)
+        return; /* no pool: a block is unmapped at its thread's exit */
+    void *blocks[BURST];
+    burst_of_threads(blocks);
+    size_t pooled = hak_thread_pool_bytes();
+    ck_assert_uint_ge(pooled, BURST * sizeof(struct hak_thread_block));
+    uint64_t next = UINT64_MAX;
+    hak_thread_pool_release(0, false, &next); /* a clock before the exits: not due */
+    ck_assert_uint_eq(hak_thread_pool_bytes(), pooled);
+    ck_assert_uint_le(next, hak_now_ms() + HAK_DECAY_MS);
+    ck_assert_uint_ge(next, HAK_DECAY_MS);
+    hak_thread_pool_release(UINT64_MAX - HAK_DECAY_MS, false, &next);
+    ck_assert_uint_eq(hak_thread_pool_bytes(), 0);
+    for (int i = 0; i < BURST; i++)
+        ck_assert(!page_mapped(blocks[i]));
+}
+END_TEST
+
+/* Without malloc_trim, a poll after decay_ms gives the blocks back (the
+ * exits noted them). */
+START_TEST(exited_threads_blocks_go_back_after_decay)
+{
+    void *blocks[BURST];
+    burst_of_threads(blocks);
+    usleep((HAK_DECAY_MS + 100) * 1000);
+    /* the poll here, or the purger if the exits started one */
+    for (int waited = 0; hak_thread_pool_bytes() > 0 && waited < 10000; waited += 50) {
+        hak_decay_poll();
+        usleep(50 * 1000);
+    }
+    ck_assert_uint_eq(hak_thread_pool_bytes(), 0);
+    for (int i = 0; i < BURST; i++)
+        ck_assert(!page_mapped(blocks[i]));
+}
+END_TEST
+#endif
+
+Suite *suite_threads(void)
+{
+    Suite *s = suite_create("threads");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+#if !HAK_TLS_STATIC
+    tcase_add_test(tc, trim_unmaps_exited_threads_blocks);
+    tcase_add_test(tc, pooled_blocks_unmapped_once_due);
+    tcase_add_test(tc, exited_threads_blocks_go_back_after_decay);
+#endif
+    suite_add_tcase(s, tc);
+    return s;
+}
