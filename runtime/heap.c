@@ -458,7 +458,7 @@ static void remote_set_word(struct hak_heap *h, unsigned cls, struct remote_run 
     if (run->sp == NULL)
         return;
     struct hak_heap *now = remote_give(h, run->sp, cls, run->w, run->bits, run->sp_owner);
-    if (now == NULL)
+    if (now == NULL || now == &shared_heap) /* no thread's heap takes them back */
         run->to_abandoned += (size_t)__builtin_popcountll(run->bits) * hak_class_info[cls].size;
     if (now != run->owner)
         remote_hint(run, cls);
@@ -641,11 +641,19 @@ size_t hak_heap_abandoned_freed(void)
     return __atomic_load_n(&abandoned_freed, __ATOMIC_RELAXED);
 }
 
-/* Abandoned spans whose every block has come back (remotely) are freed. */
+/* Abandoned spans whose every block has come back (remotely) are freed, and
+ * so are the shared heap's: it takes back other threads' frees only when a
+ * thread with no heap allocates the class again, so what exited threads'
+ * destructors allocated stayed there for good once freed elsewhere.  Its
+ * lock is only tried (the caller may hold it: hak_decay_note). */
 void hak_heap_trim_abandoned(void)
 {
     /* before the drains: what is freed from here on is noted again */
     __atomic_store_n(&abandoned_freed, 0, __ATOMIC_RELAXED);
+    if (hak_heap_shared_trylock() != NULL) {
+        hak_heap_trim(&shared_heap);
+        hak_heap_shared_unlock();
+    }
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0)
             continue;
