@@ -182,7 +182,7 @@ uint32_t hak_heap_foreign_blocks(struct hak_heap *h, unsigned cls, void *const *
 bool hak_heap_marking(const struct hak_superslab *ss) HAK_HIDDEN; /* purge: keep ss mapped */
 void hak_heap_after_fork_child(void) HAK_HIDDEN; /* finish the gone threads' remote frees */
 
-/* Race points (heap.c, decay.c) where tests/hooks, built with -DHAK_TEST_HOOKS,
+/* Race points (heap.c, decay.c, transfer.c) where tests/hooks, built with -DHAK_TEST_HOOKS,
  * stops a free to act as another thread: a race replayed in one thread.
  * Other builds have no hook and no test of one. */
 #ifdef HAK_TEST_HOOKS
@@ -190,6 +190,7 @@ extern void (*hak_test_hook_remote_owner_read)(void);  /* give_one: owner read, 
 extern void (*hak_test_hook_remote_bit_set)(void);     /* remote_give: bit set, not the summary */
 extern void (*hak_test_hook_remote_summary_set)(void); /* mark_summary: bit set, owner not read */
 extern void (*hak_test_hook_decay_pass_purged)(void);  /* purge_pass: purged, left not read */
+extern void (*hak_test_hook_transfer_lock_nap)(void);  /* transfer.c lock: about to sleep */
 #define HAK_TEST_POINT(name)                  \
     do {                                      \
         if (hak_test_hook_##name)             \

@@ -64,6 +64,10 @@ static bool try_lock(struct transfer_class *t)
            !__atomic_exchange_n(&t->locked, true, __ATOMIC_ACQUIRE);
 }
 
+#ifdef HAK_TEST_HOOKS
+void (*hak_test_hook_transfer_lock_nap)(void);
+#endif
+
 static void lock(struct transfer_class *t)
 {
     /* a holder is in the middle of a copy: yield to it; one preempted by a
@@ -73,8 +77,16 @@ static void lock(struct transfer_class *t)
         if (tries < 64) {
             sched_yield();
         } else {
+            HAK_TEST_POINT(transfer_lock_nap);
+            /* with cancellation off: nanosleep is a cancellation point, and
+             * malloc and free are none (POSIX).  A thread cancelled here
+             * died holding its caller's locks (a poll's pass: the shared
+             * heap's, which every exited thread's free then waited for). */
             const struct timespec nap = {0, 100 * 1000};
+            int cancel;
+            pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
             nanosleep(&nap, NULL);
+            pthread_setcancelstate(cancel, NULL);
         }
     }
 }

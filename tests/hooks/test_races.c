@@ -10,6 +10,8 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +243,62 @@ START_TEST(free_during_pass_is_purged_later)
 }
 END_TEST
 
+/* ---- a thread with a cancellation pending, waiting for a transfer lock ---- */
+
+static sem_t napping;
+static bool released;
+
+/* The waiter has yielded in vain and is about to sleep. */
+static void waiter_naps(void)
+{
+    hak_test_hook_transfer_lock_nap = NULL;
+    sem_post(&napping);
+}
+
+/* What an allocation slow path's poll does before a pass (decay.c,
+ * release_blocks), with a cancellation pending. */
+static void *release_with_cancel_pending(void *unused)
+{
+    (void)unused;
+    pthread_cancel(pthread_self()); /* deferred: acted on at a cancellation point */
+    hak_decay_release_blocks();
+    released = true;
+    pthread_testcancel();
+    return NULL;
+}
+
+/* malloc and free are no cancellation points (POSIX), and waiting for a
+ * transfer cache's lock must not act on a cancellation: the waiter then
+ * holds the shared heap's lock, which every later free of an exited thread
+ * and every decay pass would wait for.  The wait used to sleep in
+ * nanosleep, a cancellation point: the thread died there, the lock held. */
+START_TEST(transfer_lock_wait_is_no_cancellation_point)
+{
+    if (hak_transfer_capacity(CLS) == 0)
+        return;
+    void *batch[64];
+    ck_assert_uint_le(hak_class_info[CLS].refill, 64);
+    uint32_t n = hak_class_info[CLS].refill;
+    ck_assert_uint_eq(hak_heap_take(hak_heap_acquire(), CLS, batch, n), n);
+    ck_assert(hak_transfer_put(CLS, batch));
+    ck_assert_int_eq(sem_init(&napping, 0, 0), 0);
+
+    hak_transfer_lock_all(); /* the waiter finds the class's lock taken */
+    hak_test_hook_transfer_lock_nap = waiter_naps;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, release_with_cancel_pending, NULL), 0);
+    ck_assert_int_eq(sem_wait(&napping), 0);
+    hak_transfer_unlock_all();
+    void *ret;
+    ck_assert_int_eq(pthread_join(t, &ret), 0);
+    ck_assert_ptr_eq(ret, PTHREAD_CANCELED); /* at pthread_testcancel */
+    ck_assert(released);
+    ck_assert_uint_eq(hak_transfer_bytes(), 0); /* the batch went back */
+    ck_assert_ptr_nonnull(hak_heap_shared_trylock());
+    hak_heap_shared_unlock();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("races");
@@ -250,6 +308,7 @@ int main(void)
     tcase_add_test(tc, fork_during_remote_free_loses_no_block);
     tcase_add_test(tc, fork_before_run_hint_loses_no_block);
     tcase_add_test(tc, free_during_pass_is_purged_later);
+    tcase_add_test(tc, transfer_lock_wait_is_no_cancellation_point);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
