@@ -105,10 +105,21 @@ static void heap_leave(struct hak_heap *h)
     __atomic_store_n(&h->busy, 0, __ATOMIC_RELAXED);
 }
 
+/* Per class, the spans of exited threads: those with a free block, which
+ * adopt() takes, and those full when abandoned.  adopt() looks at the full
+ * ones only when other threads have freed into the class's abandoned spans
+ * since it or a trim last did (`freed`), and moves those that got blocks
+ * back to the adoptable list.  Every heap short of the class used to adopt
+ * every full one first, and its thread's exit abandoned them all again: each
+ * thread start cost as many adoptions as earlier threads had left full
+ * spans (4,000 of them: 272 us a thread instead of 60). */
 static struct {
     pthread_mutex_t lock;
-    struct hak_span *head;
-    uint32_t count; /* atomic: read without the lock to skip an empty list */
+    struct hak_span *head; /* adoptable */
+    struct hak_span *full;
+    uint32_t count;      /* atomic: spans on head, read without the lock to skip it */
+    uint32_t full_count; /* atomic: spans on full */
+    uint32_t freed;      /* atomic: frees into the class's abandoned spans since the full ones were looked at */
 } abandoned[HAK_NUM_CLASSES] = {
     [0 ... HAK_NUM_CLASSES - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
 };
@@ -278,12 +289,47 @@ static void collect(struct hak_heap *h, unsigned cls)
     }
 }
 
-/* Take over one abandoned span of the class; false when there is none. */
+/* Put sp on the class's adoptable list (the caller holds its lock). */
+static void push_adoptable(unsigned cls, struct hak_span *sp)
+{
+    sp->next = abandoned[cls].head;
+    abandoned[cls].head = sp;
+    __atomic_store_n(&abandoned[cls].count, abandoned[cls].count + 1, __ATOMIC_RELAXED);
+}
+
+/* The class's full abandoned spans that blocks have come back to are made
+ * adoptable, or freed if empty and free_empty (a trim; adopt() takes them,
+ * warm).  The caller holds the lock, which makes them ours. */
+static void sort_full(unsigned cls, bool free_empty)
+{
+    __atomic_store_n(&abandoned[cls].freed, 0, __ATOMIC_SEQ_CST); /* before the drains (remote_end) */
+    for (struct hak_span **pp = &abandoned[cls].full; *pp;) {
+        struct hak_span *sp = *pp;
+        drain_remote(sp, cls);
+        if (!has_free(sp, &hak_class_info[cls])) {
+            pp = &sp->next;
+            continue;
+        }
+        *pp = sp->next;
+        __atomic_store_n(&abandoned[cls].full_count, abandoned[cls].full_count - 1, __ATOMIC_RELAXED);
+        if (sp->used == 0 && free_empty)
+            hak_ss_span_free(sp);
+        else
+            push_adoptable(cls, sp);
+    }
+}
+
+/* Take over one abandoned span of the class, with a free block; false when
+ * there is none. */
 static bool adopt(struct hak_heap *h, unsigned cls)
 {
-    if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0)
+    bool look_at_full = __atomic_load_n(&abandoned[cls].freed, __ATOMIC_RELAXED) &&
+                        __atomic_load_n(&abandoned[cls].full_count, __ATOMIC_RELAXED) != 0;
+    if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0 && !look_at_full)
         return false;
     pthread_mutex_lock(&abandoned[cls].lock);
+    if (look_at_full)
+        sort_full(cls, false);
     struct hak_span *sp = abandoned[cls].head;
     if (sp) {
         abandoned[cls].head = sp->next;
@@ -523,6 +569,10 @@ static void remote_end(struct hak_heap *h, unsigned cls, struct remote_run *run)
 {
     remote_set_word(h, cls, run);
     remote_hint(run, cls);
+    /* seq_cst, after the bits: either sort_full's drain sees them, or it
+     * cleared the flag before this load (adopt() then looks again) */
+    if (run->to_abandoned != 0 && !__atomic_load_n(&abandoned[cls].freed, __ATOMIC_SEQ_CST))
+        __atomic_store_n(&abandoned[cls].freed, 1, __ATOMIC_SEQ_CST);
     if (run->to_abandoned != 0)
         hak_decay_note(HAK_DECAY_ABANDONED,
                        __atomic_add_fetch(&abandoned_freed, run->to_abandoned, __ATOMIC_RELAXED));
@@ -593,12 +643,17 @@ static void abandon(unsigned cls, struct hak_span **head)
             hak_ss_span_free(sp);
             continue;
         }
+        bool full = !has_free(sp, &hak_class_info[cls]); /* before: the owner's fields */
         __atomic_store_n(&sp->owner, NULL, __ATOMIC_SEQ_CST);
         pthread_mutex_lock(&abandoned[cls].lock);
-        sp->next = abandoned[cls].head;
         sp->list = LIST_ABANDONED;
-        abandoned[cls].head = sp;
-        __atomic_store_n(&abandoned[cls].count, abandoned[cls].count + 1, __ATOMIC_RELAXED);
+        if (full) {
+            sp->next = abandoned[cls].full;
+            abandoned[cls].full = sp;
+            __atomic_store_n(&abandoned[cls].full_count, abandoned[cls].full_count + 1, __ATOMIC_RELAXED);
+        } else {
+            push_adoptable(cls, sp);
+        }
         pthread_mutex_unlock(&abandoned[cls].lock);
     }
 }
@@ -655,7 +710,8 @@ void hak_heap_trim_abandoned(void)
         hak_heap_shared_unlock();
     }
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
-        if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0)
+        if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0 &&
+            __atomic_load_n(&abandoned[cls].full_count, __ATOMIC_RELAXED) == 0)
             continue;
         pthread_mutex_lock(&abandoned[cls].lock);
         struct hak_span **pp = &abandoned[cls].head;
@@ -670,6 +726,7 @@ void hak_heap_trim_abandoned(void)
                 pp = &sp->next;
             }
         }
+        sort_full(cls, true);
         pthread_mutex_unlock(&abandoned[cls].lock);
     }
 }

@@ -650,6 +650,48 @@ START_TEST(abandoned_span_adopted)
 }
 END_TEST
 
+/* A heap short of a class adopts only an abandoned span with a free block:
+ * those abandoned full are looked at again once other threads free into
+ * them.  Every heap short of the class used to adopt every full one first,
+ * and its thread's exit abandoned them all again: a thread's first malloc
+ * of the class cost as many adoptions as earlier threads had left full
+ * spans. */
+START_TEST(full_abandoned_spans_not_adopted)
+{
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    unsigned units = ci->span_bytes / HAK_SLAB_BYTES;
+    struct hak_heap *leaver = hak_heap_acquire();
+    void **full = calloc(2 * ci->blocks, sizeof *full);
+    ck_assert_uint_eq(hak_heap_take(leaver, QUIET_CLASS, full, 2 * ci->blocks), 2 * ci->blocks);
+    struct hak_span *a = hak_span_of(full[0], units), *b = hak_span_of(full[ci->blocks], units);
+    ck_assert_ptr_ne(a, b);
+    hak_heap_release(leaver); /* two full spans abandoned */
+
+    struct hak_heap *h = hak_heap_acquire();
+    void *got;
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, &got, 1), 1);
+    struct hak_span *mine = hak_span_of(got, units);
+    ck_assert_ptr_ne(mine, a);
+    ck_assert_ptr_ne(mine, b);
+    ck_assert_ptr_null(a->owner);
+    ck_assert_ptr_null(b->owner);
+
+    /* a block comes back to a: h adopts a once its own span is used up */
+    hak_heap_give(hak_heap_acquire(), QUIET_CLASS, &full[0], 1);
+    void **more = calloc(ci->blocks, sizeof *more);
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, more, ci->blocks - 1), ci->blocks - 1);
+    for (uint32_t i = 0; i < ci->blocks - 1; i++)
+        ck_assert_ptr_eq(hak_span_of(more[i], units), mine);
+    void *again;
+    ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, &again, 1), 1);
+    ck_assert_ptr_eq(again, full[0]);
+    ck_assert_ptr_eq(a->owner, h);
+    ck_assert_ptr_null(b->owner);
+    free(more);
+    free(full);
+}
+END_TEST
+
 enum { REMOTE_THREADS = 6 };
 
 struct remote_job {
@@ -852,6 +894,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, large_malloc_purges_what_is_due);
     tcase_add_test(tc, fork_child_releases_other_threads_heaps);
     tcase_add_test(tc, abandoned_span_adopted);
+    tcase_add_test(tc, full_abandoned_spans_not_adopted);
     tcase_add_test(tc, remote_frees_come_back_once);
     tcase_add_loop_test(tc, remote_frees_drained_while_arriving, 0, 2);
     tcase_add_test(tc, remote_free_into_marked_word_leaves_span_alone);
