@@ -72,7 +72,7 @@ static inline void *xmalloc(size_t n)
 
 /* xmalloc(head + n * size): n comes from the command line, and a size
  * that wrapped around would be a small block written far beyond its end. */
-static inline void *xmalloc_n(size_t head, size_t n, size_t size)
+static inline size_t bytes_n(size_t head, size_t n, size_t size)
 {
     size_t bytes;
     if (__builtin_mul_overflow(n, size, &bytes) ||
@@ -80,7 +80,12 @@ static inline void *xmalloc_n(size_t head, size_t n, size_t size)
         fprintf(stderr, "malloc(%zu + %zu * %zu) overflows\n", head, n, size);
         exit(1);
     }
-    return xmalloc(bytes);
+    return bytes;
+}
+
+static inline void *xmalloc_n(size_t head, size_t n, size_t size)
+{
+    return xmalloc(bytes_n(head, n, size));
 }
 
 /* Free a block stamped by the workload, returning its stamp (the read keeps

@@ -90,6 +90,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "larson: WORKSET too large\n");
         return 2;
     }
+    (void)batch_bytes(workset); /* here, not in every thread at once (one message) */
 
     struct worker *workers = xmalloc_n(0, (size_t)nthreads, sizeof *workers);
     mailboxes = xmalloc_n(0, (size_t)nthreads, sizeof *mailboxes);

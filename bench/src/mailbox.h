@@ -39,9 +39,15 @@ static inline void mailbox_init(struct mailbox *m)
     atomic_init(&m->pending, 0);
 }
 
+/* Bytes of a batch of cap blocks; exits with a message when they overflow. */
+static inline size_t batch_bytes(long cap)
+{
+    return bytes_n(sizeof(struct batch), (size_t)cap, sizeof(void *));
+}
+
 static inline struct batch *batch_new(long cap)
 {
-    struct batch *b = xmalloc_n(sizeof *b, (size_t)cap, sizeof(void *));
+    struct batch *b = xmalloc(batch_bytes(cap));
     b->next = NULL;
     b->n = 0;
     return b;
