@@ -83,6 +83,7 @@ int main(int argc, char **argv)
     nthreads = arg_long(argc, argv, 1, 2, usage);
     iter = arg_long(argc, argv, 2, 1000000, usage);
     workset = arg_long(argc, argv, 3, 256, usage);
+    (void)bytes_n(0, (size_t)workset, sizeof(void *)); /* each thread's slots: checked here, once */
 
     struct worker *workers = xmalloc_n(0, (size_t)nthreads, sizeof *workers);
     mailboxes = xmalloc_n(0, (size_t)nthreads, sizeof *mailboxes);
