@@ -31,8 +31,8 @@ BENCH_STATIC_BINS := $(BENCH_STATIC_SIZES:%=$(BUILD)/bench/fixed_static_%)
 BENCH_STATIC_LOG := $(BUILD)/bench/static-build.log
 
 # The subject's trusted mode: the same spec with free_check: trusted (an
-# overlay written into build/), a row of its own that shows what guarded
-# mode's checks cost; the report never counts it as a peer (report.py).
+# overlay written into build/), a row of its own against the best peer that
+# shows what guarded mode's checks cost; never counted as a peer (report.py).
 TRUSTED_VARIANT := $(VARIANT)-trusted
 TRUSTED_SPEC := build/$(TRUSTED_VARIANT).yaml
 TRUSTED_SO := build/$(TRUSTED_VARIANT)/libhakmem.so

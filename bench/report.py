@@ -1,9 +1,11 @@
 """Turn bench/run.py's raw rows into medians, ratios, tables, CSVs and a plot.
 
-A ratio is always subject / other on ops per second, so > 1 means the subject
-(hakmem) is faster. It is the median over rounds of the per-round ratio
-(both runs of a pair come from the same round, minutes apart at most, so the
-machine's drift mostly cancels), with the min and max of those ratios.
+A ratio is on ops per second, so > 1 means the first one is faster: the
+subject (hakmem) / each peer, and each of the subject's own builds
+(hakmem-trusted, hakmem-static) / the best peer, a row of its own that is
+never a peer. It is the median over rounds of the per-round ratio (both runs
+of a pair come from the same round, minutes apart at most, so the machine's
+drift mostly cancels), with the min and max of those ratios.
 """
 
 import csv
@@ -52,7 +54,7 @@ def paired_ratio(num, den):
 
 
 def summarize(rows, workloads, names, subject):
-    """-> {workload name: {alloc: Stat}}, allocators in `names` order, the
+    """-> {workload name: {alloc: Stat}}, allocators in column order, the
     static build last (only where it ran)."""
     results, failed = {}, {}
     for row in rows:
@@ -65,7 +67,7 @@ def summarize(rows, workloads, names, subject):
     summary = {}
     for w in workloads:
         stats = {}
-        for a in names + [STATIC]:
+        for a in columns(names, subject) + [STATIC]:
             key = (w.name, a)
             if a == STATIC and key not in results and key not in failed:
                 continue
@@ -77,17 +79,14 @@ def summarize(rows, workloads, names, subject):
                 {rnd: float(r["ops_per_sec"]) for rnd, r in res.items()},
                 median(peak_kb(r) for r in res.values()) if res else None,
                 median(finals) if finals else None)
-        subj = stats[subject]
+        peers, best = peers_of(names, subject), best_peer(stats, names, subject)
         for a, s in stats.items():
-            if a not in (subject, STATIC):
-                s.ratio_of, s.ratio_to = subject, a
-                s.ratio = paired_ratio(subj.rates, s.rates)
-        if STATIC in stats:
-            best = best_peer(stats, names, subject)
-            if best:
-                st = stats[STATIC]
-                st.ratio_of, st.ratio_to = STATIC, best
-                st.ratio = paired_ratio(st.rates, stats[best].rates)
+            if a == subject:
+                continue
+            of, to = (subject, a) if a in peers else (a, best)
+            if to:
+                s.ratio_of, s.ratio_to = of, to
+                s.ratio = paired_ratio(stats[of].rates, stats[to].rates)
         summary[w.name] = stats
     return summary
 
@@ -98,10 +97,30 @@ def is_own_build(name, subject):
     return name.startswith(subject + "-")
 
 
+def peers_of(names, subject):
+    """The allocators the subject is compared with: neither it nor its own
+    builds."""
+    return [a for a in names if a != subject and not is_own_build(a, subject)]
+
+
+def columns(names, subject):
+    """The order of the tables and of summary.csv: the peers, the subject,
+    then its own builds (the static build, not in `names`, comes after)."""
+    return (peers_of(names, subject) + [subject]
+            + [a for a in names if is_own_build(a, subject)])
+
+
+def own_builds(summary, names, subject):
+    """The subject's own builds that ran: those in `names` (hakmem-trusted),
+    then the static build."""
+    static = any(STATIC in stats for stats in summary.values())
+    return ([a for a in names if is_own_build(a, subject)]
+            + ([STATIC] if static else []))
+
+
 def best_peer(stats, names, subject):
     """The fastest peer of the subject (by median ops/s)."""
-    peers = [a for a in names
-             if a != subject and not is_own_build(a, subject) and stats[a].ops_per_sec]
+    peers = [a for a in peers_of(names, subject) if stats[a].ops_per_sec]
     return max(peers, key=lambda a: stats[a].ops_per_sec, default=None)
 
 
@@ -166,11 +185,11 @@ def table(title, header, lines):
 
 
 def print_tables(summary, workloads, names, subject, rounds):
-    peers = [a for a in names if a != subject]
+    peers = peers_of(names, subject)
+    own = own_builds(summary, names, subject)
     labels = {w.name: w.label for w in workloads}
-    has_static = any(STATIC in s for s in summary.values())
 
-    cols = names + ([STATIC] if has_static else [])
+    cols = peers + [subject] + own
     table(f"Throughput: median ops/s over {rounds} round(s) "
           "(op = one malloc + one free; * = some rounds failed)",
           ["workload"] + cols,
@@ -184,17 +203,24 @@ def print_tables(summary, workloads, names, subject, rounds):
           [[labels[w]] + [fmt_ratio(st[a].ratio) for a in peers]
            for w, st in summary.items()])
 
-    def static_line(w, st):
-        s = st[STATIC]
-        best = st[s.ratio_to].ops_per_sec if s.ratio_to else None
-        return [labels[w], fmt_rate(s.ops_per_sec), s.ratio_to or "-",
-                fmt_rate(best) if best else "-", fmt_ratio(s.ratio)]
+    def best_peer_table(title, a):
+        def line(w, st):
+            s = st[a]
+            best = st[s.ratio_to].ops_per_sec if s.ratio_to else None
+            return [labels[w], fmt_rate(s.ops_per_sec), s.ratio_to or "-",
+                    fmt_rate(best) if best else "-", fmt_ratio(s.ratio)]
+        table(title, ["workload", "ops/s", "best peer", "peer ops/s",
+                      "ratio [min-max]"],
+              [line(w, st) for w, st in summary.items() if a in st])
 
-    if has_static:
-        table(f"Static specialized build ({STATIC}: hak_malloc with a "
-              "constant size, libhakmem.a), vs the best peer on that size",
-              ["workload", "ops/s", "best peer", "peer ops/s", "ratio [min-max]"],
-              [static_line(w, st) for w, st in summary.items() if STATIC in st])
+    for a in own:
+        if a == STATIC:
+            best_peer_table(f"Static specialized build ({STATIC}: hak_malloc "
+                            "with a constant size, libhakmem.a), vs the best "
+                            "peer on that size", a)
+        else:
+            best_peer_table(f"{a} (a build of {subject}: its own row, never a "
+                            "peer), vs the best peer on that workload", a)
 
     def rss(s):
         if s.peak_rss_kb is None:
@@ -204,9 +230,10 @@ def print_tables(summary, workloads, names, subject, rounds):
             text += f" / {s.final_rss_kb / 1024:.1f}"
         return text
 
+    rss_cols = columns(names, subject)
     table("Peak RSS, median MiB (phases: peak / final after freeing all)",
-          ["workload"] + names,
-          [[labels[w]] + [rss(st[a]) for a in names]
+          ["workload"] + rss_cols,
+          [[labels[w]] + [rss(st[a]) for a in rss_cols]
            for w, st in summary.items()])
 
 
@@ -215,7 +242,7 @@ def print_tables(summary, workloads, names, subject, rounds):
 GNUPLOT = """\
 set terminal pngcairo size 1280,560 font ",10" noenhanced
 set output '{png}'
-set title "{subject} / peer throughput per workload (median of paired rounds; > 1: {subject} faster)"
+set title "throughput ratios per workload: {subject} / each peer, and {subject}'s own builds / the best peer (hatched); median of paired rounds, > 1: faster"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -228,31 +255,36 @@ set grid ytics
 set xtics rotate by -30 nomirror
 set key outside right top
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
-plot for [i=2:{ncols}] '{dat}' using i:xtic(1) title columnheader(i)
+plot for [i=2:{last_peer}] '{dat}' using i:xtic(1) title columnheader(i), \\
+     for [i={last_peer}+1:{last}] '{dat}' using i title columnheader(i) fill pattern 4
 """
 
 
 def plot(out_dir, summary, workloads, names, subject):
-    peers = [a for a in names if a != subject]
-    if not peers:
-        return
+    """One bar series per peer (the subject / it), then one per own build of
+    the subject (it / the best peer), hatched."""
+    peers, own = peers_of(names, subject), own_builds(summary, names, subject)
+    series = peers + own
+    titles = peers + [f"{a} / best peer" for a in own]
     labels = {w.name: f'"{w.label}"' for w in workloads}
-    ratios = [st[a].ratio[0] for st in summary.values() for a in peers
-              if st[a].ratio]
-    if not ratios:
+
+    ratios = {w: [st[a].ratio[0] if a in st and st[a].ratio else None
+                  for a in series] for w, st in summary.items()}
+    known = [r for rs in ratios.values() for r in rs if r is not None]
+    if not known:
         return
     dat = out_dir / "ratios.dat"
     with open(dat, "w") as f:
-        f.write("workload " + " ".join(f'"{a}"' for a in peers) + "\n")
-        for w, st in summary.items():
+        f.write("workload " + " ".join(f'"{t}"' for t in titles) + "\n")
+        for w, rs in ratios.items():
             f.write(labels[w] + " " + " ".join(
-                f"{st[a].ratio[0]:.4f}" if st[a].ratio else "?" for a in peers)
-                + "\n")
+                "?" if r is None else f"{r:.4f}" for r in rs) + "\n")
     # The y range always shows 0.5..2 and the 1.0 line, however close to 1.
-    ymin, ymax = min(ratios + [0.5]) / 1.2, max(ratios + [2.0]) * 1.2
+    ymin, ymax = min(known + [0.5]) / 1.2, max(known + [2.0]) * 1.2
     script = out_dir / "ratios.gp"
     script.write_text(GNUPLOT.format(png=out_dir / "ratios.png", dat=dat,
-                                     subject=subject, ncols=len(peers) + 1,
+                                     subject=subject, last_peer=len(peers) + 1,
+                                     last=len(series) + 1,
                                      ymin=ymin, ymax=ymax))
     if shutil.which("gnuplot") is None:
         note("gnuplot not found: no ratios.png (apt-get install gnuplot-nox)")

@@ -9,7 +9,9 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
+from pathlib import Path
 
 sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,6 +19,7 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import benchlib  # noqa: E402
 import ir  # noqa: E402
+import report  # noqa: E402
 import run  # noqa: E402
 
 FIXED64 = next(w for w in benchlib.workloads() if w.name == "fixed64")
@@ -111,6 +114,97 @@ class ExitStatusTest(unittest.TestCase):
         self.assertEqual(self.status("hakmem-static"), 1)
         # was 0: make bench passed over a crash of the trusted build
         self.assertEqual(self.status("hakmem-trusted"), 1)
+
+
+MIXED256 = next(w for w in benchlib.workloads() if w.name == "mixed256")
+
+# M ops/s in rounds 1 and 2, in make bench's order: the trusted build comes
+# before hakmem on the command line, and is the fastest.
+RATES = {
+    FIXED64: {"glibc": (100, 100), "jemalloc": (200, 160), "hakmem": (250, 200),
+              "hakmem-trusted": (300, 208), "hakmem-static": (800, 640)},
+    MIXED256: {"glibc": (50, 50), "jemalloc": (40, 40), "hakmem": (60, 45),
+               "hakmem-trusted": (70, 55)},
+}
+NAMES = ["glibc", "jemalloc", "hakmem-trusted", "hakmem"]
+
+
+def rate_rows():
+    return [run.Row(rnd, 1, w, a, benchlib.Outcome(
+                "ok", {"ops_per_sec": str(r[rnd - 1] * 10**6), "maxrss_kb": "2048"}))
+            for w, allocs in RATES.items() for a, r in allocs.items()
+            for rnd in (1, 2)]
+
+
+class ReportTest(unittest.TestCase):
+    """The trusted build is a row of hakmem's own, against the best peer, as
+    the static build is; never a peer (was: a `vs hakmem-trusted` column)."""
+    def setUp(self):
+        self.summary = report.summarize(rate_rows(), list(RATES), NAMES, "hakmem")
+        self.dir = tempfile.TemporaryDirectory()
+        self.out = Path(self.dir.name)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_tables(self):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            report.print_tables(self.summary, list(RATES), NAMES, "hakmem", 2)
+        self.assertEqual(out.getvalue(), """
+Throughput: median ops/s over 2 round(s) (op = one malloc + one free; * = some rounds failed)
+workload       glibc  jemalloc  hakmem  hakmem-trusted  hakmem-static
+------------  ------  --------  ------  --------------  -------------
+fixed 64B     100.0M    180.0M  225.0M          254.0M         720.0M
+mixed ws=256   50.0M     40.0M   52.5M           62.5M
+
+hakmem / peer: median of per-round ratios [min-max]; > 1 means hakmem is faster
+workload              vs glibc       vs jemalloc
+------------  ----------------  ----------------
+fixed 64B     2.25 [2.00-2.50]  1.25 [1.25-1.25]
+mixed ws=256  1.05 [0.90-1.20]  1.31 [1.12-1.50]
+
+hakmem-trusted (a build of hakmem: its own row, never a peer), vs the best peer on that workload
+workload       ops/s  best peer  peer ops/s   ratio [min-max]
+------------  ------  ---------  ----------  ----------------
+fixed 64B     254.0M   jemalloc      180.0M  1.40 [1.30-1.50]
+mixed ws=256   62.5M      glibc       50.0M  1.25 [1.10-1.40]
+
+Static specialized build (hakmem-static: hak_malloc with a constant size, libhakmem.a), vs the best peer on that size
+workload    ops/s  best peer  peer ops/s   ratio [min-max]
+---------  ------  ---------  ----------  ----------------
+fixed 64B  720.0M   jemalloc      180.0M  4.00 [4.00-4.00]
+
+Peak RSS, median MiB (phases: peak / final after freeing all)
+workload      glibc  jemalloc  hakmem  hakmem-trusted
+------------  -----  --------  ------  --------------
+fixed 64B       2.0       2.0     2.0             2.0
+mixed ws=256    2.0       2.0     2.0             2.0
+""")
+
+    def test_summary_csv(self):
+        report.write_summary_csv(self.out / "summary.csv", self.summary)
+        self.assertEqual((self.out / "summary.csv").read_text().splitlines()[1:], [
+            "fixed64,glibc,2,0,100000000,2048,,hakmem,glibc,2.2500,2.0000,2.5000",
+            "fixed64,jemalloc,2,0,180000000,2048,,hakmem,jemalloc,1.2500,1.2500,1.2500",
+            "fixed64,hakmem,2,0,225000000,2048,,,,,,",
+            "fixed64,hakmem-trusted,2,0,254000000,2048,,hakmem-trusted,jemalloc,"
+            "1.4000,1.3000,1.5000",
+            "fixed64,hakmem-static,2,0,720000000,2048,,hakmem-static,jemalloc,"
+            "4.0000,4.0000,4.0000",
+            "mixed256,glibc,2,0,50000000,2048,,hakmem,glibc,1.0500,0.9000,1.2000",
+            "mixed256,jemalloc,2,0,40000000,2048,,hakmem,jemalloc,1.3125,1.1250,1.5000",
+            "mixed256,hakmem,2,0,52500000,2048,,,,,,",
+            "mixed256,hakmem-trusted,2,0,62500000,2048,,hakmem-trusted,glibc,"
+            "1.2500,1.1000,1.4000"])
+
+    def test_plot_data(self):
+        with contextlib.redirect_stderr(io.StringIO()):  # no gnuplot: a note
+            report.plot(self.out, self.summary, list(RATES), NAMES, "hakmem")
+        self.assertEqual((self.out / "ratios.dat").read_text(),
+                         'workload "glibc" "jemalloc" "hakmem-trusted / best peer"'
+                         ' "hakmem-static / best peer"\n'
+                         '"fixed 64B" 2.2500 1.2500 1.4000 4.0000\n'
+                         '"mixed ws=256" 1.0500 1.3125 1.2500 ?\n')
 
 
 class SelectWorkloadsTest(unittest.TestCase):
