@@ -5,7 +5,7 @@
 #
 #   make bench [QUICK=1] [BENCH=fixed,mixed] [ROUNDS=N]   all allocators
 #   make bench-ir                                         callgrind Ir/pair
-#   make bench-floor [ROUNDS=N]                           hakmem and tcmalloc
+#   make bench-floor [QUICK=1] [BENCH=...] [ROUNDS=N]     hakmem and tcmalloc
 #                                                         against do-nothing floors
 #
 # Workload binaries are allocator-independent (the allocator comes through
@@ -72,7 +72,8 @@ bench-bins: $(BENCH_BINS)
 
 # The do-nothing yardsticks (bench/floor/floor.c): the same loops under a
 # thread cache of bare array shape and of bare list shape, beside hakmem and
-# tcmalloc.  Only the workloads whose blocks the floors cache (<= 2 KiB).
+# tcmalloc.  By default only the workloads whose blocks the floors cache
+# (<= 2 KiB); QUICK, BENCH and ROUNDS as for make bench.
 FLOOR_LIBS := $(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so
 FLOOR_BENCH := fixed,mixed,larson
 FLOOR_PEER := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
@@ -85,8 +86,9 @@ bench-floor: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS) $(FLOOR_LIBS)
 		$(if $(FLOOR_PEER),--alloc tcmalloc=$(FLOOR_PEER)) \
 		--alloc floor-array=$(abspath $(BENCH_DIR)/floor-array.so) \
 		--alloc floor-list=$(abspath $(BENCH_DIR)/floor-list.so) \
-		--hakmem $(abspath $(BUILD)/libhakmem.so) --bench $(FLOOR_BENCH) \
-		--out $(BUILD)/bench/floor $(if $(ROUNDS),--rounds $(ROUNDS))
+		--hakmem $(abspath $(BUILD)/libhakmem.so) \
+		$(if $(BENCH),,--bench $(FLOOR_BENCH)) --out $(BUILD)/bench/floor \
+		$(BENCH_RUN_FLAGS)
 
 $(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so: $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
 	@mkdir -p $(@D)

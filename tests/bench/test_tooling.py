@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -310,6 +311,39 @@ class TotalIrTest(unittest.TestCase):
 
 
 BIN = os.path.join(REPO, "build", "bench")
+
+
+class BenchFloorTest(unittest.TestCase):
+    """make bench-floor takes QUICK and BENCH as make bench does (was: both
+    ignored, the full counts of fixed, mixed and larson every time)."""
+    def run_py_args(self, *make_vars):
+        # not the variables of a make test-bench QUICK=1 that runs this test
+        env = {k: v for k, v in os.environ.items() if k not in (
+            "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "VARIANT", "BUILD", "QUICK",
+            "BENCH", "ROUNDS")}
+        p = subprocess.run(["make", "-n", "--no-print-directory", "bench-floor",
+                            "FLOOR_PEER=", *make_vars], cwd=REPO, env=env,
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        command = p.stdout.split(" bench/run.py ", 1)[1]
+        return shlex.split(command.replace("\\\n", " ").splitlines()[0])
+
+    def expected(self, *flags):
+        return ["--alloc", f"floor-array={BIN}/floor-array.so",
+                "--alloc", f"floor-list={BIN}/floor-list.so",
+                "--hakmem", f"{REPO}/build/default/libhakmem.so", *flags]
+
+    def test_defaults(self):
+        self.assertEqual(self.run_py_args(), self.expected(
+            "--bench", "fixed,mixed,larson", "--out", "build/default/bench/floor"))
+
+    def test_quick_bench_rounds(self):
+        self.assertEqual(self.run_py_args("QUICK=1", "BENCH=fixed64,larson2",
+                                          "ROUNDS=2"),
+                         self.expected("--out", "build/default/bench/floor",
+                                       "--quick", "--bench", "fixed64,larson2",
+                                       "--rounds", "2"))
+        self.assertEqual(self.run_py_args("QUICK=0"), self.run_py_args())
 
 
 @unittest.skipUnless(os.path.isfile(os.path.join(BIN, "appmix")),
