@@ -16,9 +16,10 @@ from statistics import median
 
 from benchlib import STATIC, note
 
+# latest.csv's first columns; every other field of the RESULT lines follows
 RAW_COLUMNS = ("round", "position", "workload", "alloc", "status", "ops",
-               "secs", "ops_per_sec", "minflt", "maxrss_kb", "peak_rss_kb",
-               "final_rss_kb", "checksum")
+               "secs", "ops_per_sec", "minflt", "maxrss_kb", "start_rss_kb",
+               "peak_rss_kb", "final_rss_kb", "checksum")
 SUMMARY_COLUMNS = ("workload", "alloc", "rounds_ok", "rounds_failed",
                    "ops_per_sec", "peak_rss_kb", "final_rss_kb", "ratio_of",
                    "ratio_to", "ratio_median", "ratio_min", "ratio_max")
@@ -127,14 +128,22 @@ def best_peer(stats, names, subject):
 # ---------------------------------------------------------------- CSV files
 
 def write_raw_csv(path, rows):
+    """One line per run: RAW_COLUMNS, then every other field a run reported
+    (a workload's own: size, ws, nsmall, ...) in the order first seen, empty
+    where a run did not report it. The program's own `workload=` (its name)
+    gives way to the workload's id."""
+    seen = dict.fromkeys(RAW_COLUMNS)
+    for row in rows:
+        seen.update(dict.fromkeys(row.outcome.result))
+    columns = list(seen)
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(RAW_COLUMNS)
+        out.writerow(columns)
         for row in rows:
             r = row.outcome.result
             out.writerow([row.round, row.position, row.workload.name, row.alloc,
                           row.outcome.status]
-                         + [r.get(c, "") for c in RAW_COLUMNS[5:]])
+                         + [r.get(c, "") for c in columns[5:]])
 
 
 def fmt_num(x, digits=0):

@@ -208,6 +208,31 @@ mixed ws=256    2.0       2.0     2.0             2.0
                          '"mixed ws=256" 1.0500 1.3125 1.2500 ?\n')
 
 
+class RawCsvTest(unittest.TestCase):
+    def test_every_field_of_a_result(self):
+        # was: no start_rss_kb (phases), nor any of a workload's own fields
+        phases = next(w for w in benchlib.workloads() if w.name == "phases")
+        result = benchlib.parse_result
+        rs = [run.Row(1, 1, FIXED64, "glibc", benchlib.Outcome("ok", result(
+                  "RESULT workload=fixed size=64 ws=128 ops=4 secs=0.5 "
+                  "ops_per_sec=8 minflt=10 maxrss_kb=1500 checksum=99"))),
+              run.Row(1, 2, phases, "hakmem", benchlib.Outcome("ok", result(
+                  "RESULT workload=phases nsmall=4 nbig=1 start_rss_kb=1000 "
+                  "peak_rss_kb=3000 final_rss_kb=1200 ops=5 secs=0.5 "
+                  "ops_per_sec=10 minflt=20 maxrss_kb=3000 checksum=77"))),
+              run.Row(2, 1, phases, "glibc", benchlib.Outcome("signal 11"))]
+        with tempfile.TemporaryDirectory() as tmp:
+            report.write_raw_csv(Path(tmp) / "latest.csv", rs)
+            text = (Path(tmp) / "latest.csv").read_text()
+        self.assertEqual(text, """\
+round,position,workload,alloc,status,ops,secs,ops_per_sec,minflt,maxrss_kb,\
+start_rss_kb,peak_rss_kb,final_rss_kb,checksum,size,ws,nsmall,nbig
+1,1,fixed64,glibc,ok,4,0.5,8,10,1500,,,,99,64,128,,
+1,2,phases,hakmem,ok,5,0.5,10,20,3000,1000,3000,1200,77,,,4,1
+2,1,phases,glibc,signal 11,,,,,,,,,,,,,
+""")
+
+
 class SelectWorkloadsTest(unittest.TestCase):
     def names(self, spec):
         return [w.name for w in benchlib.select_workloads(spec)]
