@@ -265,7 +265,8 @@ set xtics rotate by -30 nomirror
 set key outside right top
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
 plot for [i=2:{last_peer}] '{dat}' using i:xtic(1) title columnheader(i), \\
-     for [i={last_peer}+1:{last}] '{dat}' using i title columnheader(i) fill pattern 4
+     for [i={last_peer}+1:{last}] '{dat}' using i title columnheader(i) \\
+         lc rgb "black" fill pattern i - {last_peer} + 3
 """
 
 
