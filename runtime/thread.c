@@ -4,11 +4,12 @@
  * start-up and fork.
  *
  * A thread's caches start zeroed (HAK_THREAD_NEW): its first alloc or free
- * misses and lands here, which gives the thread a heap (heap.c), sets the
- * counters up and registers a pthread key whose destructor hands every cached
- * block back and releases the heap at thread exit.  After that the thread is
- * HAK_THREAD_DEAD: its counters are zero again, so any later call (another
- * destructor freeing memory) misses and is served by the shared heap.
+ * misses and lands here, which gives the thread a heap (heap.c) and registers
+ * a pthread key whose destructor hands every cached block back and releases
+ * the heap at thread exit.  Each class's counters are set up at the class's
+ * own first miss (set_up).  After exit the thread is HAK_THREAD_DEAD: its
+ * counters are zero again, so any later call (another destructor freeing
+ * memory) misses and is served by the shared heap.
  *
  * With options.tls: pointer (hak_spec.h) "zeroed" is a shared block: every
  * thread's hak_tls_block starts at new_block; thread_start gives the thread
@@ -84,6 +85,19 @@ static struct hak_thread_slot *slot_of(void *block)
     return (struct hak_thread_slot *)((char *)block - offsetof(struct hak_thread_slot, block));
 }
 
+/* Zero a pooled block as a thread starting reads it, writing only its first
+ * page: the header (where the pool's link was) and the metrics.  The bins
+ * are zero already (thread_exit drained them all; the pages of those never
+ * set up were never written), and a ring's slots are read only below its
+ * count.  A memset of the whole block wrote every page of it again. */
+static void block_reset(struct hak_thread_block *b)
+{
+    memset(b, 0, hak_class_info[0].bin_offset);
+#if HAK_METRICS
+    memset(&b->stats, 0, sizeof *b - offsetof(struct hak_thread_block, stats));
+#endif
+}
+
 /* Point the thread at a zeroed block of its own; false when none can be mapped. */
 static bool block_acquire(void)
 {
@@ -95,7 +109,7 @@ static bool block_acquire(void)
     }
     pthread_mutex_unlock(&pool_lock);
     if (b != NULL) {
-        memset(b, 0, sizeof *b);
+        block_reset(b);
     } else {
         struct hak_thread_slot *slot = hak_os_map(SLOT_BYTES); /* zeroed by the OS */
         if (slot == NULL)
@@ -290,9 +304,40 @@ static void flush(unsigned cls, struct hak_bin *b)
     b->ring_s -= n;
 }
 
-/* Give back everything class cls's caches hold and zero its counters. */
+/*
+ * A thread sets up only the classes it uses, each at its first miss
+ * (hak_alloc_slow, hak_free_slow), so that the pages of its block holding
+ * the other classes' bins are never touched: the block is 92 KiB with the
+ * default spec, and setting every bin up at thread start made each thread
+ * cost 264 KiB of RSS where glibc's cost 40 (a thread making 64 small
+ * mallocs; bench/NOTES.md).  A bit per class says which are set up, so that
+ * thread exit and malloc_trim do not even read the others' bins: a read maps
+ * the page (the zero page, but one fault and one page table entry each).
+ */
+static HAK_TLS uint64_t classes_set_up[(HAK_NUM_CLASSES + 63) / 64];
+
+static bool is_set_up(unsigned cls)
+{
+    return classes_set_up[cls / 64] >> (cls % 64) & 1;
+}
+
+/* Set class cls's counters up: empty tiers, and the table front's limit. */
+static void set_up(unsigned cls)
+{
+    struct hak_bin *b = hak_thread_bin(cls);
+    b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
+    b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
+    b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0; /* last */
+    classes_set_up[cls / 64] |= UINT64_C(1) << (cls % 64);
+}
+
+/* Give back everything class cls's caches hold and zero its counters, which
+ * leaves it to be set up again. */
 static void drain(unsigned cls)
 {
+    if (!is_set_up(cls))
+        return;
+    classes_set_up[cls / 64] &= ~(UINT64_C(1) << (cls % 64));
     struct hak_bin *b = hak_thread_bin(cls);
     if (b->ring_s > 1)
         hak_heap_give(thread_heap, cls, ring_of(b), b->ring_s - 1);
@@ -304,15 +349,6 @@ static void drain(unsigned cls)
     b->sll_head = NULL;
 }
 
-/* Set class cls's counters up: empty tiers, and the table front's limit. */
-static void set_up(unsigned cls)
-{
-    struct hak_bin *b = hak_thread_bin(cls);
-    b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
-    b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
-    b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0; /* last */
-}
-
 /* ---- thread start and exit ---- */
 
 /* Cache the class's `prewarm` blocks (at most its capacity, so nothing flushes). */
@@ -320,6 +356,8 @@ static void prewarm(unsigned cls)
 {
     void *batch[64];
     uint32_t want = hak_class_info[cls].prewarm;
+    if (want > 0)
+        set_up(cls);
     while (want > 0) {
         uint32_t n = hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
         if (n == 0)
@@ -358,8 +396,6 @@ static bool thread_start(void)
         return false;
     }
     thread_heap = heap;
-    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
-        set_up(cls);
     hak_tls.state = HAK_THREAD_LIVE;
     __atomic_fetch_add(&threads_live, 1, __ATOMIC_RELAXED);
     HAK_STAT(hak_stats_thread_start());
@@ -490,8 +526,11 @@ void *hak_alloc_slow(unsigned cls)
             p = hak_heap_take(thread_heap, cls, &p, 1) == 1 ? p : NULL;
         else if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
             return hak_front_alloc_class(cls);
-        else
+        else {
+            if (!is_set_up(cls))
+                set_up(cls);
             p = refill(cls, b);
+        }
     } else {
         struct hak_heap *h = hak_heap_shared_lock();
         if (hak_heap_take(h, cls, &p, 1) == 0)
@@ -519,8 +558,7 @@ void hak_free_slow(unsigned cls, void *p)
 {
     /* no hak_decay_poll here: glibc frees dead threads' TLS with its
      * stack-cache lock held, and pthread_create takes that lock */
-    bool live = HAK_LIKELY(hak_tls.state == HAK_THREAD_LIVE);
-    if (!live && !thread_start()) {
+    if (HAK_UNLIKELY(hak_tls.state != HAK_THREAD_LIVE) && !thread_start()) {
         give_uncached(hak_heap_shared_lock(), cls, p);
         hak_heap_shared_unlock();
         return;
@@ -530,26 +568,28 @@ void hak_free_slow(unsigned cls, void *p)
         give_uncached(thread_heap, cls, p);
         return;
     }
-    if (live) { /* a thread set up just now has room */
+    struct hak_bin *b = hak_thread_bin(cls);
+    if (!is_set_up(cls)) {
+        set_up(cls); /* the class's first free in this thread: it has room */
+    } else {
         /* the key first: the flush may give p's first copy back, to a span
          * of another heap, where it is no longer found */
         if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key)
             free_check_key(cls, p);
-        flush(cls, hak_thread_bin(cls));
+        flush(cls, b);
     }
-    hak_front_free_class(cls + 1, p);
+    hak_front_free_class(cls + 1, p); /* the front checks the key of a first free */
 }
 
 /* malloc_trim: this thread's caches give everything back (the thread stays
- * set up, with empty caches), and its heap frees its empty spans. */
+ * live; each class is set up again at its next miss), and its heap frees its
+ * empty spans. */
 void hak_thread_trim(void)
 {
     if (hak_tls.state != HAK_THREAD_LIVE)
         return;
-    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
+    for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
         drain(cls);
-        set_up(cls);
-    }
     hak_heap_trim(thread_heap);
 }
 

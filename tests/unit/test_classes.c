@@ -134,8 +134,10 @@ END_TEST
 
 /* free's first-tier limit (hak_abi.h, front_lim): the tier's capacity + 1 in
  * a set-up bin; 0 before set-up, in the empty bin, and for classes without a
- * cache, so that their free misses.  Read before any assertion: Check's
- * assertions allocate, which sets the thread up. */
+ * cache, so that their free misses.  A thread sets a class up at the class's
+ * first miss (runtime/thread.c, is_set_up), and malloc_trim leaves every
+ * class to be set up again.  Read before any assertion: Check's assertions
+ * allocate, which sets classes up. */
 struct front_lims {
     uintptr_t empty, cls[HAK_NUM_CLASSES];
 };
@@ -147,28 +149,34 @@ static void read_front_lims(struct front_lims *out)
         out->cls[cls] = hak_thread_bin(cls)->front_lim;
 }
 
-static void check_front_lims(const struct front_lims *got, int set_up)
+/* set_up: the one class set up, or -1 for none; started: the thread started
+ * just now, which set up the classes it prewarmed (spec prewarm) too */
+static void check_front_lims(const struct front_lims *got, int set_up, bool started)
 {
     ck_assert_uint_eq(got->empty, 0);
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++) {
         const struct hak_class_info *ci = &hak_class_info[cls];
         uint32_t cap = !(ci->tiers & (HAK_TIER_RING | HAK_TIER_SLL)) ? 0 : ci->ring_first ? ci->ring : ci->sll;
-        ck_assert_uint_eq(got->cls[cls], (set_up && cap ? cap + 1 : 0));
+        bool is_set_up = (int)cls == set_up || (started && ci->prewarm > 0);
+        ck_assert_uint_eq(got->cls[cls], (is_set_up && cap ? cap + 1 : 0));
     }
 }
 
 static void *front_lims_through_a_thread(void *arg)
 {
     (void)arg;
-    struct front_lims before, after, trimmed;
+    struct front_lims before, after, trimmed, other;
     read_front_lims(&before);
     free(malloc(16));
     read_front_lims(&after);
-    malloc_trim(0); /* empties the caches, keeps them set up */
+    malloc_trim(0); /* empties the caches: each class is set up at its next miss */
     read_front_lims(&trimmed);
-    check_front_lims(&before, 0);
-    check_front_lims(&after, 1);
-    check_front_lims(&trimmed, 1);
+    free(malloc(1000));
+    read_front_lims(&other);
+    check_front_lims(&before, -1, false);
+    check_front_lims(&after, hak_size_class[1], true);
+    check_front_lims(&trimmed, -1, false);
+    check_front_lims(&other, hak_size_class[(1000 + 15) >> 4], false);
     return NULL;
 }
 
