@@ -194,9 +194,11 @@ static void stamp(void *const *blocks, uint32_t n)
         HAK_KEY_WORD(blocks[i]) = hak_cache_key;
 }
 
-/* Fill class cls's first cache tier (empty) from the thread's heap; return one
- * more block for the caller, or NULL when memory is exhausted. */
-static void *refill(unsigned cls, struct hak_bin *b)
+/* Fill class cls's first cache tier (empty) from the thread's heap, `want`
+ * blocks at most; return one more block for the caller, or NULL when memory
+ * is exhausted.  A transfer batch is taken whole (its blocks are cached ones,
+ * written already). */
+static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
     if (ci->ring_first) {
@@ -205,7 +207,7 @@ static void *refill(unsigned cls, struct hak_bin *b)
         if (hak_transfer_take(cls, ring)) {
             n = ci->refill; /* cached blocks: they carry the key already */
         } else {
-            n = hak_heap_take(thread_heap, cls, ring, ci->refill);
+            n = hak_heap_take(thread_heap, cls, ring, want);
             if (n == 0)
                 return NULL;
             if (HAK_GUARDED)
@@ -218,7 +220,6 @@ static void *refill(unsigned cls, struct hak_bin *b)
     }
     void *batch[64];
     void *got = NULL;
-    uint32_t want = ci->refill;
     HAK_STAT(hak_tls.stats[cls].refills++);
     while (want > 0) {
         uint32_t n = want == ci->refill && want <= 64 && hak_transfer_take(cls, batch)
@@ -241,6 +242,19 @@ static void *refill(unsigned cls, struct hak_bin *b)
         }
     }
     return got;
+}
+
+/* The blocks a thread's first refill of class cls fetches: a page's worth,
+ * at most the spec's `refill`.  In guarded mode a refill writes the key into
+ * every block it caches (stamp), so a full first refill made each class a
+ * thread used cost refill * size bytes of RSS at once, 16 pages for a
+ * thread's one block of 32 KiB.  A thread that keeps allocating the class
+ * refills in full from its second miss on. */
+static uint32_t first_refill(unsigned cls)
+{
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    uint32_t page = HAK_PAGE / ci->size;
+    return page < 1 ? 1 : page < ci->refill ? page : ci->refill;
 }
 
 /* Whether a flush of class cls may put its batch in the transfer cache
@@ -526,10 +540,11 @@ void *hak_alloc_slow(unsigned cls)
             p = hak_heap_take(thread_heap, cls, &p, 1) == 1 ? p : NULL;
         else if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
             return hak_front_alloc_class(cls);
+        else if (is_set_up(cls))
+            p = refill(cls, b, hak_class_info[cls].refill);
         else {
-            if (!is_set_up(cls))
-                set_up(cls);
-            p = refill(cls, b);
+            set_up(cls);
+            p = refill(cls, b, first_refill(cls));
         }
     } else {
         struct hak_heap *h = hak_heap_shared_lock();

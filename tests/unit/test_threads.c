@@ -212,6 +212,55 @@ START_TEST(pooled_block_reset_writes_its_header_only)
 }
 END_TEST
 
+/* ---- a thread's first refill of a class: a page's worth ---- */
+
+#define MAX_REFILL 1024
+struct first_refills {
+    size_t size;
+    uintptr_t first, second; /* the bin's counter after the first refill and the second */
+};
+
+/* In a new thread: malloc until the class has refilled twice. */
+static void *refill_twice(void *arg)
+{
+    struct first_refills *r = arg;
+    void *p[MAX_REFILL + 2];
+    unsigned n = 0;
+    p[n++] = malloc(r->size);
+    struct hak_bin *b = hak_thread_bin(hak_size_class[(r->size + 15) >> 4]); /* the thread's now */
+    r->first = b->ring_s;
+    while (b->ring_s > 1 && n <= MAX_REFILL)
+        p[n++] = malloc(r->size);
+    p[n++] = malloc(r->size);
+    r->second = b->ring_s;
+    while (n > 0)
+        free(p[--n]);
+    return NULL;
+}
+
+/* A thread's first refill of a class fetches a page's worth of blocks (one
+ * at least), the spec's `refill` from the second on: in guarded mode every
+ * block a refill caches is written, and a thread's one block of 32 KiB made
+ * 16 pages resident.  ring_s counts the cached blocks + 1. */
+START_TEST(first_refill_a_page_worth)
+{
+    static const size_t sizes[] = {16, 1000, 5000, 32768};
+    for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        const struct hak_class_info *ci = &hak_class_info[hak_size_class[(sizes[i] + 15) >> 4]];
+        if (!ci->ring_first || ci->prewarm > 0 || ci->refill == 0 || ci->refill > MAX_REFILL)
+            continue; /* a list first, or a thread starting with cached blocks */
+        struct first_refills r = {sizes[i], 0, 0};
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, refill_twice, &r), 0);
+        pthread_join(t, NULL);
+        uint32_t page = HAK_PAGE / ci->size;
+        uint32_t want = page < 1 ? 1 : page < ci->refill ? page : ci->refill;
+        ck_assert_uint_eq(r.first, want);
+        ck_assert_uint_eq(r.second, ci->refill);
+    }
+}
+END_TEST
+
 /* Without malloc_trim, a poll after decay_ms gives the blocks back (the
  * exits noted them). */
 START_TEST(exited_threads_blocks_go_back_after_decay)
@@ -294,6 +343,7 @@ Suite *suite_threads(void)
     tcase_add_test(tc, thread_touches_only_bins_it_uses);
     tcase_add_test(tc, pooled_block_reset_writes_its_header_only);
 #endif
+    tcase_add_test(tc, first_refill_a_page_worth);
     tcase_add_test(tc, blocks_allocated_after_exit_go_back);
     suite_add_tcase(s, tc);
     return s;
