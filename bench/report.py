@@ -212,14 +212,20 @@ def print_tables(summary, workloads, names, subject, rounds):
           [[labels[w]] + [fmt_ratio(st[a].ratio) for a in peers]
            for w, st in summary.items()])
 
-    def best_peer_table(title, a):
+    def best_peer_table(title, a, vs_subject=False):
+        """vs_subject: a column of the subject / a too, paired (for the
+        trusted build: what guarded mode's checks cost)."""
         def line(w, st):
             s = st[a]
             best = st[s.ratio_to].ops_per_sec if s.ratio_to else None
-            return [labels[w], fmt_rate(s.ops_per_sec), s.ratio_to or "-",
-                    fmt_rate(best) if best else "-", fmt_ratio(s.ratio)]
-        table(title, ["workload", "ops/s", "best peer", "peer ops/s",
-                      "ratio [min-max]"],
+            cells = [labels[w], fmt_rate(s.ops_per_sec), s.ratio_to or "-",
+                     fmt_rate(best) if best else "-", fmt_ratio(s.ratio)]
+            if vs_subject:
+                own = st.get(subject)
+                cells.append(fmt_ratio(own and paired_ratio(own.rates, s.rates)))
+            return cells
+        header = ["workload", "ops/s", "best peer", "peer ops/s", "ratio [min-max]"]
+        table(title, header + ([f"{subject} / it"] if vs_subject else []),
               [line(w, st) for w, st in summary.items() if a in st])
 
     for a in own:
@@ -229,7 +235,8 @@ def print_tables(summary, workloads, names, subject, rounds):
                             "peer on that size", a)
         else:
             best_peer_table(f"{a} (a build of {subject}: its own row, never a "
-                            "peer), vs the best peer on that workload", a)
+                            f"peer), vs the best peer on that workload; {subject} / it: "
+                            f"what {subject}'s default build gives up to it", a, True)
 
     def rss(s):
         if s.peak_rss_kb is None:
