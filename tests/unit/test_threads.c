@@ -212,6 +212,25 @@ START_TEST(pooled_block_reset_writes_its_header_only)
 }
 END_TEST
 
+/* Without malloc_trim, a poll after decay_ms gives the blocks back (the
+ * exits noted them). */
+START_TEST(exited_threads_blocks_go_back_after_decay)
+{
+    void *blocks[BURST];
+    burst_of_threads(blocks);
+    usleep((HAK_DECAY_MS + 100) * 1000);
+    /* the poll here, or the purger if the exits started one */
+    for (int waited = 0; hak_thread_pool_bytes() > 0 && waited < 10000; waited += 50) {
+        hak_decay_poll();
+        usleep(50 * 1000);
+    }
+    ck_assert_uint_eq(hak_thread_pool_bytes(), 0);
+    for (int i = 0; i < BURST; i++)
+        ck_assert(!page_mapped(blocks[i]));
+}
+END_TEST
+#endif
+
 /* ---- a thread's first refill of a class: a page's worth ---- */
 
 #define MAX_REFILL 1024
@@ -260,25 +279,6 @@ START_TEST(first_refill_a_page_worth)
     }
 }
 END_TEST
-
-/* Without malloc_trim, a poll after decay_ms gives the blocks back (the
- * exits noted them). */
-START_TEST(exited_threads_blocks_go_back_after_decay)
-{
-    void *blocks[BURST];
-    burst_of_threads(blocks);
-    usleep((HAK_DECAY_MS + 100) * 1000);
-    /* the poll here, or the purger if the exits started one */
-    for (int waited = 0; hak_thread_pool_bytes() > 0 && waited < 10000; waited += 50) {
-        hak_decay_poll();
-        usleep(50 * 1000);
-    }
-    ck_assert_uint_eq(hak_thread_pool_bytes(), 0);
-    for (int i = 0; i < BURST; i++)
-        ck_assert(!page_mapped(blocks[i]));
-}
-END_TEST
-#endif
 
 /* ---- allocations after the thread's own exit ---- */
 
