@@ -251,6 +251,7 @@ bool hak_large_cached_locked(void) HAK_HIDDEN; /* fork child: anything for a pur
 void hak_large_usage(struct hak_usage *u) HAK_HIDDEN;
 void hak_large_lock(void) HAK_HIDDEN;
 void hak_large_unlock(void) HAK_HIDDEN;
+size_t hak_large_table_slots(void) HAK_HIDDEN; /* tests: slots of the table of spans */
 
 /* ---- stats.c: counters of a metrics build (HAK_STAT in hak_abi.h) ---- */
 void hak_stats_thread_start(void) HAK_HIDDEN;

@@ -54,9 +54,18 @@ static struct span *find(uintptr_t user)
     }
 }
 
+/* Live spans and their bytes, and the most of each at once (mallinfo2,
+ * malloc_stats); the lock guards them. */
+static size_t live_count, live_bytes, max_count, max_bytes;
+
+/* Make room for an insert: a table twice the size, or one of the same size
+ * when live spans fill under a quarter of it.  Then it is deleted slots that
+ * fill it, one left at every address a block was freed from, and a program
+ * given new addresses again and again (a block or two live at a time) would
+ * double the table each time they filled half of it. */
 static bool grow(void)
 {
-    size_t cap = table_cap ? table_cap * 2 : 1024;
+    size_t cap = table_cap == 0 ? 1024 : live_count * 4 < table_cap ? table_cap : table_cap * 2;
     struct span *t = hak_os_map(cap * sizeof *t);
     if (t == NULL)
         return false;
@@ -77,10 +86,6 @@ static bool grow(void)
     table_used = live;
     return true;
 }
-
-/* Live spans and their bytes, and the most of each at once (mallinfo2,
- * malloc_stats); the lock guards them. */
-static size_t live_count, live_bytes, max_count, max_bytes;
 
 static void count_live(ptrdiff_t spans, ptrdiff_t bytes)
 {
@@ -427,4 +432,12 @@ void hak_large_lock(void)
 void hak_large_unlock(void)
 {
     pthread_mutex_unlock(&large_lock);
+}
+
+size_t hak_large_table_slots(void)
+{
+    pthread_mutex_lock(&large_lock);
+    size_t cap = table_cap;
+    pthread_mutex_unlock(&large_lock);
+    return cap;
 }
