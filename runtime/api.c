@@ -57,7 +57,9 @@ void *hak_large_malloc(size_t n)
     /* metrics: a thread whose first call is a large one has no counters yet;
      * set them up, or the profile would miss it (a program's first malloc) */
     HAK_STAT(hak_thread_ready());
-    HAK_THREAD_STAT(hak_tls.prof.large_hist[64 - __builtin_clzl(n)]++);
+    /* by bit length; the last bucket also takes 64 bits (an impossible size,
+     * which was counted past the array, in class 0's bursts) */
+    HAK_THREAD_STAT(hak_tls.prof.large_hist[n >> 63 ? 63 : 64 - __builtin_clzl(n)]++);
     return hak_large_alloc(n, 16, NULL);
 }
 

@@ -45,6 +45,13 @@ gcc -O2 -fno-builtin-malloc -fno-builtin-free -o "$work/first_large" tests/metri
 HAKMEM_PROFILE="$work/profile.json" LD_PRELOAD=$lib "$work/first_large"
 check "profile: a first call that is large" \
     'grep -q "\"large_histogram\": \[\[1048575, 1\]\]" "$work/profile.json"'
+# A request of 64 bits (SIZE_MAX) counts in the last bucket, of every size
+# from 2^62 up, and in no class's bursts (its index was one past the array).
+gcc -O2 -fno-builtin-malloc -fno-builtin-free -o "$work/impossible_large" tests/metrics/impossible_large.c
+HAKMEM_PROFILE="$work/huge.json" LD_PRELOAD=$lib "$work/impossible_large"
+check "profile: an impossible large request" \
+    'grep -q "\"large_histogram\": \[\[18446744073709551615, 1\]\]" "$work/huge.json" &&
+     ! grep -q "\"alloc_bursts\": \[\[" "$work/huge.json"'
 # Across fork: the child's thread reuses the TLS of a parent thread that was on
 # the live-thread list; the child's report must end and count the thread's 40
 # blocks of 5000 B (class 28, ring 64, refill 16: a first refill of one block,
