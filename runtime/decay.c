@@ -36,6 +36,7 @@
  * dirty pages (superslab.c) gives memory back.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <time.h>
 
@@ -264,11 +265,8 @@ static bool start_purger(void)
     return ok;
 }
 
-void hak_decay_poll(void)
+static void poll_due(void)
 {
-    if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
-                   __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) == NOTHING_DUE))
-        return;
     uint64_t now = hak_now_ms();
     size_t released;
     if (!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED)) {
@@ -308,6 +306,21 @@ void hak_decay_poll(void)
     pthread_mutex_unlock(&decay_lock);
     /* and wants the thread again if worth it */
     (void)purge_pass(false, &released, release_blocks(false));
+}
+
+void hak_decay_poll(void)
+{
+    if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
+                   __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) == NOTHING_DUE))
+        return;
+    /* The allocation this is part of may well succeed: it leaves errno
+     * alone, as glibc's does, whatever the purge or a failed start of the
+     * thread (out of address space or threads: ENOMEM, EAGAIN) set.  A
+     * program that sets errno to 0 and calls getpwnam() tells "no such
+     * user" from an error by it. */
+    int saved_errno = errno;
+    poll_due();
+    errno = saved_errno;
 }
 
 size_t hak_decay_purge_all(void)

@@ -14,7 +14,9 @@
  *                 shrinks a tiny, a mid and a large block succeeds in place
  *                 when no block of the new size can be had; and the blocks
  *                 of a thread that filled memory and exited, once freed by
- *                 another thread, are room for other sizes at once.
+ *                 another thread, are room for other sizes at once; and
+ *                 an allocation that succeeds leaves errno alone when the
+ *                 purger thread cannot be started.
  *   rlimit-at-start  a program that starts with its address space limited
  *                 to 256 MiB (RLIMIT_AS set, then this program exec'd): the
  *                 region map cannot take its 2 GiB and covers the low 1 TiB
@@ -483,6 +485,34 @@ static int child_abandoned_room(void)
     return child_failed;
 }
 
+/* An allocation that succeeds leaves errno alone, as glibc's does, even
+ * when the purger thread, wanted once 16 MiB were freed, cannot be started
+ * on the way (no room for its stack: the freed block's mapping, cached, is
+ * what holds the room, and it serves the allocation).  (hakmem returned the
+ * block with errno ENOMEM: a program that sets errno to 0 and calls
+ * getpwnam() took "no such user" for an error.) */
+static int child_errno_kept(void)
+{
+    unsigned char *c = malloc(16 * MiB);
+    if (c == NULL) {
+        say("  malloc failed before the limit");
+        return 1;
+    }
+    memset(c, 1, 16 * MiB);
+    size_t vm = status_kb("VmSize:");
+    free(c);
+    struct rlimit rl = {vm - 8 * MiB, vm - 8 * MiB};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+    errno = 0;
+    void *p = malloc(40000);
+    CHECK(p != NULL && errno == 0, "at the limit, 16 MiB just freed: malloc(40000) = %p errno %d", p, errno);
+    free(p);
+    return child_failed;
+}
+
 /* ---- 1 B and 64 GiB ---- */
 
 static int child_tiny_huge(void)
@@ -696,6 +726,7 @@ int main(int argc, char **argv)
     run("rlimit-two-threads", child_rlimit_threads);
     run("rlimit-realloc-shrink", child_realloc_shrink);
     run("rlimit-abandoned-room", child_abandoned_room);
+    run("rlimit-errno-kept", child_errno_kept);
     run("rlimit-at-start", child_limited_start);
     run("rlimit-at-start-big-block", child_limited_big);
     run("tiny-huge", child_tiny_huge);
