@@ -23,7 +23,7 @@ void *hak_os_map_read_only(size_t len) HAK_HIDDEN;            /* PROT_READ, no r
 void *hak_os_map_at(uintptr_t addr, size_t len) HAK_HIDDEN;   /* NULL + EEXIST: taken */
 bool hak_os_make_writable(void *p, size_t len) HAK_HIDDEN;
 void hak_os_unmap(void *p, size_t len) HAK_HIDDEN;
-void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may move */
+void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may move; NULL: mremap's errno */
 void hak_os_write_stderr(const char *s) HAK_HIDDEN;           /* no malloc */
 char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", returns end */
 

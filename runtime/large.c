@@ -352,16 +352,13 @@ static unsigned evict_for_growth(size_t grown, struct span *evict)
     return n;
 }
 
-/* Grow or shrink a large block in place or by mremap; p is known to be large.
- * The lock is held throughout so that the table cannot need to grow between
- * the remap and the record of its result. */
-void *hak_large_realloc(void *p, size_t n)
+/* Grow or shrink large block p (of at most PTRDIFF_MAX bytes) in place or by
+ * mremap: NULL with errno ENOMEM when the system is out of address space or
+ * memory, EFAULT when the span is a range of two mappings, which mremap
+ * refuses.  The lock is held throughout so that the table cannot need to
+ * grow between the remap and the record of its result. */
+static void *resize(void *p, size_t n)
 {
-    hak_thread_poll(); /* as hak_large_alloc */
-    if (n > PTRDIFF_MAX - HAK_PAGE) {
-        errno = ENOMEM;
-        return NULL;
-    }
     struct span evict[CACHE_SLOTS];
     unsigned n_evict = 0;
     pthread_mutex_lock(&large_lock);
@@ -389,6 +386,29 @@ void *hak_large_realloc(void *p, size_t n)
     pthread_mutex_unlock(&large_lock);
     unmap_spans(evict, n_evict);
     return base != NULL ? (char *)base + offset : NULL;
+}
+
+/* p is known to be large. */
+void *hak_large_realloc(void *p, size_t n)
+{
+    hak_thread_poll(); /* as hak_large_alloc */
+    if (n > PTRDIFF_MAX - HAK_PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int saved_errno = errno; /* a success leaves it alone */
+    void *q = resize(p, n);
+    if (q == NULL && errno == ENOMEM) {
+        /* Out of room (ulimit -v, say), where mremap needs only the growth:
+         * give back what is cached and try once more, as hak_large_alloc
+         * does.  The caller's fallback, a new block and a copy, needs the
+         * whole new size at once; it failed where glibc, which keeps no
+         * freed mapping, grew the block. */
+        hak_decay_reclaim_all();
+        q = resize(p, n);
+    }
+    errno = q != NULL ? saved_errno : ENOMEM;
+    return q;
 }
 
 size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)

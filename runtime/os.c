@@ -83,14 +83,12 @@ void hak_os_unmap(void *p, size_t len)
     munmap(p, len);
 }
 
+/* NULL with mremap's errno: ENOMEM when out of address space or memory,
+ * EFAULT when [p, p + old_len) is more than one of the kernel's mappings. */
 void *hak_os_remap(void *p, size_t old_len, size_t new_len)
 {
     void *q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
-    if (q == MAP_FAILED) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return q;
+    return q == MAP_FAILED ? NULL : q;
 }
 
 void hak_os_write_stderr(const char *s)

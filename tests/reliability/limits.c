@@ -15,7 +15,9 @@
  *                 when no block of the new size can be had; and the blocks
  *                 of a thread that filled memory and exited, once freed by
  *                 another thread, are room for other sizes at once; and
- *                 an allocation that succeeds leaves errno alone when the
+ *                 a large block grows by realloc with room for the growth
+ *                 only, in the mapping of a block just freed; and an
+ *                 allocation that succeeds leaves errno alone when the
  *                 purger thread cannot be started.
  *   rlimit-at-start  a program that starts with its address space limited
  *                 to 256 MiB (RLIMIT_AS set, then this program exec'd): the
@@ -513,6 +515,42 @@ static int child_errno_kept(void)
     return child_failed;
 }
 
+/* A large block grows by realloc at the limit, just after the program freed
+ * a smaller one: mremap needs room for the growth only, which the freed
+ * block's (cached) mapping is holding.  The limit leaves 24 MiB once that is
+ * given back: enough to grow a 64 MiB block to 80 MiB in place or by
+ * mremap, not for a new 80 MiB block and a copy.  (hakmem copied, and
+ * failed with ENOMEM where glibc, which unmaps the freed block at once, grew
+ * the block.) */
+static int child_realloc_grow_cached(void)
+{
+    unsigned char *b = malloc(64 * MiB);
+    unsigned char *c = malloc(48 * MiB);
+    if (b == NULL || c == NULL) {
+        say("  malloc failed before the limit");
+        return 1;
+    }
+    fill_pattern(b, 64 * MiB);
+    memset(c, 1, 48 * MiB);
+    size_t vm = status_kb("VmSize:");
+    free(c);
+    struct rlimit rl = {vm - 24 * MiB, vm - 24 * MiB};
+    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+    errno = 0;
+    unsigned char *q = realloc(b, 80 * MiB);
+    CHECK(q != NULL && errno == 0, "at the limit, 48 MiB just freed: realloc(64 MiB block, 80 MiB) = %p errno %d",
+          (void *)q, errno);
+    if (q == NULL)
+        return 1;
+    CHECK(check_pattern(q, 64 * MiB), "realloc(64 MiB block, 80 MiB) lost the contents");
+    memset(q + 64 * MiB, 2, 16 * MiB);
+    free(q);
+    return child_failed;
+}
+
 /* ---- 1 B and 64 GiB ---- */
 
 static int child_tiny_huge(void)
@@ -726,6 +764,7 @@ int main(int argc, char **argv)
     run("rlimit-two-threads", child_rlimit_threads);
     run("rlimit-realloc-shrink", child_realloc_shrink);
     run("rlimit-abandoned-room", child_abandoned_room);
+    run("rlimit-realloc-grow-cached", child_realloc_grow_cached);
     run("rlimit-errno-kept", child_errno_kept);
     run("rlimit-at-start", child_limited_start);
     run("rlimit-at-start-big-block", child_limited_big);
