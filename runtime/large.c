@@ -198,6 +198,7 @@ static unsigned cache_put(struct span s, struct span *evict)
 
 void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
 {
+    int saved_errno = errno; /* a success leaves it alone (a map failed before the reclaim) */
     hak_thread_poll(); /* an allocation slow path: what waits to be purged goes, in time */
     if (align < HAK_PAGE)
         align = HAK_PAGE;
@@ -264,6 +265,7 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     }
     if (zeroed)
         *zeroed = !reused;
+    errno = saved_errno;
     return (void *)s.user;
 }
 

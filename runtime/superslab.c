@@ -23,6 +23,7 @@
  * small pages (the kernel may merge them again later).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -107,6 +108,10 @@ static struct hak_superslab *ss_map(void)
 
 struct hak_span *hak_ss_span_alloc(unsigned cls)
 {
+    /* a span had leaves errno as it was, whatever mapping set on the way (a
+     * place in the low part found taken: EEXIST; a map failed before the
+     * reclaim: ENOMEM): the malloc it is for succeeds */
+    int saved_errno = errno;
     unsigned k = hak_class_info[cls].span_bytes / HAK_SLAB_BYTES;
     pthread_mutex_lock(&ss_lock);
     struct hak_superslab *ss;
@@ -154,6 +159,7 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     __atomic_store_n(&sp->owner, NULL, __ATOMIC_RELAXED);
     hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, (uint8_t)(cls + 1));
     pthread_mutex_unlock(&ss_lock);
+    errno = saved_errno;
     return sp;
 }
 

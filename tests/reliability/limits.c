@@ -28,6 +28,9 @@
  *                 addresses no higher; and in a fork child.
  *   rlimit-at-start-big-block  under 3 GiB: malloc(16), then malloc(2 GiB)
  *                 (the whole map would have taken 2 GiB of the 3).
+ *   rlimit-at-start-errno  under 256 MiB: SuperSlabs unmapped by malloc_trim
+ *                 and mapped again, past others still mapped; every malloc
+ *                 succeeds with errno left 0.
  *   tiny-huge     malloc(1); impossible sizes (> PTRDIFF_MAX) give ENOMEM;
  *                 malloc, calloc, realloc and posix_memalign of 64 GiB either
  *                 fail with ENOMEM (the old block kept) or succeed without
@@ -685,6 +688,32 @@ static int limited_start_main(void)
     return child_failed;
 }
 
+/* The exec'd side under 256 MiB again: SuperSlabs go to the first free place
+ * of the low part.  Blocks fill several, the older half is freed and
+ * malloc_trim unmaps the SuperSlabs it emptied; new blocks then fill their
+ * places and go on past those still mapped.  Every malloc succeeds and
+ * leaves errno 0.  (Each place found taken left errno EEXIST.) */
+#define ERRNO_BLOCKS 8192
+static int limited_errno_main(void)
+{
+    static void *p[ERRNO_BLOCKS];
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = round == 0 ? 0 : ERRNO_BLOCKS / 2; i < ERRNO_BLOCKS; i++) {
+            errno = 0;
+            p[i] = malloc(4000);
+            CHECK(p[i] != NULL && errno == 0, "round %d: malloc(4000) #%zu = %p errno %d", round, i, p[i], errno);
+            if (p[i] == NULL || errno != 0)
+                return 1;
+        }
+        for (size_t i = 0; i < ERRNO_BLOCKS / 2; i++) {
+            free(p[i]);
+            p[i] = p[i + ERRNO_BLOCKS / 2];
+        }
+        malloc_trim(0);
+    }
+    return child_failed;
+}
+
 /* The exec'd side under 3 GiB: the whole map (2 GiB) would be 2/3 of it, so
  * the map takes the low part, and 2 GiB are left for one large block. */
 static int limited_big_main(void)
@@ -720,6 +749,11 @@ static int child_limited_big(void)
     return exec_limited(3 * GiB, "--limited-big");
 }
 
+static int child_limited_errno(void)
+{
+    return exec_limited(256 * MiB, "--limited-errno");
+}
+
 static int passed, failed;
 
 static void run(const char *name, int (*fn)(void))
@@ -753,6 +787,8 @@ int main(int argc, char **argv)
         return limited_start_main();
     if (argc == 2 && strcmp(argv[1], "--limited-big") == 0)
         return limited_big_main();
+    if (argc == 2 && strcmp(argv[1], "--limited-errno") == 0)
+        return limited_errno_main();
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *any = getenv("LIMITS_ANY_MALLOC");
     if (!(any && *any == '1') && dlsym(RTLD_DEFAULT, "hak_spec_name") == NULL) {
@@ -768,6 +804,7 @@ int main(int argc, char **argv)
     run("rlimit-errno-kept", child_errno_kept);
     run("rlimit-at-start", child_limited_start);
     run("rlimit-at-start-big-block", child_limited_big);
+    run("rlimit-at-start-errno", child_limited_errno);
     run("tiny-huge", child_tiny_huge);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
