@@ -150,8 +150,13 @@ void *hak_api_realloc(void *p, size_t n)
         if (old == 0)
             report_not_large("realloc", "freed pointer", p);
         void *q;
-        if (n > HAK_MAX_CLASS_SIZE && (q = hak_large_realloc(p, n)) != NULL)
-            return q; /* else (mremap refused: a range of two mappings) copy below */
+        if (n > HAK_MAX_CLASS_SIZE) {
+            if ((q = hak_large_realloc(p, n)) != NULL)
+                return q;
+            /* mremap refused (a range of two mappings, or no room): a copy
+             * below, whose success leaves errno as the caller had it */
+            errno = saved_errno;
+        }
     }
     void *q = hak_front_malloc(n);
     if (q == NULL) {

@@ -328,6 +328,44 @@ START_TEST(large_table_stays_small_with_few_live)
 }
 END_TEST
 
+/* A cached range may be two of the kernel's mappings (two freed blocks'
+ * that the kernel would not merge: here one is marked MADV_DONTDUMP), which
+ * mremap refuses to grow (EFAULT): realloc copies the block instead, keeps
+ * its content and, succeeding, leaves errno alone.  (It returned with errno
+ * ENOMEM.) */
+START_TEST(large_realloc_across_two_mappings)
+{
+    size_t len = cacheable((size_t)2 << 20) / 2 & ~(size_t)4095;
+    if (len <= HAK_MAX_CLASS_SIZE)
+        return; /* nothing large is ever cached */
+    malloc_trim(0);
+    unsigned char *a = malloc(len), *b = malloc(len);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    unsigned char *lo = a < b ? a : b;
+    if (lo + len != (a < b ? b : a)) { /* not neighbours: no such range to make */
+        free(a);
+        free(b);
+        return;
+    }
+    ck_assert_int_eq(madvise(a, len, MADV_DONTDUMP), 0); /* a mapping of its own */
+    free(a);
+    free(b); /* cached: one range over both */
+    unsigned char *x = malloc(2 * len);
+    ck_assert_ptr_eq(x, lo);
+    for (size_t i = 0; i < 2 * len; i += 64)
+        x[i] = (unsigned char)(i / 64 * 7);
+    errno = 0;
+    unsigned char *y = realloc(x, 4 * len);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(errno, 0);
+    for (size_t i = 0; i < 2 * len; i += 64)
+        if (y[i] != (unsigned char)(i / 64 * 7))
+            ck_abort_msg("byte %zu lost", i);
+    free(y);
+}
+END_TEST
+
 /* glibc's internal names are hakmem's too: a block from one frees with the other. */
 void *__libc_malloc(size_t);
 void __libc_free(void *);
@@ -477,6 +515,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, large_realloc_growth_releases_cache);
     tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
     tcase_add_test(tc, large_table_stays_small_with_few_live);
+    tcase_add_test(tc, large_realloc_across_two_mappings);
     tcase_add_test(tc, libc_names_are_hakmem);
     suite_add_tcase(s, tc);
     return s;
