@@ -330,7 +330,7 @@ size_t hak_decay_purge_all(void)
     return released;
 }
 
-/* mmap failed (superslab.c, large.c): memory the purge alone would miss
+/* mmap or mremap failed (superslab.c, large.c): memory the purge alone would miss
  * first, whether due or not: the transfer caches' batches go back to their
  * spans and abandoned spans that got all their blocks back are freed (a
  * program whose threads exited after their blocks were freed elsewhere would

@@ -53,7 +53,7 @@ static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
 }
 void hak_decay_poll(void) HAK_HIDDEN;   /* only where no lock can be held: see decay.c */
 size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
-size_t hak_decay_reclaim_all(void) HAK_HIDDEN; /* mmap failed: blocks parked and spans emptied too */
+size_t hak_decay_reclaim_all(void) HAK_HIDDEN; /* mmap or mremap failed: blocks parked and spans emptied too */
 void hak_decay_release_blocks(void) HAK_HIDDEN; /* malloc_trim: every transfer batch back, abandoned spans trimmed */
 void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
 void hak_decay_unlock(void) HAK_HIDDEN; /* fork: parent */
