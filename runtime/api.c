@@ -60,7 +60,7 @@ void *hak_large_malloc(size_t n)
     /* by bit length; the last bucket also takes 64 bits (an impossible size,
      * which was counted past the array, in class 0's bursts) */
     HAK_THREAD_STAT(hak_tls.prof.large_hist[n >> 63 ? 63 : 64 - __builtin_clzl(n)]++);
-    return hak_large_alloc(n, 16, NULL);
+    return hak_large_alloc(n, 16, false);
 }
 
 void hak_free_other(void *p)
@@ -105,11 +105,7 @@ void *hak_api_calloc(size_t n, size_t size)
         return NULL;
     }
     if (total > HAK_MAX_CLASS_SIZE) {
-        bool zeroed;
-        void *p = hak_large_alloc(total, 16, &zeroed);
-        if (p != NULL && !zeroed)
-            memset(p, 0, total);
-        return p;
+        return hak_large_alloc(total, 16, true);
     }
     void *p = hak_front_malloc(total);
     if (p != NULL)
@@ -194,7 +190,7 @@ static void *aligned(size_t align, size_t n)
                 return hak_front_alloc_class(cls);
         }
     }
-    return hak_large_alloc(n, align, NULL);
+    return hak_large_alloc(n, align, false);
 }
 
 static bool pow2(size_t x)

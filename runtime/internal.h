@@ -241,7 +241,7 @@ void hak_thread_pool_due(uint64_t *next_ms) HAK_HIDDEN;
 void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
 
 /* ---- large.c: mmap'd spans above the largest class ---- */
-void *hak_large_alloc(size_t n, size_t align, bool *zeroed) HAK_HIDDEN;
+void *hak_large_alloc(size_t n, size_t align, bool zero) HAK_HIDDEN; /* zero: calloc */
 bool hak_large_free(void *p) HAK_HIDDEN;        /* false: not a large block of ours */
 size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ours */
 bool hak_large_was_freed(const void *p) HAK_HIDDEN; /* freed lately, pages still cached */

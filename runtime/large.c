@@ -196,7 +196,7 @@ static unsigned cache_put(struct span s, struct span *evict)
     return n;
 }
 
-void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
+void *hak_large_alloc(size_t n, size_t align, bool zero)
 {
     int saved_errno = errno; /* a success leaves it alone (a map failed before the reclaim) */
     hak_thread_poll(); /* an allocation slow path: what waits to be purged goes, in time */
@@ -219,6 +219,7 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
     pthread_mutex_lock(&large_lock);
     bool reused = cache_take(len, &s, &grow);
     pthread_mutex_unlock(&large_lock);
+    size_t dirty = reused ? s.len : 0; /* bytes from s.base that may not read zero */
     if (reused && grow) {
         void *moved = hak_os_remap((void *)s.base, s.len, len);
         if (moved == NULL) {
@@ -231,6 +232,7 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
             pthread_mutex_unlock(&large_lock);
             unmap_spans(evict, n_evict);
             reused = false;
+            dirty = 0;
         } else {
             s.base = (uintptr_t)moved;
             s.len = len;
@@ -263,8 +265,13 @@ void *hak_large_alloc(size_t n, size_t align, bool *zeroed)
         errno = ENOMEM;
         return NULL;
     }
-    if (zeroed)
-        *zeroed = !reused;
+    /* calloc: what was cached may not read zero, and is cleared; what mremap
+     * added to it does, and is not touched (a 2 GiB calloc grown from a
+     * cached 1 MiB span wrote all 2 GiB: a big array used sparsely took its
+     * whole size) */
+    size_t held = dirty > s.user - s.base ? dirty - (s.user - s.base) : 0; /* from s.user */
+    if (zero)
+        memset((void *)s.user, 0, held < n ? held : n);
     errno = saved_errno;
     return (void *)s.user;
 }

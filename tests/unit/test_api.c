@@ -366,6 +366,57 @@ START_TEST(large_realloc_across_two_mappings)
 }
 END_TEST
 
+/* Pages of [p, p + len) resident now. */
+static size_t resident_pages(const void *p, size_t len)
+{
+    static unsigned char vec[((size_t)64 << 20) / 4096];
+    ck_assert_uint_le(len, sizeof vec * 4096);
+    ck_assert_int_eq(mincore((void *)p, len, vec), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < (len + 4095) / 4096; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+static void assert_zero(const unsigned char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != 0)
+            ck_abort_msg("byte %zu of %zu is %u", i, len, p[i]);
+}
+
+/* A calloc that grows a cached span by mremap clears what the span held
+ * and leaves the pages mremap added untouched: they read zero already, and
+ * a fresh mapping's would be committed only as the program touches them.  A
+ * 64 MiB calloc grown from a cached 1 MiB span is not resident after the
+ * call.  (It wrote all 64 MiB: a 2 GiB array used sparsely took 2 GiB.)  And
+ * one cut from a cached 8 MiB span, written whole before, reads zero. */
+START_TEST(large_calloc_grown_from_cached_span)
+{
+    size_t small = cacheable((size_t)1 << 20), big = (size_t)64 << 20;
+    if (small <= HAK_MAX_CLASS_SIZE)
+        return; /* nothing large is ever cached */
+    malloc_trim(0);
+    unsigned char *x = malloc(small);
+    memset(x, 0xee, small);
+    free(x); /* cached, written */
+    unsigned char *p = calloc(1, big);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_le(resident_pages(p, big), big / 4096 / 8);
+    assert_zero(p, big);
+    free(p);
+    malloc_trim(0);
+    size_t cached = cacheable((size_t)8 << 20), want = cached / 4 * 3;
+    x = malloc(cached);
+    memset(x, 0xee, cached);
+    free(x);
+    p = calloc(1, want);
+    ck_assert_ptr_eq(p, x); /* the cached span */
+    assert_zero(p, want);
+    free(p);
+}
+END_TEST
+
 /* glibc's internal names are hakmem's too: a block from one frees with the other. */
 void *__libc_malloc(size_t);
 void __libc_free(void *);
@@ -516,6 +567,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
     tcase_add_test(tc, large_table_stays_small_with_few_live);
     tcase_add_test(tc, large_realloc_across_two_mappings);
+    tcase_add_test(tc, large_calloc_grown_from_cached_span);
     tcase_add_test(tc, libc_names_are_hakmem);
     suite_add_tcase(s, tc);
     return s;

@@ -245,12 +245,11 @@ START_TEST(purger_counts_what_is_still_free)
     hak_decay_poll();
     int before = thread_count();
     size_t len = HAK_PURGER_MIN_BYTES - span;
-    bool zeroed;
-    char *big = hak_large_alloc(len, 0, &zeroed);
+    char *big = hak_large_alloc(len, 0, false);
     ck_assert_ptr_nonnull(big);
     memset(big, 0x5A, len);
     ck_assert(hak_large_free(big)); /* cached: a note of len bytes */
-    char *again = hak_large_alloc(len, 0, &zeroed);
+    char *again = hak_large_alloc(len, 0, false);
     ck_assert_ptr_eq(again, big); /* the cached span, taken again */
     static struct hak_span *sp[MAX_SPANS];
     int n = alloc_dirty_spans(sp, MAX_SPANS, 2 * span);
