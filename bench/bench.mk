@@ -71,10 +71,10 @@ bench-ir: deps bench-trusted $(BUILD)/libhakmem.so $(BENCH_DIR)/fixed $(BENCH_DI
 bench-bins: $(BENCH_BINS)
 
 # The do-nothing yardsticks (bench/floor/floor.c): the same loops under a
-# thread cache of bare array shape and of bare list shape, beside hakmem and
-# tcmalloc.  By default only the workloads whose blocks the floors cache
+# thread cache of bare array shape, of bare list shape and of an array with
+# its top block apart, beside hakmem and tcmalloc.  By default only the workloads whose blocks the floors cache
 # (<= 2 KiB); QUICK, BENCH and ROUNDS as for make bench.
-FLOOR_LIBS := $(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so
+FLOOR_LIBS := $(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so $(BENCH_DIR)/floor-top.so
 FLOOR_BENCH := fixed,mixed,larson
 FLOOR_PEER := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
 	/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4))
@@ -86,14 +86,15 @@ bench-floor: deps bench-peers $(BUILD)/libhakmem.so $(BENCH_BINS) $(FLOOR_LIBS)
 		$(if $(FLOOR_PEER),--alloc tcmalloc=$(FLOOR_PEER)) \
 		--alloc floor-array=$(abspath $(BENCH_DIR)/floor-array.so) \
 		--alloc floor-list=$(abspath $(BENCH_DIR)/floor-list.so) \
+		--alloc floor-top=$(abspath $(BENCH_DIR)/floor-top.so) \
 		--hakmem $(abspath $(BUILD)/libhakmem.so) \
 		$(if $(BENCH),,--bench $(FLOOR_BENCH)) --out $(BUILD)/bench/floor \
 		$(BENCH_RUN_FLAGS)
 
-$(BENCH_DIR)/floor-array.so $(BENCH_DIR)/floor-list.so: $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
+$(FLOOR_LIBS): $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -shared -fPIC -fvisibility=hidden -ftls-model=initial-exec \
-		-DFLOOR_LIST=$(if $(filter list,$*),1,0) -o $@ $<
+		-DFLOOR_LIST=$(if $(filter list,$*),1,0) -DFLOOR_TOP=$(if $(filter top,$*),1,0) -o $@ $<
 
 bench-static: $(BENCH_STATIC_BINS)
 

@@ -13,7 +13,12 @@
  *                   full array drops the block);
  *   floor-list.so   each class's cache is a linked list through the free
  *                   blocks, with no count, as hakmem's sll tier without its
- *                   capacity.
+ *                   capacity;
+ *   floor-top.so    the array, but the block to hand out next kept apart
+ *                   from it, as a list's head is: malloc returns it after
+ *                   one load, where the array's pop loads the count and
+ *                   then the slot (bench/NOTES.md, "The ring's shape on
+ *                   another CPU").
  * Blocks come from 64 KiB chunks, one class per chunk, carved from a region
  * reserved at the first call; a byte per chunk names its class, so a block
  * has no header, as in hakmem.  Bigger blocks and aligned blocks take whole
@@ -41,6 +46,13 @@
 
 #if FLOOR_LIST
 struct cache { void *head[CLASSES]; };
+#elif FLOOR_TOP
+#define SLOTS 128u
+struct cache {
+    void *top[CLASSES];        /* the block to hand out next, NULL: none */
+    uint32_t n[CLASSES];       /* blocks in slot[1..n] */
+    void *slot[CLASSES][SLOTS]; /* slot[0] stays NULL */
+};
 #else
 #define SLOTS 128u
 struct cache {
@@ -147,6 +159,14 @@ EXPORT void *malloc(size_t n)
         cache.head[cls] = *(void **)p;
         return p;
     }
+#elif FLOOR_TOP
+    void *p = cache.top[cls];
+    if (LIKELY(p != NULL)) {
+        uint32_t k = cache.n[cls];
+        cache.top[cls] = cache.slot[cls][k];
+        cache.n[cls] = k - (k != 0);
+        return p;
+    }
 #else
     uint32_t k = cache.n[cls];
     if (LIKELY(k != 0)) {
@@ -167,6 +187,14 @@ EXPORT void free(void *p)
 #if FLOOR_LIST
     *(void **)p = cache.head[cls];
     cache.head[cls] = p;
+#elif FLOOR_TOP
+    void *t = cache.top[cls];
+    uint32_t k = cache.n[cls];
+    if (LIKELY(k + 1 < SLOTS)) {
+        cache.slot[cls][k + 1] = t; /* t NULL (empty): slot k + 1 is never read */
+        cache.n[cls] = k + (t != NULL);
+        cache.top[cls] = p;
+    }
 #else
     uint32_t k = cache.n[cls];
     if (LIKELY(k < SLOTS)) {

@@ -356,6 +356,7 @@ class BenchFloorTest(unittest.TestCase):
     def expected(self, *flags):
         return ["--alloc", f"floor-array={BIN}/floor-array.so",
                 "--alloc", f"floor-list={BIN}/floor-list.so",
+                "--alloc", f"floor-top={BIN}/floor-top.so",
                 "--hakmem", f"{REPO}/build/default/libhakmem.so", *flags]
 
     def test_defaults(self):
