@@ -402,11 +402,17 @@ static bool thread_start(void)
 {
     if (hak_tls.state == HAK_THREAD_DEAD || !hak_global_init())
         return false;
+    /* a failed map sets errno, but the call is then served without caches
+     * and may well succeed: errno is the shared heap's to set, or no one's */
+    int saved_errno = errno;
     struct hak_heap *heap = hak_heap_acquire();
-    if (heap == NULL)
+    if (heap == NULL) {
+        errno = saved_errno;
         return false;
+    }
     if (!block_acquire()) {
         hak_heap_release(heap);
+        errno = saved_errno;
         return false;
     }
     thread_heap = heap;

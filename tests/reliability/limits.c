@@ -518,6 +518,48 @@ static int child_errno_kept(void)
     return child_failed;
 }
 
+/* A thread whose caches cannot be mapped (its first malloc at the limit) is
+ * served without them, from the shared heap, whose span comes out of a
+ * SuperSlab already mapped: the malloc succeeds and leaves errno alone.  (The
+ * failed map of the thread's cache block left ENOMEM on the success.)  The
+ * limit is set inside the thread, whose stack is mapped by then; it leaves 32
+ * KiB, less than the block. */
+struct thread_errno {
+    void *p;
+    int err;
+    bool limited;
+};
+
+static void *thread_start_at_limit(void *arg)
+{
+    struct thread_errno *r = arg;
+    size_t vm = status_kb("VmSize:");
+    struct rlimit rl = {vm + 32 * 1024, vm + 32 * 1024};
+    r->limited = vm != 0 && setrlimit(RLIMIT_AS, &rl) == 0;
+    errno = 0;
+    r->p = malloc(16);
+    r->err = errno;
+    return NULL;
+}
+
+static int child_thread_start_errno(void)
+{
+    free(malloc(16)); /* the main thread's caches, heap and SuperSlab */
+    struct thread_errno r = {NULL, 0, false};
+    pthread_t t;
+    if (pthread_create(&t, NULL, thread_start_at_limit, &r) != 0 || pthread_join(t, NULL) != 0) {
+        say("  pthread_create failed before the limit");
+        return 1;
+    }
+    if (!r.limited) {
+        say("  setrlimit(RLIMIT_AS) failed");
+        return 1;
+    }
+    CHECK(r.p != NULL && r.err == 0, "a thread's first malloc(16) at the limit = %p errno %d", r.p, r.err);
+    free(r.p);
+    return child_failed;
+}
+
 /* A large block grows by realloc at the limit, just after the program freed
  * a smaller one: mremap needs room for the growth only, which the freed
  * block's (cached) mapping is holding.  The limit leaves 24 MiB once that is
@@ -802,6 +844,7 @@ int main(int argc, char **argv)
     run("rlimit-abandoned-room", child_abandoned_room);
     run("rlimit-realloc-grow-cached", child_realloc_grow_cached);
     run("rlimit-errno-kept", child_errno_kept);
+    run("rlimit-thread-start-errno", child_thread_start_errno);
     run("rlimit-at-start", child_limited_start);
     run("rlimit-at-start-big-block", child_limited_big);
     run("rlimit-at-start-errno", child_limited_errno);
