@@ -180,12 +180,18 @@ static bool map_block_array(void)
     return blocks != MAP_FAILED;
 }
 
+/* RLIMIT_AS at vm (a VmSize read, 0 when it could not be) plus delta, a
+ * negative delta taking that much off; false when it is not set. */
+static bool limit_vm(size_t vm, long long delta)
+{
+    struct rlimit rl = {vm + (size_t)delta, vm + (size_t)delta};
+    return vm != 0 && setrlimit(RLIMIT_AS, &rl) == 0;
+}
+
 /* RLIMIT_AS at the address space used now plus HEADROOM. */
 static bool limit_to_headroom(void)
 {
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + HEADROOM, vm + HEADROOM};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+    if (!limit_vm(status_kb("VmSize:"), HEADROOM)) {
         say("  setrlimit(RLIMIT_AS) failed");
         return false;
     }
@@ -506,8 +512,7 @@ static int child_errno_kept(void)
     memset(c, 1, 16 * MiB);
     size_t vm = status_kb("VmSize:");
     free(c);
-    struct rlimit rl = {vm - 8 * MiB, vm - 8 * MiB};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+    if (!limit_vm(vm, -(long long)(8 * MiB))) {
         say("  setrlimit(RLIMIT_AS) failed");
         return 1;
     }
@@ -533,9 +538,7 @@ struct thread_errno {
 static void *thread_start_at_limit(void *arg)
 {
     struct thread_errno *r = arg;
-    size_t vm = status_kb("VmSize:");
-    struct rlimit rl = {vm + 32 * 1024, vm + 32 * 1024};
-    r->limited = vm != 0 && setrlimit(RLIMIT_AS, &rl) == 0;
+    r->limited = limit_vm(status_kb("VmSize:"), 32 * 1024);
     errno = 0;
     r->p = malloc(16);
     r->err = errno;
@@ -579,8 +582,7 @@ static int child_realloc_grow_cached(void)
     memset(c, 1, 48 * MiB);
     size_t vm = status_kb("VmSize:");
     free(c);
-    struct rlimit rl = {vm - 24 * MiB, vm - 24 * MiB};
-    if (vm == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+    if (!limit_vm(vm, -(long long)(24 * MiB))) {
         say("  setrlimit(RLIMIT_AS) failed");
         return 1;
     }
