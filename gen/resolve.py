@@ -252,9 +252,43 @@ def _bin_stride(rows):
     two, whose bins would all share one page offset and so one L1 set; and a
     lea and a shift to multiply by.  Every class takes a stride: the default's
     block grows from 55 to 91 KiB (its mid rings are a quarter of the tiny
-    ones), up to 36 KiB more resident per thread."""
+    ones), up to 36 KiB more resident per thread.
+
+    A spec with no ring at all has bins of a bare header: 128 apart, each
+    still at 64 mod 128, and no more bytes than packing them (the smallest
+    of the form, 384, would more than double the block, so such specs had
+    no stride before and free loaded the offset).  At 128 a power of two
+    does no harm: 32 bins share a page, each on a set of its own.  The
+    variant grid16 (lists only) with this stride and _size_grid against
+    the same spec packed with loaded offsets and the table for every size,
+    31 interleaved rounds: mixed ws=256 1.15x, ws=8192 1.08x, fixed sizes
+    1.01-1.03x; _size_grid alone makes 1.08x of the 1.15x (bench/NOTES.md,
+    "Lists on a 16-byte grid")."""
     need = max(BIN_HEADER + 8 * c["ring"] for c in rows)
+    if need <= 128:
+        return 128
     return min(a << k for a in (3, 5, 9) for k in range(7, 32) if a << k >= need)
+
+
+def _size_grid(rows, tiny_count, stride, table_kinds):
+    """The largest size up to which malloc's table front finds a bin by
+    arithmetic, (n + 15) / 16 * stride, as free finds it by code, instead of
+    loading hak_size_bin: 0 for none.  Only when every tiny class is on the
+    16-byte grid (sizes 16, 32, 48, ... with no gap) and has a cache tier,
+    there is a stride, and one kind of first tier (no kind bit to load).  So
+    the branch between the two ways is the tiny/mid split, as predictable as
+    the program's own sizes; a split inside random sizes is not: the floor
+    allocator with hakmem's classes by arithmetic and a branch at 128 B ran
+    mixed ws=256 at 0.83x its own table lookup (bench/NOTES.md).  The load
+    sits on malloc's chain, size -> bin -> head -> block: grid16 with the
+    arithmetic against the table, 41 interleaved rounds: mixed ws=256
+    1.08x, ws=8192 1.00x, fixed 64 B 1.01x."""
+    if not stride or len(table_kinds) != 1:
+        return 0
+    tiny = rows[:tiny_count]
+    if all(c["size"] == 16 * (i + 1) and c["table_tier"] for i, c in enumerate(tiny)):
+        return tiny[-1]["size"]
+    return 0
 
 
 def _place_bins(rows, stride):
@@ -330,4 +364,5 @@ def model(resolved, spec_path):
         "guarded": resolved["options"]["free_check"] == "guarded",
         "table_kinds": table_kinds,
         "bin_stride": bin_stride,
+        "size_grid": _size_grid(rows, len(resolved["tiny"]["classes"]), bin_stride, table_kinds),
     }

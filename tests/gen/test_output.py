@@ -364,10 +364,15 @@ class BinPlacementTest(TempDirTest):
         else:  # a stride unless it would more than double the block
             self.assertEqual(stride == 0, resolve._place_bins(rows, resolve._bin_stride(rows)) > 2 * packed)
         if stride:
-            # 3, 5 or 9 times a power of two of at least 128, holding the largest bin
+            # 3, 5 or 9 times a power of two of at least 128, holding the
+            # largest bin; 128 itself when no class has a ring
+            largest = max(resolve.BIN_HEADER + 8 * c["ring"] for c in m["classes"])
             self.assertEqual(stride % 128, 0)
-            self.assertIn(stride // (stride & -stride), (3, 5, 9))
-            self.assertGreaterEqual(stride, max(resolve.BIN_HEADER + 8 * c["ring"] for c in m["classes"]))
+            if largest == resolve.BIN_HEADER:
+                self.assertEqual(stride, 128)
+            else:
+                self.assertIn(stride // (stride & -stride), (3, 5, 9))
+            self.assertGreaterEqual(stride, largest)
         end = resolve.THREAD_BLOCK_HEAD  # the empty bin, state and heap
         for c in m["classes"]:
             self.assertEqual(c["bin_at"] % 128, 0, c["size"])
@@ -400,6 +405,24 @@ class BinPlacementTest(TempDirTest):
                 self.assertEqual(max(c["ring"] for c in m["classes"]), ring)
                 self.assertEqual(m["bin_stride"], stride)
 
+    def test_stride_without_rings(self):
+        """No ring anywhere: bare headers 128 apart, as many bytes as packed
+        ones, where the smallest stride of the form (384) would have
+        tripled the block and left them packed, free loading the offset."""
+        text = edit(edit(SMALL, "tiers: [ring, sll, slab]", "tiers: [sll, slab]"),
+                    "  tiers: [ring, slab]\n", "  tiers: [sll, slab]\n")
+        self.write("s.yaml", text)
+        self.assertOk(self.hakgen("generate", "s.yaml", "o"))
+        out = read_outputs(os.path.join(self.tmp, "o"))
+        m = self.check_spec(os.path.join(self.tmp, "s.yaml"))
+        self.assertEqual([c["ring"] for c in m["classes"]], [0] * 9)
+        self.assertEqual(m["bin_stride"], 128)
+        self.assertEqual([c["bin_at"] for c in m["classes"]], [128 * k for k in range(1, 10)])
+        self.assertIn("#define HAK_BIN_STRIDE 128u\n", out["hak_spec.h"])
+        free = out["hak_front.h"].split("HAK_INLINE void hak_front_free(void *p)")[1].split("\n}\n")[0]
+        self.assertIn("(uintptr_t)code * HAK_BIN_STRIDE", free)
+        self.assertNotIn("hak_fast.bin_offset[code]", free)
+
     def test_packed_past_twice_the_block(self):
         """One ring far larger than the rest: strides would more than double
         the block, so bins stay packed and free loads the bin's offset."""
@@ -429,6 +452,68 @@ class BinPlacementTest(TempDirTest):
                                      1 if c["bin_pad"] else 0)
                 self.assertEqual("#define HAK_BIN_STRIDE " in out["hak_spec.h"], dispatch == "table")
                 self.assertIn("offsetof(struct hak_thread_slot, block) == 64,", out["hak_tables.c"])
+
+
+class SizeGridTest(TempDirTest):
+    """malloc's table front finds a tiny size's bin by arithmetic, as free
+    finds a code's, when every tiny class is on the 16-byte grid, has a cache
+    tier of the one kind all first tiers have, and bins have a stride."""
+
+    GRID = edit(edit(SMALL, "    - { size: 32, ring: 128, sll: 256, refill: 64 }\n",
+                            "    - { size: 32, ring: 128, sll: 256, refill: 64 }\n"
+                            "    - { size: 48, ring: 128, sll: 256, refill: 64 }\n"),
+                "    - { size: 128, ring: 64, sll: 128, refill: 32 }\n"
+                "    - { size: 256, ring: 32, sll: 64, refill: 16, tiers: [sll, slab] }\n"
+                "mid:\n  tiers: [ring, slab]\n  ring: 16\n  refill: 8\n  classes: [384, 512, 1024, 2048]\n",
+                "mid:\n  tiers: [ring, slab]\n  ring: 16\n  refill: 8\n  classes: [128, 512, 1024, 2048]\n")
+    ARITH = "uintptr_t o = HAK_LIKELY(n <= {}u) ? i * HAK_BIN_STRIDE : hak_size_bin[i];"
+
+    def malloc_front(self, text):
+        self.write("s.yaml", text)
+        self.assertOk(self.hakgen("generate", "s.yaml", "o"))
+        out = read_outputs(os.path.join(self.tmp, "o"))
+        m = resolve.model(resolve.resolve(load_spec(os.path.join(self.tmp, "s.yaml"))), "s.yaml")
+        front = out["hak_front.h"].split("HAK_INLINE void *hak_front_malloc(size_t n)")[1].split("\n}\n")[0]
+        self.assertIn(f"#define HAK_SIZE_GRID {m['size_grid']}u\n", out["hak_spec.h"])
+        return m, front
+
+    def test_grid(self):
+        """16, 32, 48, 64 B, every class ring-first (tiny [ring, sll, slab],
+        mid [ring, slab]): up to 64 B by arithmetic, which finds the bin of
+        the class the size table names, at every size but 0 (whose index 0
+        is code 0's empty bin: malloc(0) takes the miss path)."""
+        m, front = self.malloc_front(self.GRID)
+        self.assertEqual([c["size"] for c in m["classes"][:4]], [16, 32, 48, 64])
+        self.assertEqual(m["size_grid"], 64)
+        self.assertIn(self.ARITH.format(64), front)
+        for n in range(1, 65):
+            i = (n + 15) >> 4
+            self.assertEqual(m["classes"][m["size_table"][i]]["bin_at"], i * m["bin_stride"], n)
+
+    def test_no_grid(self):
+        """A gap, a tiny class with no cache, first tiers of both kinds, or
+        the switch dispatch (no stride): the table for every size."""
+        cases = {
+            "gap": edit(edit(self.GRID, "{ size: 48,", "{ size: 80,"), "{ size: 64,", "{ size: 96,"),
+            "no cache": edit(self.GRID, "{ size: 48, ring: 128, sll: 256, refill: 64 }",
+                             "{ size: 48, ring: 128, sll: 256, refill: 64, tiers: [slab] }"),
+            "both kinds": edit(self.GRID, "{ size: 48, ring: 128, sll: 256, refill: 64 }",
+                               "{ size: 48, ring: 128, sll: 256, refill: 64, tiers: [sll, ring, slab] }"),
+            "switch": edit(self.GRID, "options:\n", "options:\n  dispatch: switch\n"),
+        }
+        for name, text in cases.items():
+            with self.subTest(name):
+                m, front = self.malloc_front(text)
+                self.assertEqual(m["size_grid"], 0)
+                self.assertNotIn("i * HAK_BIN_STRIDE", front)
+
+    def test_shipped(self):
+        """The default's classes are on the grid only up to 128 B: no
+        arithmetic; grid16's are, up to 1024 B."""
+        for path, grid in ((DEFAULT_SPEC, 0), (os.path.join(VARIANTS, "grid16.yaml"), 1024)):
+            with self.subTest(path):
+                m = resolve.model(resolve.resolve(load_spec(path)), path)
+                self.assertEqual(m["size_grid"], grid)
 
 
 class SizeTableTest(TempDirTest):

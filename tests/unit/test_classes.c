@@ -42,6 +42,36 @@ START_TEST(class_boundaries_through_malloc)
 }
 END_TEST
 
+/* Up to HAK_SIZE_GRID, malloc's table front finds a size's bin by
+ * arithmetic (gen/resolve.py, _size_grid): it must be the bin the size
+ * table names, which free reaches by the block's code.  Through malloc and
+ * free: the block a free of any size caches is the next malloc's of that
+ * size, in every class with a cache. */
+START_TEST(size_grid_bin_is_the_tables)
+{
+#ifdef HAK_BIN_STRIDE
+    for (size_t n = 1; n <= HAK_SIZE_GRID; n++) {
+        size_t i = (n + 15) >> 4;
+        ck_assert_uint_eq(i * HAK_BIN_STRIDE, hak_size_bin[i]);
+        ck_assert_uint_eq(hak_class_info[hak_size_class[i]].bin_offset, hak_size_bin[i]);
+    }
+#else
+    ck_assert_uint_eq(HAK_SIZE_GRID, 0); /* the switch dispatch: no stride */
+#endif
+    for (size_t n = 1; n <= HAK_MAX_CLASS_SIZE; n++) {
+        unsigned cls = hak_size_class[(n + 15) >> 4];
+        if (!(hak_class_info[cls].tiers & (HAK_TIER_RING | HAK_TIER_SLL)))
+            continue;
+        void *p = malloc(n);
+        ck_assert_ptr_nonnull(p);
+        free(p);
+        void *q = malloc(n);
+        ck_assert_ptr_eq(q, p);
+        free(q);
+    }
+}
+END_TEST
+
 /* Class sizes are multiples of 16 and strictly increasing; the table's
  * literal spans hold `blocks` blocks. */
 START_TEST(class_table_consistent)
@@ -224,6 +254,7 @@ Suite *suite_classes(void)
     tcase_add_test(tc, size_to_class_every_size);
     tcase_add_test(tc, class_boundaries_through_malloc);
     tcase_add_test(tc, class_table_consistent);
+    tcase_add_test(tc, size_grid_bin_is_the_tables);
     tcase_add_test(tc, block_start_and_index_exact);
     tcase_add_test(tc, alignment_and_usable_size_writable);
     tcase_add_test(tc, bins_at_64_mod_128_in_memory);
