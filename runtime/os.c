@@ -96,12 +96,12 @@ void hak_os_write_stderr(const char *s)
     size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(2, s, len);
-        if (n <= 0 && errno != EINTR)
-            return;
-        if (n > 0) {
-            s += n;
-            len -= (size_t)n;
-        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* an error, or a write that took nothing: give up, never spin */
+        s += n;
+        len -= (size_t)n;
     }
 }
 

@@ -9,6 +9,7 @@ Suite *suite_misuse(void);
 Suite *suite_static(void);
 Suite *suite_transfer(void);
 Suite *suite_threads(void);
+Suite *suite_os(void);
 
 int main(void)
 {
@@ -19,6 +20,7 @@ int main(void)
     srunner_add_suite(sr, suite_static());
     srunner_add_suite(sr, suite_transfer());
     srunner_add_suite(sr, suite_threads());
+    srunner_add_suite(sr, suite_os());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
