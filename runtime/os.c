@@ -7,6 +7,20 @@
 
 #include "internal.h"
 
+/*
+ * munmap, which fails where it would split a mapping past the kernel's map
+ * count (vm.max_map_count): then the pages are given back by madvise, which
+ * splits nothing, and the addresses stay mapped.  errno is kept either way:
+ * the callers are calls that succeed (free, a trim of an aligned map).
+ */
+static void unmap(void *p, size_t len)
+{
+    int saved = errno;
+    if (munmap(p, len) != 0)
+        madvise(p, len, MADV_DONTNEED);
+    errno = saved;
+}
+
 void *hak_os_map(size_t len)
 {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -31,10 +45,10 @@ void *hak_os_map_aligned(size_t len, size_t align)
         return NULL;
     char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
     if (p > raw)
-        munmap(raw, (size_t)(p - raw));
+        unmap(raw, (size_t)(p - raw));
     size_t tail = (size_t)(raw + len + align - (p + len));
     if (tail)
-        munmap(p + len, tail);
+        unmap(p + len, tail);
     return p;
 }
 
@@ -80,7 +94,7 @@ bool hak_os_make_writable(void *p, size_t len)
 
 void hak_os_unmap(void *p, size_t len)
 {
-    munmap(p, len);
+    unmap(p, len);
 }
 
 /* NULL with mremap's errno: ENOMEM when out of address space or memory,
