@@ -105,18 +105,23 @@ void *hak_os_remap(void *p, size_t old_len, size_t new_len)
     return q == MAP_FAILED ? NULL : q;
 }
 
+/* errno is kept: a message may be written where a call goes on to succeed
+ * (HAKMEM_SHOW_SPEC's line at start-up, inside a program's first malloc),
+ * and a closed stderr (2>&-) must not leave EBADF behind. */
 void hak_os_write_stderr(const char *s)
 {
+    int saved = errno;
     size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(2, s, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return; /* an error, or a write that took nothing: give up, never spin */
+            break; /* an error, or a write that took nothing: give up, never spin */
         s += n;
         len -= (size_t)n;
     }
+    errno = saved;
 }
 
 char *hak_fmt_hex(char *out, uintptr_t v)

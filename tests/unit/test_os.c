@@ -14,6 +14,7 @@
 #include "internal.h"
 
 static int stderr_writes_taking_nothing; /* armed: fd 2 writes return 0 */
+static int stderr_writes_failing;         /* armed: fd 2 writes fail with EBADF */
 static int stderr_write_calls;
 
 ssize_t write(int fd, const void *buf, size_t n)
@@ -26,6 +27,11 @@ ssize_t write(int fd, const void *buf, size_t n)
             return (ssize_t)n;
         }
         return 0;
+    }
+    if (fd == 2 && stderr_writes_failing > 0) {
+        stderr_write_calls++;
+        errno = EBADF; /* as with stderr closed (2>&-) */
+        return -1;
     }
     return syscall(SYS_write, fd, buf, n);
 }
@@ -109,11 +115,28 @@ START_TEST(stderr_write_taking_nothing_gives_up)
 }
 END_TEST
 
+/* A message that cannot be written (stderr closed) leaves errno as it was:
+ * HAKMEM_SHOW_SPEC's line is written at start-up (or inside a program's first
+ * malloc), which then left EBADF in errno at main, or after a malloc that
+ * succeeded. */
+START_TEST(stderr_write_failing_keeps_errno)
+{
+    stderr_writes_failing = 1;
+    stderr_write_calls = 0;
+    errno = EDOM;
+    hak_os_write_stderr("hakmem: test message\n");
+    stderr_writes_failing = 0;
+    ck_assert_int_eq(stderr_write_calls, 1);
+    ck_assert_int_eq(errno, EDOM);
+}
+END_TEST
+
 Suite *suite_os(void)
 {
     Suite *s = suite_create("os");
     TCase *tc = tcase_create("os");
     tcase_add_test(tc, stderr_write_taking_nothing_gives_up);
+    tcase_add_test(tc, stderr_write_failing_keeps_errno);
     tcase_add_test(tc, unmap_refused_gives_pages_back);
     tcase_add_test(tc, aligned_map_trims_refused);
     suite_add_tcase(s, tc);
