@@ -138,6 +138,13 @@ static struct block_pages block_pages(const struct hak_thread_block *blk, const 
     return r;
 }
 
+/* Whether a test of the pages above must have found some to check: a
+ * block of 8 pages or more has pages beyond its header and two classes'
+ * bins (at most 5); a metrics build's counters may fill the rest of a
+ * block, and a small block (grid16's 3 pages, a spec of one class) may have
+ * none beyond them, which is no failure of the allocator. */
+#define BLOCK_HAS_OTHER_PAGES (!HAK_METRICS && sizeof(struct hak_thread_block) >= 8 * HAK_PAGE)
+
 #define SMALL 16
 #define BIG 1000
 #define BLOCK_PAGES (sizeof(struct hak_thread_block) / HAK_PAGE + 2)
@@ -178,7 +185,8 @@ START_TEST(thread_touches_only_bins_it_uses)
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, use_classes, &u), 0);
     pthread_join(t, NULL);
-    ck_assert_uint_gt(u.pages.checked, 0); /* 20 of 23 with the default spec */
+    if (BLOCK_HAS_OTHER_PAGES)
+        ck_assert_uint_gt(u.pages.checked, 0); /* 20 of 23 with the default spec */
     ck_assert_uint_eq(u.pages.stray, 0);
 }
 END_TEST
@@ -207,7 +215,8 @@ START_TEST(pooled_block_reset_writes_its_header_only)
         ck_assert_uint_eq(second.big_ring_s, 0); /* the first thread's counters are gone */
         ck_assert_uint_eq(second.big_front_lim, 0);
     }
-    ck_assert_uint_gt(second.pages.checked, 0);
+    if (BLOCK_HAS_OTHER_PAGES)
+        ck_assert_uint_gt(second.pages.checked, 0);
     ck_assert_uint_eq(second.pages.stray, 0);
 }
 END_TEST
