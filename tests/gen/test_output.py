@@ -339,6 +339,17 @@ class TableFrontTest(TempDirTest):
         spec = json.loads(out["spec.json"])
         self.assertEqual((spec["mid"]["sll"], spec["mid"]["ring"], spec["mid"]["refill"]), (32, 16, 8))
 
+    def test_mid_ring_only_with_a_ring(self):
+        """mid.ring is needed only where mid's tiers have a ring: lists alone
+        need none (it resolves to 0), and a ring left out gets the default 64,
+        as a tiny class's does."""
+        lists = self.generate(edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n", "  tiers: [sll, slab]\n"))
+        spec = json.loads(lists["spec.json"])
+        self.assertEqual((spec["mid"]["tiers"], spec["mid"]["sll"], spec["mid"]["ring"]),
+                         (["sll", "slab"], 128, 0))
+        ring = self.generate(edit(SMALL, "  ring: 16\n  refill: 8\n", "  refill: 8\n"))
+        self.assertEqual(json.loads(ring["spec.json"])["mid"]["ring"], 64)
+
 
 class BinPlacementTest(TempDirTest):
     """Bins in struct hak_thread_block sit where no block of a class sized in
