@@ -182,20 +182,23 @@ class ProvenanceTest(TempDirTest):
 
 
 class OneFieldEditTest(TempDirTest):
-    """ring of the 64-byte class (class 3) 256 -> 128 changes exactly its constants."""
+    """In the ring spec (spec/variants/ring.yaml on the default), the ring of
+    the 64-byte class (class 3) 256 -> 128 changes exactly its constants."""
 
     def test_ring_of_class_3(self):
-        before = _default_text()
-        after = edit(before, "{ size: 64,   ring: 256,", "{ size: 64,   ring: 128,")
-        self.write("a/classes.yaml", before)
-        self.write("b/classes.yaml", after)
-        self.assertOk(self.hakgen("generate", "a/classes.yaml", "oa"))
-        self.assertOk(self.hakgen("generate", "b/classes.yaml", "ob"))
+        with open(os.path.join(VARIANTS, "ring.yaml"), encoding="utf-8") as f:
+            before = edit(f.read(), "base: ../classes.yaml\n", "base: classes.yaml\n")
+        after = edit(before, "{ size: 64,   refill: 64 }", "{ size: 64,   refill: 64, ring: 128 }")
+        for d, text in (("a", before), ("b", after)):
+            self.write(f"{d}/classes.yaml", _default_text())
+            self.write(f"{d}/ring.yaml", text)
+        self.assertOk(self.hakgen("generate", "a/ring.yaml", "oa"))
+        self.assertOk(self.hakgen("generate", "b/ring.yaml", "ob"))
         a, b = read_outputs(os.path.join(self.tmp, "oa")), read_outputs(os.path.join(self.tmp, "ob"))
-        ha = self.assertOk(self.hakgen("validate", "a/classes.yaml")).split()[-1]
-        hb = self.assertOk(self.hakgen("validate", "b/classes.yaml")).split()[-1]
+        ha = self.assertOk(self.hakgen("validate", "a/ring.yaml")).split()[-1]
+        hb = self.assertOk(self.hakgen("validate", "b/ring.yaml")).split()[-1]
         self.assertNotEqual(ha, hb)
-        self.assertEqual(self.assertOk(self.hakgen("diff", "a/classes.yaml", "b/classes.yaml")),
+        self.assertEqual(self.assertOk(self.hakgen("diff", "a/ring.yaml", "b/ring.yaml")),
                          "tiny.classes[size=64].ring: 256 -> 128\n")
 
         def expect(text, *subs):
@@ -521,9 +524,9 @@ class SizeGridTest(TempDirTest):
                 self.assertNotIn("HAK_BIN_STRIDE", front)
 
     def test_shipped(self):
-        """The default's classes are on the grid only up to 128 B: no
-        arithmetic; grid16's are, up to 1024 B."""
-        for path, grid in ((DEFAULT_SPEC, 0), (os.path.join(VARIANTS, "grid16.yaml"), 1024)):
+        """The default's classes are on the grid up to 1024 B; the ring
+        spec's only up to 128 B: no arithmetic."""
+        for path, grid in ((DEFAULT_SPEC, 1024), (os.path.join(VARIANTS, "ring.yaml"), 0)):
             with self.subTest(path):
                 m = resolve.model(resolve.resolve(load_spec(path)), path)
                 self.assertEqual(m["size_grid"], grid)

@@ -210,10 +210,25 @@ class VariantsTest(TempDirTest):
                     self.assertTrue(f.readline().startswith("# "), "starts with a comment")
 
     def test_ring64(self):
-        base = resolve.resolve(load_spec(DEFAULT_SPEC))
+        base = resolve.resolve(load_spec(os.path.join(VARIANTS, "ring.yaml")))
         got = resolve.resolve(load_spec(os.path.join(VARIANTS, "ring64.yaml")))
         want = [dict(c, ring=64) for c in base["tiny"]["classes"]]
         self.assertEqual(got, dict(base, name="ring64", tiny={"classes": want}))
+
+    def test_ring_is_the_old_default(self):
+        """ring.yaml on the default: 20 ring-first tiny classes of 256 blocks,
+        mid rings of 64, no lists, the default's transfers."""
+        got = resolve.resolve(load_spec(os.path.join(VARIANTS, "ring.yaml")))
+        base = resolve.resolve(load_spec(DEFAULT_SPEC))
+        sizes = [16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+                 320, 384, 448, 512, 640, 768, 896, 1024]
+        self.assertEqual([c["size"] for c in got["tiny"]["classes"]], sizes)
+        for c in got["tiny"]["classes"]:
+            self.assertEqual((c["tiers"], c["ring"], c["sll"], c["transfer"]),
+                             (["ring", "slab"], 256, 0, 32), c["size"])
+            self.assertEqual(c["refill"], 64 if c["size"] <= 64 else 32 if c["size"] <= 256 else 16)
+        self.assertEqual(got["mid"], dict(base["mid"], tiers=["ring", "slab"], ring=64, sll=0))
+        self.assertEqual(dict(got, name="default", tiny=None, mid=None), dict(base, tiny=None, mid=None))
 
     def test_trusted(self):
         base = resolve.resolve(load_spec(DEFAULT_SPEC))
