@@ -13,19 +13,26 @@ make -s >/dev/null
 gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/workload" tests/metrics/workload.c
 lib=$PWD/build/metrics/libhakmem.so
 
-# class 3 (64 B, ring 256, refill 64): main refills once and then hits the ring
-# 999 times; the thread refills twice for its 100 blocks (64 + 64).  Every free
-# fits the ring.  Two heaps map one span each.
+# class 3 (64 B, a list of 256, refill 64): main refills once and then hits the
+# list 999 times; the thread refills twice for its 100 blocks (64 + 64).  Every
+# free fits the list.  Two heaps map one span each.
 HAKMEM_STATS="$work/stats.csv" LD_PRELOAD=$lib "$work/workload"
 check "csv: exact counts of the 64 B class" \
-    '[ "$(grep "^3,64," "$work/stats.csv")" = "3,64,ring;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
+    '[ "$(grep "^3,64," "$work/stats.csv")" = "3,64,sll;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
 check "csv: header and one row per class" \
     '[ "$(head -1 "$work/stats.csv" | cut -d, -f1-6)" = "class,size,tiers,alloc_tier0,alloc_tier1,alloc_slow" ] &&
      [ "$(grep -c "^[0-9]" "$work/stats.csv")" = "$(grep -c "^ \*  *[0-9]" generated/metrics/hak_tables.c)" ]'
 check "csv: superslabs row" 'grep -q "^superslabs,0,,0,0,0,0,0,0,0,0,0,0,0,1,0$" "$work/stats.csv"'
 
-# The same with the list tried first: the table front serves the list and
-# counts the same hits, refills and blocks at tier 0.
+# The same on the ring spec (ring 256, refill 64), and with the list tried
+# before the ring: the table front serves either and counts the same hits,
+# refills and blocks at tier 0.
+printf 'base: %s/spec/variants/ring.yaml\nname: metricsring\noptions: { metrics: true }\n' \
+    "$PWD" >"$work/metricsring.yaml"
+make -s VARIANT=metricsring SPEC="$work/metricsring.yaml" >/dev/null
+HAKMEM_STATS="$work/ring.csv" LD_PRELOAD=$PWD/build/metricsring/libhakmem.so "$work/workload"
+check "csv: exact counts of the 64 B class, ring" \
+    '[ "$(grep "^3,64," "$work/ring.csv")" = "3,64,ring;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
 printf 'base: %s/spec/variants/metrics.yaml\nname: metricslist\ntiny:\n  all: { tiers: [sll, ring, slab] }\n' \
     "$PWD" >"$work/metricslist.yaml"
 make -s VARIANT=metricslist SPEC="$work/metricslist.yaml" >/dev/null
@@ -37,7 +44,7 @@ table=$(HAKMEM_STATS=1 LD_PRELOAD=$lib "$work/workload" 2>&1)
 # (no grep -q or head in a pipeline: under pipefail the writer's SIGPIPE when
 # they stop reading early fails the check, or with `!` passes it wrongly)
 check "table on stderr" \
-    'echo "$table" | grep -E "^ +3 +64 ring,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" >/dev/null &&
+    'echo "$table" | grep -E "^ +3 +64 sll,slab +1097 +0 +3 +1100 +0 +0 +3 +0 +0 +2 +0$" >/dev/null &&
      [[ "${table%%$'"'"'\n'"'"'*}" == "hakmem stats: spec metrics hash "* ]]'
 # The profile counts a large request even when it is the thread's first call
 # (800000 B: the bucket of sizes up to 2^20 - 1).
@@ -54,12 +61,13 @@ check "profile: an impossible large request" \
      ! grep -q "\"alloc_bursts\": \[\[" "$work/huge.json"'
 # Across fork: the child's thread reuses the TLS of a parent thread that was on
 # the live-thread list; the child's report must end and count the thread's 40
-# blocks of 5000 B (class 28, ring 64, refill 16: a first refill of one block,
-# a page's worth, then 3 of 16; 36 hits; 49 blocks, 12 a span: 5 spans).
+# blocks of 5000 B (class 72, 5120 B, a list of 64, refill 16: a first refill
+# of one block, a page's worth, then 3 of 16; 36 hits; 49 blocks, 12 a span:
+# 5 spans).
 gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/fork_threads" tests/metrics/fork_threads.c
 LD_PRELOAD=$lib "$work/fork_threads" "$work/fork.csv" && fork_rc=0 || fork_rc=$?
 check "fork: the child's report ends and counts its thread (exit $fork_rc; 3 = hung)" \
-    '[ "$fork_rc" = 0 ] && [ "$(grep "^28,5120," "$work/fork.csv")" = "28,5120,ring;slab,36,0,4,40,0,0,4,49,0,0,0,5,0" ]'
+    '[ "$fork_rc" = 0 ] && [ "$(grep "^72,5120," "$work/fork.csv")" = "72,5120,sll;slab,36,0,4,40,0,0,4,49,0,0,0,5,0" ]'
 # Cross-thread frees count as remote frees whether a flush put them in a
 # transfer batch or in their spans' remote bitmaps (notransfer): 449 of them,
 # 4 flushes of 64 blocks (tests/metrics/cross_thread.c).

@@ -141,7 +141,7 @@ static struct block_pages block_pages(const struct hak_thread_block *blk, const 
 /* Whether a test of the pages above must have found some to check: a
  * block of 8 pages or more has pages beyond its header and two classes'
  * bins (at most 5); a metrics build's counters may fill the rest of a
- * block, and a small block (grid16's 3 pages, a spec of one class) may have
+ * block, and a small block (the default's 3 pages, a spec of one class) may have
  * none beyond them, which is no failure of the allocator. */
 #define BLOCK_HAS_OTHER_PAGES (!HAK_METRICS && sizeof(struct hak_thread_block) >= 8 * HAK_PAGE)
 
