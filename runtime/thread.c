@@ -321,12 +321,13 @@ static void flush(unsigned cls, struct hak_bin *b)
 /*
  * A thread sets up only the classes it uses, each at its first miss
  * (hak_alloc_slow, hak_free_slow), so that the pages of its block holding
- * the other classes' bins are never touched: the block is 92 KiB with the
- * default spec, and setting every bin up at thread start made each thread
- * cost 264 KiB of RSS where glibc's cost 40 (a thread making 64 small
- * mallocs; bench/NOTES.md).  A bit per class says which are set up, so that
- * thread exit and malloc_trim do not even read the others' bins: a read maps
- * the page (the zero page, but one fault and one page table entry each).
+ * the other classes' bins are never touched: the block was 92 KiB with the
+ * default spec of the time (the ring spec's), and setting every bin up at
+ * thread start made each thread cost 264 KiB of RSS where glibc's cost 40
+ * (a thread making 64 small mallocs; bench/NOTES.md).  A bit per class
+ * says which are set up, so that thread exit and malloc_trim do not even
+ * read the others' bins: a read maps the page (the zero page, but one fault
+ * and one page table entry each).
  */
 static HAK_TLS uint64_t classes_set_up[(HAK_NUM_CLASSES + 63) / 64];
 

@@ -250,6 +250,8 @@ class ReadmeTest(TempDirTest):
         blocks = re.findall(r"```yaml\n(.*?)```", self.readme, re.S)
         self.assertGreaterEqual(len(blocks), 4)
         shutil.copy(DEFAULT_SPEC, os.path.join(self.tmp, "classes.yaml"))
+        os.makedirs(os.path.join(self.tmp, "variants"), exist_ok=True)
+        shutil.copy(os.path.join(VARIANTS, "ring.yaml"), os.path.join(self.tmp, "variants"))
         for i, text in enumerate(blocks):
             with self.subTest(i=i, head=text.splitlines()[0]):
                 name = f"variants/example{i}.yaml" if "base:" in text else f"example{i}.yaml"
