@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A/B two hakmem variants: paired ratio B/A per workload, with a 95% interval.
 
-`make ab A=default B=NAME` builds both libraries and calls this script:
+`make ab A=ring B=NAME` builds both libraries and calls this script:
 
-  bench/ab.py --a default=build/default/libhakmem.so \\
+  bench/ab.py --a ring=build/ring/libhakmem.so \\
               --b ring64=build/ring64/libhakmem.so \\
               [--bench fixed64,mixed256] [--rounds 7] [--metric ops|ir]
 

@@ -250,9 +250,10 @@ def _bin_stride(rows):
     a * 2^k, a in (3, 5, 9), k >= 7, that holds the largest bin: a multiple of
     128, as every bin's offset is (_place_bins); not a power of
     two, whose bins would all share one page offset and so one L1 set; and a
-    lea and a shift to multiply by.  Every class takes a stride: the default's
-    block grows from 55 to 91 KiB (its mid rings are a quarter of the tiny
-    ones), up to 36 KiB more resident per thread.
+    lea and a shift to multiply by.  Every class takes a stride: the ring
+    spec's block (spec/variants/ring.yaml) grows from 55 to 91 KiB (its mid
+    rings are a quarter of the tiny ones), up to 36 KiB more resident per
+    thread.
 
     A spec with no ring at all has bins of a bare header: 128 apart, each
     still at 64 mod 128, and no more bytes than packing them (the smallest

@@ -72,7 +72,8 @@ HUGE_PAGES_MIN_TURNOVER = 400_000    # ... turned over by this many mallocs per 
 LARGE_CACHE_MAX = 1 << 40            # the schema's bound on large.cache_bytes
 # A tiny class whose frees were cross-thread for >= REMOTE_MIN_SHARE gets a transfer cache of
 # TRANSFER_BLOCKS blocks in batches of its refill (the default spec: 32 batches of 16 for
-# 320..1024 B, where larson's threads drift apart by ~700 blocks of a class)
+# 272..1024 B, the ring spec's for 320..1024 B, where larson's threads drift apart by ~700
+# blocks of a class)
 REMOTE_MIN_SHARE = 0.01
 TRANSFER_BLOCKS = 512
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # schema.Name

@@ -222,12 +222,15 @@ static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
     void *got = NULL;
     HAK_STAT(hak_tls.stats[cls].refills++);
     while (want > 0) {
-        uint32_t n = want == ci->refill && want <= 64 && hak_transfer_take(cls, batch)
-                         ? want
+        /* a whole batch first, as a ring takes it, also on a thread's first
+         * refill of fewer blocks (first_refill): its blocks are resident
+         * already, where the first refill's limit is on pages newly touched */
+        uint32_t n = want <= ci->refill && ci->refill <= 64 && hak_transfer_take(cls, batch)
+                         ? ci->refill
                          : hak_heap_take(thread_heap, cls, batch, want < 64 ? want : 64);
         if (n == 0)
             break;
-        want -= n;
+        want = n < want ? want - n : 0;
         HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
         if (HAK_GUARDED)
             stamp(batch, n); /* got's too: hak_alloc_slow clears it */

@@ -21,7 +21,7 @@ BASE_SIZES = ([16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 4
 
 
 def profile(hist, bursts=None, peak=None, large=(), threads=1, remote=None):
-    """A version 1 profile of the default spec's classes: `hist` {size (a multiple of 16):
+    """A version 1 profile of the ring spec's 40 classes (BASE_SIZES): `hist` {size (a multiple of 16):
     requests}; `bursts` {class size: ([[len_lo, n], ...] allocs, [...] frees)}; `remote`
     {class size: frees by another thread}."""
     bursts, peak, remote = bursts or {}, peak or {}, remote or {}

@@ -1,8 +1,8 @@
 /* Blocks freed by another thread, counted as remote frees wherever they go:
- * main mallocs N blocks of 64 B (class 3: ring 256, refill 64) and one
- * thread frees them all while main lives.  Its ring takes 256; four flushes
- * give 64 each back (to the transfer cache, or to main's spans without
- * one), and its exit gives back the other 193: N remote frees. */
+ * main mallocs N blocks of 64 B (class 3: a list or ring of 256, refill 64)
+ * and one thread frees them all while main lives.  Its cache takes 256; four
+ * flushes give 64 each back (to the transfer cache, or to main's spans
+ * without one), and its exit gives back the other 193: N remote frees. */
 #include <pthread.h>
 #include <stdlib.h>
 

@@ -497,7 +497,7 @@ START_TEST(thread_exit_returns_cached_blocks)
     free(batched);
     /* Whole batches, no more than fit (a batch may also hold blocks the
      * thread's refills cached and it never handed out).  When 100 frees
-     * overflow the class's caches (the default spec's ring of 64), a flush
+     * overflow the class's caches (the default spec's mid list of 64), a flush
      * put at least one there. */
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
     size_t batch_bytes = (size_t)batch * ci->size;

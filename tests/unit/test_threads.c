@@ -55,7 +55,8 @@ static void burst_of_threads(void **blocks)
 }
 
 /* malloc_trim unmaps the blocks of exited threads: a burst of threads
- * left one resident block (92 KiB with the default spec) per thread for
+ * left one resident block (92 KiB with the ring spec, 12 KiB with the
+ * default) per thread for
  * good, even after malloc_trim. */
 START_TEST(trim_unmaps_exited_threads_blocks)
 {
@@ -186,7 +187,7 @@ START_TEST(thread_touches_only_bins_it_uses)
     ck_assert_int_eq(pthread_create(&t, NULL, use_classes, &u), 0);
     pthread_join(t, NULL);
     if (BLOCK_HAS_OTHER_PAGES)
-        ck_assert_uint_gt(u.pages.checked, 0); /* 20 of 23 with the default spec */
+        ck_assert_uint_gt(u.pages.checked, 0); /* 20 of 23 with the ring spec */
     ck_assert_uint_eq(u.pages.stray, 0);
 }
 END_TEST
@@ -248,19 +249,27 @@ struct first_refills {
     uintptr_t first, second; /* the bin's counter after the first refill and the second */
 };
 
+/* The counter of the class's first cache tier, which a refill fills: both
+ * count the cached blocks + 1. */
+static uintptr_t first_tier_s(unsigned cls)
+{
+    struct hak_bin *b = hak_thread_bin(cls); /* the calling thread's */
+    return hak_class_info[cls].ring_first ? b->ring_s : b->sll_s;
+}
+
 /* In a new thread: malloc until the class has refilled twice. */
 static void *refill_twice(void *arg)
 {
     struct first_refills *r = arg;
+    unsigned cls = hak_size_class[(r->size + 15) >> 4];
     void *p[MAX_REFILL + 2];
     unsigned n = 0;
     p[n++] = malloc(r->size);
-    struct hak_bin *b = hak_thread_bin(hak_size_class[(r->size + 15) >> 4]); /* the thread's now */
-    r->first = b->ring_s;
-    while (b->ring_s > 1 && n <= MAX_REFILL)
+    r->first = first_tier_s(cls);
+    while (first_tier_s(cls) > 1 && n <= MAX_REFILL)
         p[n++] = malloc(r->size);
     p[n++] = malloc(r->size);
-    r->second = b->ring_s;
+    r->second = first_tier_s(cls);
     while (n > 0)
         free(p[--n]);
     return NULL;
@@ -269,14 +278,15 @@ static void *refill_twice(void *arg)
 /* A thread's first refill of a class fetches a page's worth of blocks (one
  * at least), the spec's `refill` from the second on: in guarded mode every
  * block a refill caches is written, and a thread's one block of 32 KiB made
- * 16 pages resident.  ring_s counts the cached blocks + 1. */
+ * 16 pages resident.  The first tier's counter (a ring's or a list's) counts
+ * the cached blocks + 1. */
 START_TEST(first_refill_a_page_worth)
 {
     static const size_t sizes[] = {16, 1000, 5000, 32768};
     for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         const struct hak_class_info *ci = &hak_class_info[hak_size_class[(sizes[i] + 15) >> 4]];
-        if (!ci->ring_first || ci->prewarm > 0 || ci->refill == 0 || ci->refill > MAX_REFILL)
-            continue; /* a list first, or a thread starting with cached blocks */
+        if (ci->prewarm > 0 || ci->refill == 0 || ci->refill > MAX_REFILL)
+            continue; /* no cache, or a thread starting with cached blocks */
         struct first_refills r = {sizes[i], 0, 0};
         pthread_t t;
         ck_assert_int_eq(pthread_create(&t, NULL, refill_twice, &r), 0);

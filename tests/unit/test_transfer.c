@@ -83,20 +83,23 @@ static void *malloc_two(void *arg)
 }
 
 /* A thread whose cache is empty takes a whole batch before it looks at its
- * heap: its first malloc returns the batch's last block, the next one the
- * block before it (the ring is a stack). */
+ * heap, also on its first refill, which takes less from the heap (a page's
+ * worth; CLS's blocks are larger than a page).  A ring: its first malloc
+ * returns the batch's last block, the next one the block before it (the
+ * ring is a stack).  A list: the first returns the batch's first block, and
+ * the others went onto the list in order, so the next one is its last. */
 START_TEST(refill_takes_a_batch_first)
 {
     uint32_t batch = hak_class_info[CLS].refill;
-    if (hak_transfer_capacity(CLS) == 0 || !hak_class_info[CLS].ring_first)
+    if (hak_transfer_capacity(CLS) == 0)
         return;
     void **b = put_cached_batch();
     void *got[2];
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, malloc_two, got), 0);
     pthread_join(t, NULL);
-    ck_assert_ptr_eq(got[0], b[batch - 1]);
-    ck_assert_ptr_eq(got[1], b[batch - 2]);
+    ck_assert_ptr_eq(got[0], b[hak_class_info[CLS].ring_first ? batch - 1 : 0]);
+    ck_assert_ptr_eq(got[1], b[batch - (hak_class_info[CLS].ring_first ? 2 : 1)]);
     if (HAK_GUARDED)
         ck_assert_uint_eq(HAK_KEY_WORD(got[0]), 0); /* handed out: no key */
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
@@ -174,7 +177,8 @@ static uint32_t fill_ring(void **p, void **oldest)
     return i;
 }
 
-/* Whether CLS is a ring then the slab (the default spec's mid classes), and
+/* Whether CLS is a ring then the slab (the ring spec's mid classes; the
+ * default has no ring), and
  * transfers: the class the flush tests use. */
 static bool ring_only_transfers(void)
 {
@@ -259,7 +263,8 @@ START_TEST(fork_child_flushes_to_spans)
 END_TEST
 
 /* The largest class whose last cache tier is the list (a ring then a list,
- * or a list alone), if it transfers (the default spec's 1024 B);
+ * or a list alone), if it transfers (the default spec's largest mid class;
+ * none in the ring spec);
  * HAK_NUM_CLASSES if none. */
 static unsigned list_class(void)
 {
@@ -324,6 +329,41 @@ START_TEST(only_thread_flushes_to_spans)
         for (uint32_t k = i + 1; k < ci->ring + 1; k++)
             free(p[k]);
         free(oldest);
+        free(p);
+    }
+}
+END_TEST
+
+/* The same for a class whose last cache tier is the list: the list's first
+ * `refill` blocks, the last ones freed, go back to their spans, the block
+ * freed then stays at the head. */
+START_TEST(only_thread_flushes_the_list_to_spans)
+{
+    unsigned c = list_class();
+    if (c == HAK_NUM_CLASSES)
+        return;
+    const struct hak_class_info *ci = &hak_class_info[c];
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) { /* a thread that came and went */
+            other_thread_start();
+            other_thread_stop();
+        }
+        uint32_t n = ci->ring + ci->sll + 1;
+        void **p = malloc_blocks(c, n);
+        struct hak_bin *b = hak_thread_bin(c);
+        uint32_t i = 0;
+        while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
+            free(p[i++]);
+        ck_assert_uint_ge(i, ci->refill);
+        free(p[i]); /* both tiers full: the flush */
+        ck_assert_uint_eq(hak_transfer_bytes(), 0);
+        ck_assert_uint_eq(b->sll_s - 1, ci->sll - ci->refill + 1);
+        for (uint32_t k = i - ci->refill; k < i; k++) /* free in their spans */
+            ck_assert(hak_heap_holds_free(hak_tls.heap, c, p[k]));
+        ck_assert(!hak_heap_holds_free(hak_tls.heap, c, p[i - ci->refill - 1])); /* cached */
+        ck_assert_ptr_eq(b->sll_head, p[i]);
+        for (uint32_t k = i + 1; k < n; k++)
+            free(p[k]);
         free(p);
     }
 }
@@ -427,6 +467,7 @@ Suite *suite_transfer(void)
     tcase_add_test(tc, flush_puts_the_oldest_blocks);
     tcase_add_test(tc, only_thread_flushes_to_spans);
     tcase_add_test(tc, flush_from_the_list_puts_its_head);
+    tcase_add_test(tc, only_thread_flushes_the_list_to_spans);
     tcase_add_test(tc, fork_child_flushes_to_spans);
     tcase_add_test(tc, idle_batches_go_back_after_decay);
     tcase_add_test(tc, pass_without_release_keeps_batches_due);
