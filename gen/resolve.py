@@ -262,9 +262,9 @@ def _bin_stride(rows):
     does no harm: 32 bins share a page, each on a set of its own.  The
     default spec (lists only; then the variant grid16) with this stride and
     _size_grid against the same spec packed with loaded offsets and the
-    table for every size, 31 interleaved rounds: mixed ws=256 1.15x, ws=8192 1.08x, fixed sizes
-    1.01-1.03x; _size_grid alone makes 1.08x of the 1.15x (bench/NOTES.md,
-    "Lists on a 16-byte grid")."""
+    table for every size, 31 interleaved rounds: mixed ws=256 1.15x,
+    ws=8192 1.08x, fixed sizes 1.01-1.03x; _size_grid alone makes 1.08x of
+    the 1.15x (bench/NOTES.md, "Lists on a 16-byte grid")."""
     need = max(BIN_HEADER + 8 * c["ring"] for c in rows)
     if need <= 128:
         return 128
@@ -282,8 +282,8 @@ def _size_grid(rows, tiny_count, stride, table_kinds):
     allocator with hakmem's classes by arithmetic and a branch at 128 B ran
     mixed ws=256 at 0.83x its own table lookup (bench/NOTES.md).  The load
     sits on malloc's chain, size -> bin -> head -> block: the default spec
-    (then grid16) with the arithmetic against the table, 41 interleaved rounds: mixed ws=256
-    1.08x, ws=8192 1.00x, fixed 64 B 1.01x."""
+    (then grid16) with the arithmetic against the table, 41 interleaved
+    rounds: mixed ws=256 1.08x, ws=8192 1.00x, fixed 64 B 1.01x."""
     if not stride or len(table_kinds) != 1:
         return 0
     tiny = rows[:tiny_count]

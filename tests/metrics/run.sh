@@ -27,18 +27,19 @@ check "csv: superslabs row" 'grep -q "^superslabs,0,,0,0,0,0,0,0,0,0,0,0,0,1,0$"
 # The same on the ring spec (ring 256, refill 64), and with the list tried
 # before the ring: the table front serves either and counts the same hits,
 # refills and blocks at tier 0.
-printf 'base: %s/spec/variants/ring.yaml\nname: metricsring\noptions: { metrics: true }\n' \
-    "$PWD" >"$work/metricsring.yaml"
-make -s VARIANT=metricsring SPEC="$work/metricsring.yaml" >/dev/null
-HAKMEM_STATS="$work/ring.csv" LD_PRELOAD=$PWD/build/metricsring/libhakmem.so "$work/workload"
-check "csv: exact counts of the 64 B class, ring" \
-    '[ "$(grep "^3,64," "$work/ring.csv")" = "3,64,ring;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
-printf 'base: %s/spec/variants/metrics.yaml\nname: metricslist\ntiny:\n  all: { tiers: [sll, ring, slab] }\n' \
-    "$PWD" >"$work/metricslist.yaml"
-make -s VARIANT=metricslist SPEC="$work/metricslist.yaml" >/dev/null
-HAKMEM_STATS="$work/list.csv" LD_PRELOAD=$PWD/build/metricslist/libhakmem.so "$work/workload"
-check "csv: exact counts of the 64 B class, list first" \
-    '[ "$(grep "^3,64," "$work/list.csv")" = "3,64,sll;ring;slab,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
+# NAME BASE BODY: a metrics variant of this test's own, on spec/variants/BASE, built.
+metrics_variant() {
+    printf 'base: %s/spec/variants/%s\nname: %s\n%s\n' "$PWD" "$2" "$1" "$3" >"$work/$1.yaml"
+    make -s VARIANT="$1" SPEC="$work/$1.yaml" >/dev/null
+}
+metrics_variant metricsring ring.yaml 'options: { metrics: true }'
+metrics_variant metricslist metrics.yaml $'tiny:\n  all: { tiers: [sll, ring, slab] }'
+for v in "metricsring|ring|ring;slab" "metricslist|list first|sll;ring;slab"; do
+    IFS='|' read -r name what tiers <<<"$v"
+    HAKMEM_STATS="$work/$name.csv" LD_PRELOAD=$PWD/build/$name/libhakmem.so "$work/workload"
+    check "csv: exact counts of the 64 B class, ${what}" \
+        '[ "$(grep "^3,64," "$work/$name.csv")" = "3,64,$tiers,1097,0,3,1100,0,0,3,192,0,0,0,2,0" ]'
+done
 
 table=$(HAKMEM_STATS=1 LD_PRELOAD=$lib "$work/workload" 2>&1)
 # (no grep -q or head in a pipeline: under pipefail the writer's SIGPIPE when
@@ -72,9 +73,7 @@ check "fork: the child's report ends and counts its thread (exit $fork_rc; 3 = h
 # transfer batch or in their spans' remote bitmaps (notransfer): 449 of them,
 # 4 flushes of 64 blocks (tests/metrics/cross_thread.c).
 gcc -O2 -fno-builtin-malloc -fno-builtin-free -pthread -o "$work/cross_thread" tests/metrics/cross_thread.c
-printf 'base: %s/spec/variants/metrics.yaml\nname: metricsnotransfer\ntiny: { all: { transfer: 0 } }\nmid: { transfer: 0 }\n' \
-    "$PWD" >"$work/metricsnotransfer.yaml"
-make -s VARIANT=metricsnotransfer SPEC="$work/metricsnotransfer.yaml" >/dev/null
+metrics_variant metricsnotransfer metrics.yaml $'tiny: { all: { transfer: 0 } }\nmid: { transfer: 0 }'
 for v in metrics metricsnotransfer metricsring; do
     HAKMEM_STATS="$work/cross-$v.csv" LD_PRELOAD=$PWD/build/$v/libhakmem.so "$work/cross_thread"
     check "csv: blocks freed by another thread are remote frees ($v)" \
