@@ -56,8 +56,7 @@ static void burst_of_threads(void **blocks)
 
 /* malloc_trim unmaps the blocks of exited threads: a burst of threads
  * left one resident block (92 KiB with the ring spec, 12 KiB with the
- * default) per thread for
- * good, even after malloc_trim. */
+ * default) per thread for good, even after malloc_trim. */
 START_TEST(trim_unmaps_exited_threads_blocks)
 {
     void *blocks[BURST];
@@ -142,8 +141,8 @@ static struct block_pages block_pages(const struct hak_thread_block *blk, const 
 /* Whether a test of the pages above must have found some to check: a
  * block of 8 pages or more has pages beyond its header and two classes'
  * bins (at most 5); a metrics build's counters may fill the rest of a
- * block, and a small block (the default's 3 pages, a spec of one class) may have
- * none beyond them, which is no failure of the allocator. */
+ * block, and a small block (the default's 3 pages, a spec of one class) may
+ * have none beyond them, which is no failure of the allocator. */
 #define BLOCK_HAS_OTHER_PAGES (!HAK_METRICS && sizeof(struct hak_thread_block) >= 8 * HAK_PAGE)
 
 #define SMALL 16

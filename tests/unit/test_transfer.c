@@ -277,6 +277,18 @@ static unsigned list_class(void)
     return HAK_NUM_CLASSES;
 }
 
+/* Free p[0..] until every cache tier of class c is full; return how many
+ * blocks it freed (the next free flushes). */
+static uint32_t fill_tiers(unsigned c, void **p)
+{
+    const struct hak_class_info *ci = &hak_class_info[c];
+    struct hak_bin *b = hak_thread_bin(c);
+    uint32_t i = 0;
+    while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
+        free(p[i++]);
+    return i;
+}
+
 /* A class whose last cache tier is the list flushes the list's first
  * `refill` blocks, the last ones freed, as one batch. */
 START_TEST(flush_from_the_list_puts_its_head)
@@ -288,9 +300,7 @@ START_TEST(flush_from_the_list_puts_its_head)
     other_thread_start();
     struct hak_bin *b = hak_thread_bin(c);
     void **p = malloc_blocks(c, ci->ring + ci->sll + 1);
-    uint32_t i = 0;
-    while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
-        free(p[i++]);
+    uint32_t i = fill_tiers(c, p);
     ck_assert_uint_ge(i, ci->refill);
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
     free(p[i]); /* both tiers full: the flush comes first */
@@ -351,9 +361,7 @@ START_TEST(only_thread_flushes_the_list_to_spans)
         uint32_t n = ci->ring + ci->sll + 1;
         void **p = malloc_blocks(c, n);
         struct hak_bin *b = hak_thread_bin(c);
-        uint32_t i = 0;
-        while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
-            free(p[i++]);
+        uint32_t i = fill_tiers(c, p);
         ck_assert_uint_ge(i, ci->refill);
         free(p[i]); /* both tiers full: the flush */
         ck_assert_uint_eq(hak_transfer_bytes(), 0);
