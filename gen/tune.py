@@ -24,16 +24,27 @@ tables and caches and sets superslab.huge_pages and large.cache_bytes
   request was seen at, are settled by a log-uniform prior (a small weight
   on every size, 1/size): spare classes spread geometrically where nothing
   was seen.  Classes up to the base's last tiny class are tiny, the rest mid.
+  A base whose tiny classes are the 16-byte grid (the default's: every 16 B
+  from 16 B, which malloc finds by arithmetic) keeps them, when the class
+  bound leaves room for the mid classes after them: no class set rounds a
+  size less, and a tuned set off the grid loses the arithmetic.  The DP
+  then chooses the classes after the grid only.
 * Caches per tiny class from the bursts (runs of allocs or frees of one
-  class by one thread) and the peak number of blocks out: ring = twice the
-  90th percentile burst (weighted by operations), rounded up to a power of
-  two, within 8..256 and at most the peak out; refill = ring / 2, so a burst
-  of that length in either direction from the refill level fits.  The sll
-  tier is kept only where bursts longer than half the ring carry at least
-  10% of the class's operations (HAKMEM: a layer that rarely hits costs more
-  than it saves); then sll = the 99th percentile burst, a power of two.  The
-  mid classes share one ring (8..64: their blocks are large), sized the same
-  way from all their bursts together.
+  class by one thread) and the peak number of blocks out, with the base's
+  kind of first tier (of its class serving the size):
+  - ring first: ring = twice the 90th percentile burst (weighted by
+    operations), rounded up to a power of two, within 8..256 and at most the
+    peak out; refill = ring / 2, so a burst of that length in either
+    direction from the refill level fits.  The sll tier is kept only where
+    bursts longer than half the ring carry at least 10% of the class's
+    operations (HAKMEM: a layer that rarely hits costs more than it saves);
+    then sll = the 99th percentile burst, a power of two.
+  - list first: one list, the base's, raised to the 99th percentile burst
+    by the same 10% rule, at most the peak out; the base's refill (list_plan:
+    a list holds no slots, so it is not sized down to the bursts).
+  On a kept grid, a class no request was seen in keeps the base's caches.
+  The mid classes share one ring (8..64: their blocks are large), sized the
+  same way from all their bursts together, or the base's list, as above.
 * superslab.huge_pages: on for a heap past the TLB's reach with 4 KiB pages
   that the run turned over often enough to pay for the huge-page faults
   (huge_pages_plan); --huge-pages on / off overrides it.
@@ -60,7 +71,8 @@ from specload import SpecError
 FORMAT, VERSION = "hakmem-profile", 1
 FIRST_MAX = 32            # the first class serves 1.. bytes: at most 32 B
 RING_MIN, RING_MAX = 8, 256
-MID_RING_MIN, MID_RING_MAX = 8, 64
+LIST_MIN, LIST_MAX = 8, 4096  # a list-first tiny class's one list, at most (SLL_MAX)
+MID_RING_MIN, MID_RING_MAX = 8, 64  # the mid classes' ring or list, their blocks large
 SLL_MIN, SLL_MAX = 16, 4096
 SLL_KEEP_SHARE = 0.10     # keep the sll when bursts spilling the ring carry >= this share
 BURST_PCT, SLL_PCT = 0.90, 0.99
@@ -231,17 +243,25 @@ def first_class_top(first_pos):
     return max(FIRST_MAX // 16, first_pos)
 
 
-def min_classes(last_pos, first_pos=1):
-    """Fewest classes from the first (at most first_class_top) to position last_pos
-    (size 16 * pos), steps <= 2x."""
+def _chain(last_pos, top):
+    """Fewest classes from one at most position `top` to position last_pos, steps <= 2x."""
     n, pos = 1, last_pos
-    while pos > first_class_top(first_pos):
+    while pos > top:
         pos = (pos + 1) // 2
         n += 1
     return n
 
 
-def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1):
+def min_classes(last_pos, first_pos=1, grid=0):
+    """Fewest classes from the first (at most first_class_top) to position last_pos
+    (size 16 * pos), steps <= 2x; with a kept grid (positions 1..grid all classes), those
+    and the fewest from grid on."""
+    if grid:
+        return grid - 1 + _chain(last_pos, grid)
+    return _chain(last_pos, first_class_top(first_pos))
+
+
+def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1, grid=0):
     """Optimal class positions (size = 16 * position) for a histogram.
 
     counts: {position: requests of ceil(n / 16) == position}, every position <= last_pos.
@@ -249,6 +269,9 @@ def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1):
     k <= max_classes, first_pos <= p_1 <= first_class_top(first_pos), p_{t+1} <= 2 p_t;
     ties go to the log-uniform prior (when `prior`), then to the leftmost position.
     first_pos is the smallest class the spec allows (resolve.smallest_class_size / 16).
+    With grid > 0, positions 1..grid are all classes (a base's 16-byte grid kept, every
+    size up to it exact) and the rest are chosen after them: the chain then starts at
+    grid, its first class, at no cost.
     Returns (positions, cost), cost in bytes for the observed requests only.  Raises
     ValueError when max_classes is too small for the rules.
 
@@ -258,8 +281,9 @@ def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1):
     as a penalty P * max(0, ceil(j / 2) - i) (convex in ceil(j / 2) - i), so the leftmost
     best i grows with j: O(k * n log n) evaluations, exact."""
     n = last_pos
-    if max_classes < min_classes(n, first_pos):
-        raise ValueError(min_classes(n, first_pos))
+    need = min_classes(n, first_pos, grid)
+    if max_classes < need:
+        raise ValueError(need)
     a = [0] * (n + 1)
     for p, c in counts.items():
         a[p] += c << PRIOR_SHIFT if prior else c
@@ -275,10 +299,14 @@ def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1):
     big = 16 * n * (run_c + 1) + 1            # above any feasible total cost
     penalty, inf = big, big * (4 * n + 4)     # per position short of the ratio rule; unreachable
     first = [inf] * (n + 1)
-    for j in range(first_pos, min(n, first_class_top(first_pos)) + 1):
-        first[j] = 16 * j * csum[j] - wsum[j]
+    if grid:
+        first[grid] = 0  # every size up to the grid's top has its own class
+    else:
+        for j in range(first_pos, min(n, first_class_top(first_pos)) + 1):
+            first[j] = 16 * j * csum[j] - wsum[j]
     layers, args = [first], [None]
-    k_max = min(max_classes, n)
+    fixed = max(0, grid - 1)  # the grid's classes below its top, outside the layers
+    k_max = min(max_classes - fixed, n - fixed)
     for _ in range(2, k_max + 1):
         prev = layers[-1]
         cur, arg = [inf] * (n + 1), [0] * (n + 1)
@@ -306,12 +334,12 @@ def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1):
         args.append(arg)
     best_k = min(range(len(layers)), key=lambda k: (layers[k][n], k))
     if layers[best_k][n] >= big:
-        raise ValueError(min_classes(n, first_pos))
+        raise ValueError(need)
     positions, j = [n], n
     for k in range(best_k, 0, -1):
         j = args[k][j]
         positions.append(j)
-    positions.reverse()
+    positions = list(range(1, grid)) + positions[::-1]
     cost = sum(c * (16 * next(q for q in positions if q >= p) - 16 * p) for p, c in counts.items())
     return positions, cost
 
@@ -390,17 +418,46 @@ def spill_share(bursts, capacity):
     return spill / total if total else 0.0
 
 
-def cache_plan(bursts, peak_out, ring_lo, ring_hi, allow_sll):
-    """ring, refill, sll (0: no sll tier) and the numbers behind them."""
+def _capacity(bursts, peak_out, lo, hi):
+    """Twice the 90th percentile burst, a power of two in lo..hi, at most the peak out;
+    and that burst."""
     p90 = percentile_burst(bursts, BURST_PCT)
-    ring = _clamp(_pow2_ceil(2 * p90), ring_lo, ring_hi)
+    cap = _clamp(_pow2_ceil(2 * p90), lo, hi)
     if peak_out > 0:
-        ring = max(ring_lo, min(ring, _pow2_ceil(peak_out)))
+        cap = max(lo, min(cap, _pow2_ceil(peak_out)))
+    return cap, p90
+
+
+def cache_plan(bursts, peak_out, ring_lo, ring_hi, allow_sll):
+    """A ring-first class's caches: ring, refill, sll (0: no sll tier), its tiers and
+    the numbers behind them."""
+    ring, p90 = _capacity(bursts, peak_out, ring_lo, ring_hi)
     spill = spill_share(bursts, ring // 2)
     sll = 0
     if allow_sll and spill >= SLL_KEEP_SHARE:
         sll = _clamp(_pow2_ceil(percentile_burst(bursts, SLL_PCT)), SLL_MIN, SLL_MAX)
-    return {"ring": ring, "refill": max(1, ring // 2), "sll": sll, "p90": p90, "spill": spill}
+    return {"tiers": ["ring", "sll", "slab"] if sll else ["ring", "slab"], "ring": ring,
+            "refill": max(1, ring // 2), "sll": sll, "p90": p90, "spill": spill}
+
+
+def list_plan(bursts, peak_out, base_sll, base_refill, hi):
+    """A list-first class's caches, one list (sll) before the slabs: the base's list,
+    raised to the 99th percentile burst (a power of two, at most hi) where bursts beyond
+    half of it carry SLL_KEEP_SHARE of the operations (the sll rule behind a ring), and
+    at most the peak blocks out (a power of two, at least LIST_MIN, or the base's list
+    where that is smaller); the base's refill, at most half the list.  Never sized down
+    to the bursts as a ring is: a list holds no slots of its own, and a short one
+    refills and flushes often as the class's count wanders (appmix tuned with lists,
+    tiny and mid, of 2 x the p90 burst and huge pages off: 0.917x [0.882, 0.942] the
+    default's ops/s, 31 interleaved rounds; 1.4% more instructions)."""
+    p90, p99 = percentile_burst(bursts, BURST_PCT), percentile_burst(bursts, SLL_PCT)
+    spill = spill_share(bursts, base_sll // 2)
+    sll = max(base_sll, min(_pow2_ceil(p99), hi)) if spill >= SLL_KEEP_SHARE else base_sll
+    if peak_out > 0:
+        sll = max(min(LIST_MIN, base_sll), min(sll, _pow2_ceil(peak_out)))
+    return {"tiers": ["sll", "slab"], "ring": 0, "sll": sll,
+            "refill": max(1, min(base_refill, sll // 2)), "p90": p90, "p99": p99,
+            "raised": sll > base_sll, "spill": spill}
 
 
 # ---------------------------------------------------------------- memory
@@ -546,16 +603,19 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
         raise ProfileError("--max-classes", f"{max_classes} is out of range "
                                             f"1..{resolve.MAX_CLASSES}")
     first_pos = resolve.smallest_class_size(base["superslab"]) // 16
-    sizes = _choose_sizes(profile, last, max_classes, first_pos)
+    grid = grid_top([c["size"] for c in tiny_base])
+    if grid and max_classes < min_classes(last // 16, grid=grid):
+        grid = 0  # too few classes to keep it: chosen like any base's
+    sizes = _choose_sizes(profile, last, max_classes, first_pos, grid)
     tiny_limit = max(tiny_base[-1]["size"], sizes[0])  # the first class is always tiny
     rows = attribute(profile, sizes)
     tiny_rows = [r for r in rows if r["size"] <= tiny_limit]
     mid_rows = [r for r in rows if r["size"] > tiny_limit]
     transfers = base["options"]["decay_ms"] > 0  # with 0 the runtime has no transfer caches
     for r in tiny_rows:
-        r["plan"] = _tiny_plan(r)
+        r["plan"] = _tiny_plan(r, _serving(tiny_base, r["size"]), grid)
         r["transfer"] = _transfer_plan(r, transfers)
-    mid_plan = _mid_plan(mid_rows)
+    mid_plan = _mid_plan(mid_rows, mid_base)
     memory = {"huge_pages": huge_pages_plan(profile, base, huge_pages),
               "cache_bytes": large_cache_plan(profile)}
     fit = _fit_numbers(profile, sizes, base_sizes)
@@ -565,7 +625,9 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     base_rel = os.path.relpath(os.path.realpath(base_path),
                                os.path.dirname(_output_entry(out_path)))
     lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit,
-                    16 * first_class_top(first_pos))
+                    16 * first_class_top(first_pos), grid,
+                    {r["plan"]["tiers"][0] for r in tiny_rows if not r["plan"].get("base")},
+                    any(r["plan"].get("base") for r in tiny_rows))
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
                              else json.dumps(base_rel)))
     lines += _memory_lines(memory)
@@ -602,12 +664,31 @@ def _check_not_a_base_file(out_path, base_files):
                                          f"overlay its own base; nothing written")
 
 
-def _choose_sizes(profile, last, max_classes, first_pos):
+def grid_top(tiny_sizes):
+    """g when the base's tiny classes are the 16-byte grid 16, 32, .., 16 g (the default's,
+    which malloc finds by arithmetic: resolve._size_grid), else 0."""
+    g = len(tiny_sizes)
+    return g if tiny_sizes == [16 * (i + 1) for i in range(g)] else 0
+
+
+def first_cache_tier(tiers):
+    """The kind of a tuned class's first cache tier: its base's (a base with no cache
+    there gets a ring)."""
+    return next((t for t in tiers if t != "slab"), "ring")
+
+
+def _serving(tiny_base, size):
+    """The base's tiny class that serves `size` (its last, for sizes above it)."""
+    return next((c for c in tiny_base if c["size"] >= size), tiny_base[-1])
+
+
+def _choose_sizes(profile, last, max_classes, first_pos, grid):
     """The class sizes: the DP over the peak blocks of each 16-byte size, none below
-    16 * first_pos (the base's smallest class size)."""
+    16 * first_pos (the base's smallest class size); with `grid`, the base's tiny grid
+    kept and the classes after it chosen."""
     try:
         positions, _ = choose_classes(dp_weights(profile), last // 16, max_classes,
-                                      first_pos=first_pos)
+                                      first_pos=first_pos, grid=grid)
     except ValueError as e:
         raise ProfileError("--max-classes", f"{max_classes} is too few: {e.args[0]} classes "
                                             f"are needed to cover {16 * first_pos}..{last} B "
@@ -625,38 +706,61 @@ def _fit_numbers(profile, sizes, base_sizes):
             "live_waste": waste(live, sizes), "base_live_waste": waste(live, base_sizes)}
 
 
-def _tiny_plan(row):
+def _tiny_plan(row, base_class, grid):
+    """A tiny class's caches, first tier of the kind of the base class serving its sizes.
+    On a kept grid the class is that base class: with no requests seen, its caches."""
+    kind = first_cache_tier(base_class["tiers"])
     if row["requests"]:
+        if kind == "sll":
+            return list_plan(row["bursts"], row["peak_out"], base_class["sll"],
+                             base_class["refill"], LIST_MAX)
         return cache_plan(row["bursts"], row["peak_out"], RING_MIN, RING_MAX, True)
-    return {"ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0, "p90": 0, "spill": 0.0}
-
-
-def _tiers(plan):
-    return ["ring", "sll", "slab"] if plan["sll"] else ["ring", "slab"]
+    if grid:
+        return {"base": True, "p90": 0, "spill": 0.0,
+                **{k: base_class[k] for k in ("tiers", "ring", "sll", "refill", "prewarm",
+                                              "transfer")}}
+    if kind == "sll":
+        return {"tiers": ["sll", "slab"], "ring": 0, "sll": base_class["sll"],
+                "refill": base_class["refill"], "p90": 0, "spill": 0.0}
+    return {"tiers": ["ring", "slab"], "ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0,
+            "p90": 0, "spill": 0.0}
 
 
 def _transfer_plan(row, transfers):
     """Batches of a tiny class's transfer cache: where its frees crossed threads, and the
     runtime can use one with the class's caches (resolve.moves_batches: not a refill
-    above 64 or above the sll with the sll last; resolve would make it 0)."""
+    above 64 or above the sll with the sll last; resolve would make it 0).  A base's
+    class kept as it was keeps its own."""
     plan = row["plan"]
+    if plan.get("base"):
+        return plan["transfer"]
     if row["remote_share"] < REMOTE_MIN_SHARE or not transfers:
         return 0
-    if not resolve.moves_batches(_tiers(plan), plan):
+    if not resolve.moves_batches(plan["tiers"], plan):
         return 0
     return transfer_batches(plan["refill"])
 
 
-def _mid_plan(mid_rows):
-    """One ring for every mid class, from all their bursts together."""
+def _mid_plan(mid_rows, mid_base):
+    """One ring, or one list (as the base's first mid tier), for every mid class, from
+    all their bursts together."""
+    kind = first_cache_tier(mid_base["tiers"])
     bursts, peak, requests = {}, 0.0, 0
     for r in mid_rows:
         requests += r["requests"]
         peak = max(peak, r["peak_out"])
         for length, n in r["bursts"].items():
             bursts[length] = bursts.get(length, 0.0) + n
-    plan = (cache_plan(bursts, peak, MID_RING_MIN, MID_RING_MAX, False) if requests
-            else {"ring": MID_RING_MIN, "refill": MID_RING_MIN // 2, "sll": 0, "p90": 0})
+    if requests and kind == "sll":
+        plan = list_plan(bursts, peak, mid_base["sll"], mid_base["refill"], MID_RING_MAX)
+    elif requests:
+        plan = cache_plan(bursts, peak, MID_RING_MIN, MID_RING_MAX, False)
+    elif kind == "sll":
+        plan = {"tiers": ["sll", "slab"], "sll": mid_base["sll"],
+                "refill": mid_base["refill"], "p90": 0}
+    else:
+        plan = {"tiers": ["ring", "slab"], "ring": MID_RING_MIN,
+                "refill": MID_RING_MIN // 2, "p90": 0}
     plan["requests"] = requests
     return plan
 
@@ -691,29 +795,63 @@ def _fit_lines(fit):
             f"# Over the requests: {over}."]
 
 
-def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max):
+def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max, grid, kinds,
+            base_kept):
     large = sum(n for _, n in profile["large"])
     requests = fit["requests"]
     n_mid = len(sizes) - n_tiny
-    return [
+    lines = [
         f"# Tuned by `gen/hakgen tune` from the profile {_printable(os.path.basename(profile_name))}",
         f"# (spec {profile['spec']['name']} {profile['spec']['hash']}, "
         f"{profile['threads']} thread{'s' if profile['threads'] != 1 else ''}, "
         f"{_num(requests)} requests up to {sizes[-1]} B, {_num(large)} larger, "
         f"{_pct(profile['cross_thread_free_share'])} of frees cross-thread).",
-        f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
-        f"chosen by dynamic programming over",
-        "# the 16-byte request histogram to minimize sum(class - size) over the blocks out at",
-        "# the peak (each profiled class's peak shared among its sizes by their requests),",
-        f"# each class at most twice the one before it (the first at most {first_max} B), "
-        f"the base's",
-        "# largest class kept.",
-        *_fit_lines(fit),
-        "# Caches: ring = 2 x the 90th percentile burst (by operations), a power of two in",
-        f"# {RING_MIN}..{RING_MAX}, at most the peak blocks out; refill = ring / 2; the sll "
-        f"tier only where",
-        f"# bursts beyond half the ring carry >= {SLL_KEEP_SHARE:.0%} of the operations "
-        f"(sll = the 99th percentile burst).",
+    ]
+    if grid:
+        lines += [
+            f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}): the "
+            f"base's {grid} tiny classes,",
+            f"# every 16 B up to {16 * grid} B, kept (no class rounds a size less, and malloc "
+            f"finds them by",
+            "# arithmetic); the mid classes chosen by dynamic programming over the 16-byte "
+            "request",
+            "# histogram to minimize sum(class - size) over the blocks out at the peak (each",
+            "# profiled class's peak shared among its sizes by their requests), each class at "
+            "most",
+            "# twice the one before it, the base's largest class kept.",
+        ]
+    else:
+        lines += [
+            f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
+            f"chosen by dynamic programming over",
+            "# the 16-byte request histogram to minimize sum(class - size) over the blocks out at",
+            "# the peak (each profiled class's peak shared among its sizes by their requests),",
+            f"# each class at most twice the one before it (the first at most {first_max} B), "
+            f"the base's",
+            "# largest class kept.",
+        ]
+    lines += _fit_lines(fit)
+    if "ring" in kinds:
+        lines += [
+            "# Ring-first classes (as the base's that served their sizes): ring = 2 x the 90th",
+            f"# percentile burst (by operations), a power of two in {RING_MIN}..{RING_MAX}, at "
+            f"most the peak blocks out;",
+            "# refill = ring / 2; the sll tier only where bursts beyond half the ring carry "
+            f">= {SLL_KEEP_SHARE:.0%}",
+            "# of the operations (sll = the 99th percentile burst).",
+        ]
+    if "sll" in kinds:
+        lines += [
+            "# List-first classes (as the base's that served their sizes): the base's list, "
+            "raised to",
+            f"# the 99th percentile burst (a power of two, at most {LIST_MAX}) where bursts "
+            f"beyond half of it carry",
+            f"# >= {SLL_KEEP_SHARE:.0%} of the operations, at most the peak blocks out; the "
+            f"base's refill, at most half the list.",
+        ]
+    if base_kept:
+        lines.append("# Classes of the grid no request was seen in keep the base's caches.")
+    lines += [
         f"# Transfer caches of {TRANSFER_BLOCKS} blocks where >= {REMOTE_MIN_SHARE:.0%} of a tiny "
         f"class's frees were cross-thread;",
         "# the mid classes keep the base's.",
@@ -722,6 +860,7 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max):
         "# 2 MiB of it; the large cache holds two spans of the largest request above the classes.",
         "# Regenerate rather than edit: gen/hakgen tune PROFILE -o THIS_FILE",
     ]
+    return lines
 
 
 def _memory_lines(memory):
@@ -738,10 +877,12 @@ def _class_lines(tiny_rows, mid_rows, mid_plan, requests):
     width = max(len(_class_entry(r)) for r in tiny_rows)
     for r in tiny_rows:
         lines.append(f"    - {_class_entry(r):<{width}}  # {_class_note(r, requests)}")
+    first = mid_plan["tiers"][0]
     lines += [
         "mid:",
-        "  tiers: [ring, slab]  # ring first, as every tuned class (whatever the base's)",
-        f"  ring: {mid_plan['ring']}" + " " * (4 - len(str(mid_plan['ring'])))
+        f"  tiers: [{', '.join(mid_plan['tiers'])}]  # {'ring' if first == 'ring' else 'list'} "
+        f"first, as the base's mid classes",
+        f"  {first}: {mid_plan[first]}" + " " * (4 - len(str(mid_plan[first])))
         + "# shared by the mid classes: "
         + (f"p90 burst {mid_plan['p90']}, {_pct(mid_plan['requests'] / max(1, requests))} "
            f"of requests" if mid_plan["requests"] else "no mid requests seen"),
@@ -756,13 +897,15 @@ def _class_lines(tiny_rows, mid_rows, mid_plan, requests):
 
 def _class_entry(r):
     p = r["plan"]
-    fields = [f"size: {r['size']}", f"ring: {p['ring']}"]
-    if p["sll"]:
-        fields.append(f"sll: {p['sll']}")
-    fields.append(f"refill: {p['refill']}")
+    fields = [f"size: {r['size']}"]
+    fields += [f"{t}: {p[t]}" for t in ("ring", "sll") if t in p["tiers"]]
+    if p["tiers"] != ["slab"]:
+        fields.append(f"refill: {p['refill']}")
+    if p.get("prewarm"):
+        fields.append(f"prewarm: {p['prewarm']}")
     if r["transfer"]:
         fields.append(f"transfer: {r['transfer']}")
-    fields.append(f"tiers: [{', '.join(_tiers(p))}]")
+    fields.append(f"tiers: [{', '.join(p['tiers'])}]")
     return "{ " + ", ".join(fields) + " }"
 
 
@@ -774,14 +917,18 @@ def transfer_batches(refill):
 def _class_note(r, requests, mid=False):
     span = f"{r['lo'] + 1}..{r['size']} B" if r["lo"] + 1 < r["size"] else f"{r['size']} B"
     if not r["requests"]:
-        return f"{span}: no requests seen"
+        return f"{span}: no requests seen" + (" (the base's caches)"
+                                              if not mid and r["plan"].get("base") else "")
     note = f"{span}: {_pct(r['requests'] / requests)} of requests"
     if mid:
         return note + f", peak {_num(r['peak_out'])} out"
     p = r["plan"]
     note += f", p90 burst {p['p90']}, peak {_num(r['peak_out'])} out"
-    if p["sll"]:
+    if p["ring"] and p["sll"]:
         note += f"; {_pct(p['spill'])} of ops beyond ring/2"
+    elif p.get("raised"):
+        note += (f"; {_pct(p['spill'])} of ops beyond half the base's list, "
+                 f"p99 burst {p['p99']}")
     if r["remote_share"] >= REMOTE_MIN_SHARE:
         note += f"; {_pct(r['remote_share'])} remote frees"
         if not r["transfer"]:

@@ -14,6 +14,7 @@ import resolve  # noqa: E402
 import tune  # noqa: E402
 from overlay import load_spec  # noqa: E402
 
+RING_SPEC = os.path.join(VARIANTS, "ring.yaml")  # ring-first classes, not a grid
 BASE_SIZES = ([16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512,
                640, 768, 896, 1024]
               + [1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
@@ -47,15 +48,18 @@ def cost(counts, positions):
                for p, c in counts.items())
 
 
-def brute_force(counts, n, k_max, first_pos=1):
+def brute_force(counts, n, k_max, first_pos=1, grid=0):
     """The least cost over every class set the rules allow (positions first_pos..n, n last;
-    the first at most FIRST_MAX, or first_pos when that is larger)."""
+    the first at most FIRST_MAX, or first_pos when that is larger; with a grid, positions
+    1..grid all in the set)."""
     best = None
     first_top = max(tune.FIRST_MAX // 16, first_pos)
     for k in range(1, k_max + 1):
         for head in itertools.combinations(range(first_pos, n), k - 1):
             pos = list(head) + [n]
             if pos[0] > first_top or any(b > 2 * a for a, b in zip(pos, pos[1:])):
+                continue
+            if not set(range(1, grid + 1)) <= set(pos):
                 continue
             c = cost(counts, pos)
             best = c if best is None else min(best, c)
@@ -105,6 +109,29 @@ class DynamicProgramTest(unittest.TestCase):
         self.assertEqual(tune.min_classes(32, 16), 2)  # 256 B, then 512
         with self.assertRaises(ValueError):
             tune.choose_classes({2: 5}, 32, 1, first_pos=16)
+
+    def test_optimal_with_a_kept_grid(self):
+        # a base's 16-byte grid (positions 1..grid) kept whole, the classes after it chosen
+        rng = random.Random(17)
+        for _ in range(150):
+            grid = rng.randint(1, 5)
+            n = rng.randint(grid, 12)
+            k = rng.randint(tune.min_classes(n, grid=grid), min(n, grid + 5))
+            counts = {p: rng.choice([1, 3, 50, rng.randint(1, 1000)])
+                      for p in range(n + 1) if rng.random() < 0.6}
+            pos, c = tune.choose_classes(counts, n, k, prior=rng.random() < 0.5, grid=grid)
+            with self.subTest(n=n, k=k, counts=counts, grid=grid):
+                self.assertEqual(c, brute_force(counts, n, k, grid=grid))
+                self.assertEqual(c, cost(counts, pos))
+                self.assertEqual(pos[:grid], list(range(1, grid + 1)))
+                self.assertEqual(pos[-1], n)
+                self.assertLessEqual(len(pos), k)
+                self.assertTrue(all(b <= 2 * a for a, b in zip(pos, pos[1:])))
+        # the default's 64 tiny classes, then 2048 B, 4096, .., 32 KiB: 69
+        self.assertEqual(tune.min_classes(2048, grid=64), 69)
+        with self.assertRaises(ValueError) as e:
+            tune.choose_classes({70: 5}, 2048, 68, grid=64)
+        self.assertEqual(e.exception.args, (69,))
 
     def test_smallest_class_size_of_a_superslab(self):
         # the one bound tune needs: sizes from it up are all allowed, the one below is not
@@ -235,12 +262,42 @@ class CachePlanTest(unittest.TestCase):
         self.assertEqual((mid["ring"], mid["sll"]), (64, 0))
 
 
+class ListPlanTest(unittest.TestCase):
+    def test_base_list_kept_for_short_bursts(self):
+        # bursts of 1..3 would size a ring of 8; a list stays the base's, refill too
+        plan = tune.list_plan({1: 1000.0, 2: 100.0}, 10_000, 256, 32, 4096)
+        self.assertEqual((plan["tiers"], plan["sll"], plan["refill"], plan["raised"]),
+                         (["sll", "slab"], 256, 32, False))
+
+    def test_raised_for_bursts_beyond_half_of_it(self):
+        # 50 bursts of 1024..2047 against 100 of 1: nearly every operation is past 128
+        plan = tune.list_plan({1: 100.0, 1024: 50.0}, 100_000, 256, 64, 4096)
+        self.assertGreaterEqual(plan["spill"], tune.SLL_KEEP_SHARE)
+        self.assertEqual((plan["sll"], plan["refill"], plan["raised"]), (2048, 64, True))
+        self.assertEqual(tune.list_plan({1: 100.0, 1024: 50.0}, 100_000, 256, 64, 512)["sll"],
+                         512)  # at most hi
+        # a few long bursts carry less than 10% of the operations: not raised
+        few = tune.list_plan({1: 100_000.0, 1024: 5.0}, 100_000, 256, 64, 4096)
+        self.assertLess(few["spill"], tune.SLL_KEEP_SHARE)
+        self.assertEqual(few["sll"], 256)
+
+    def test_capped_by_peak_out(self):
+        plan = tune.list_plan({1: 1000.0}, 5, 256, 64, 4096)
+        self.assertEqual((plan["sll"], plan["refill"]), (8, 4))  # LIST_MIN, half of it
+        self.assertEqual(tune.list_plan({1: 1000.0}, 100, 256, 64, 4096)["sll"], 128)
+        tiny = tune.list_plan({1: 1000.0}, 1, 2, 1, 4096)  # a base list below LIST_MIN
+        self.assertEqual((tiny["sll"], tiny["refill"]), (2, 1))
+
+
 class TuneCommandTest(TempDirTest):
     def write_profile(self, data, name="p.json"):
         return self.write(name, json.dumps(data, indent=1))
 
     def tune(self, *args):
         return self.hakgen("tune", *args, "--base", DEFAULT_SPEC)
+
+    def tune_ring(self, *args):
+        return self.hakgen("tune", *args, "--base", RING_SPEC)
 
     def test_output_validates_and_is_deterministic(self):
         rng = random.Random(11)
@@ -567,23 +624,95 @@ class TuneCommandTest(TempDirTest):
             "--max-classes: 2 is too few: 3 classes are needed to cover 256..1024 B with each "
             "class at most twice the one before it")
 
-    def test_base_with_list_first_mid_classes(self):
-        # the tuned overlay sets the mid tiers it sizes (ring first); a base whose mid
-        # classes start with a 2-block list made its refill 4 fail validation
+    def test_grid_base_keeps_its_grid_and_lists(self):
+        """The default's 64 tiny classes, every 16 B, stay (malloc finds them by
+        arithmetic, and no class rounds less); the mid classes are chosen; every class
+        keeps the base's kind of first tier, a list."""
+        hist = {32: 10_000, 48: 5000, 528: 4000, 1040: 2000, 1200: 700, 4112: 1000}
+        bursts = {32: ([[1, 100], [1024, 50]], [[1, 100], [1024, 50]]),  # past 128 blocks
+                  48: ([[64, 100]], [[64, 100]])}                      # within
+        self.write_profile(profile(hist, bursts, peak={32: 100_000, 48: 5000, 640: 3000,
+                                                       1280: 900}))
+        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        path = os.path.join(self.tmp, "t.yaml")
+        sizes, r = tuned_sizes(path)
+        tiny = {c["size"]: c for c in r["tiny"]["classes"]}
+        self.assertEqual(sorted(tiny), list(range(16, 1025, 16)))
+        self.assertEqual(resolve.model(r, path)["size_grid"], 1024)
+        self.assertEqual(len(sizes), 84)  # the base's count: 20 mid classes
+        self.assertTrue({1040, 1200, 4112} <= set(r["mid"]["classes"]))
+        self.assertEqual(r["mid"]["classes"][-1], 32768)
+        self.assertTrue(all(c["tiers"] == ["sll", "slab"] for c in tiny.values()))
+        self.assertEqual((tiny[32]["sll"], tiny[32]["refill"]), (2048, 64))  # raised
+        self.assertEqual((tiny[48]["sll"], tiny[48]["refill"]), (256, 64))   # the base's
+        self.assertEqual((tiny[528]["sll"], tiny[528]["refill"]), (128, 16))
+        self.assertEqual(tiny[48]["transfer"], 0)  # a single thread: none
+        # a class no request reached is the base's, transfer cache and all
+        base = {c["size"]: c
+                for c in resolve.resolve(load_spec(DEFAULT_SPEC))["tiny"]["classes"]}
+        self.assertEqual(tiny[400], base[400])
+        self.assertEqual(tiny[400]["transfer"], 32)
+        self.assertEqual((r["mid"]["tiers"], r["mid"]["sll"], r["mid"]["refill"]),
+                         (["sll", "slab"], 64, 16))
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("(64 tiny, 20 mid; at most 84): the base's 64 tiny classes,\n# every "
+                      "16 B up to 1024 B, kept (no class rounds a size less, and malloc finds "
+                      "them by\n# arithmetic); the mid classes chosen by dynamic programming",
+                      text)
+        self.assertIn("# List-first classes (as the base's that served their sizes)", text)
+        self.assertNotIn("Ring-first", text)
+        self.assertIn("# Classes of the grid no request was seen in keep the base's caches.",
+                      text)
+        self.assertRegex(text, r"\{ size: 400, sll: 128, refill: 16, transfer: 32, "
+                               r"tiers: \[sll, slab\] \} +# 385\.\.400 B: no requests seen "
+                               r"\(the base's caches\)\n")
+        self.assertRegex(text, r"size: 32, sll: 2048, .*; \d+\.\d% of ops beyond half the "
+                               r"base's list, p99 burst 2047\n")
+
+    def test_grid_dropped_when_too_few_classes(self):
+        # 69 classes keep the grid (64, then doubling to 32 KiB); 68 cannot: every class
+        # is chosen, still list-first as the base's
+        self.write_profile(profile({32: 500, 48: 300, 144: 200, 4112: 5}))
+        for k, grid in (("69", True), ("68", False), ("20", False)):
+            with self.subTest(max_classes=k):
+                self.assertOk(self.tune("p.json", "-o", "t.yaml", "--max-classes", k))
+                path = os.path.join(self.tmp, "t.yaml")
+                sizes, r = tuned_sizes(path)
+                self.assertLessEqual(len(sizes), int(k))
+                self.assertEqual(resolve.model(r, path)["size_grid"] == 1024, grid)
+                self.assertTrue(all(c["tiers"] == ["sll", "slab"]
+                                    for c in r["tiny"]["classes"]))
+                with open(path, encoding="utf-8") as f:
+                    self.assertEqual("the base's 64 tiny classes" in f.read(), grid)
+
+    def test_mid_classes_start_with_the_base_tier(self):
+        # the tuned mid classes share one cache of the kind the base's start with.  A base
+        # whose mid classes start with a 2-block list keeps it (a ring-first tuner wrote
+        # refill 4 over it, which failed validation: the refill is at most the list)
         self.write("b.yaml", f"base: {json.dumps(DEFAULT_SPEC)}\n"
                              "mid: {tiers: [sll, slab], sll: 2, refill: 1}\n")
         self.write_profile(profile({64: 10, 4096: 10}))
         self.assertOk(self.hakgen("tune", "p.json", "-o", "t.yaml", "--base", "b.yaml"))
         _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
-        self.assertEqual(r["mid"]["tiers"], ["ring", "slab"])
-        self.assertLessEqual(r["mid"]["refill"], r["mid"]["ring"])
+        self.assertEqual((r["mid"]["tiers"], r["mid"]["sll"], r["mid"]["refill"]),
+                         (["sll", "slab"], 2, 1))
+        with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
+            self.assertIn("mid:\n  tiers: [sll, slab]  # list first, as the base's mid "
+                          "classes\n  sll: 2   # shared by the mid classes: p90 burst 1, "
+                          "50.0% of requests\n  refill: 1\n", f.read())
+        # the ring spec's mid classes start with a ring: one ring, from the bursts
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "t2.yaml", "--base", RING_SPEC))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t2.yaml"))
+        self.assertEqual((r["mid"]["tiers"], r["mid"]["ring"], r["mid"]["refill"]),
+                         (["ring", "slab"], 8, 4))
 
     def test_tiny_mid_split_and_caches(self):
         hist = {32: 10_000, 528: 4000, 1040: 2000, 4112: 1000}
         bursts = {32: ([[64, 100]], [[64, 100]]),          # long bursts: a big ring
                   640: ([[1, 4000]], [[1, 4000]])}          # 528 B comes from 640: short
         self.write_profile(profile(hist, bursts, peak={32: 5000, 640: 3000}))
-        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        self.assertOk(self.tune_ring("p.json", "-o", "t.yaml"))
         _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
         tiny = {c["size"]: c for c in r["tiny"]["classes"]}
         self.assertEqual(max(tiny), 1024 if 1024 in tiny else max(tiny))
@@ -599,7 +728,7 @@ class TuneCommandTest(TempDirTest):
         # 32 B: 30% of its frees by another thread; 528 B (class 640): 0.5%, below the bar
         self.write_profile(profile(hist, bursts, peak={32: 5000, 640: 3000}, threads=2,
                                    remote={32: 3000, 640: 20}))
-        self.assertOk(self.tune("p.json", "-o", "t.yaml"))
+        self.assertOk(self.tune_ring("p.json", "-o", "t.yaml"))
         _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
         tiny = {c["size"]: c for c in r["tiny"]["classes"]}
         self.assertEqual(tiny[32]["refill"], 128)
@@ -619,22 +748,27 @@ class TuneCommandTest(TempDirTest):
         bursts = {32: ([[1, 100], [1024, 50]], [[1, 100], [1024, 50]])}
         self.write_profile(profile({32: 10_000}, bursts, peak={32: 100_000}, threads=2,
                                    remote={32: 3000}))
-        self.assertOk(self.tune("p.json", "-o", "t.yaml", "--max-classes", "11"))
+        self.assertOk(self.tune_ring("p.json", "-o", "t.yaml", "--max-classes", "11"))
         with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
             entry = next(ln for ln in f if "size: 32," in ln)
         self.assertIn("{ size: 32, ring: 256, sll: 2048, refill: 128, tiers: [ring, sll, slab] }",
                       entry)
         self.assertIn("30.0% remote frees (no transfer cache: the runtime would not use one "
                       "with these caches)", entry)
-        # a base with decay_ms 0 has no transfer caches: none written, even ring-first
+        # a base with decay_ms 0 has no transfer caches: none written, list- or ring-first
+        # (the default's grid classes no request reached keep its caches, with transfer 0)
         with open(DEFAULT_SPEC, encoding="utf-8") as f:
             self.write("b.yaml", f.read().replace("decay_ms: 1000", "decay_ms: 0"))
+        self.write("r.yaml", f"base: {json.dumps(RING_SPEC)}\noptions: {{decay_ms: 0}}\n")
         self.write_profile(profile({32: 10_000}, threads=2, remote={32: 3000}))
-        self.assertOk(self.hakgen("tune", "p.json", "-o", "t0.yaml", "--base", "b.yaml"))
-        with open(os.path.join(self.tmp, "t0.yaml"), encoding="utf-8") as f:
-            text = f.read()
-        self.assertNotIn("transfer:", text)
-        self.assertIn("30.0% remote frees (no transfer cache", text)
+        for base, first in (("b.yaml", "sll"), ("r.yaml", "ring")):
+            with self.subTest(base=base):
+                self.assertOk(self.hakgen("tune", "p.json", "-o", "t0.yaml", "--base", base))
+                with open(os.path.join(self.tmp, "t0.yaml"), encoding="utf-8") as f:
+                    text = f.read()
+                self.assertNotIn("transfer:", text)
+                self.assertIn(f"{{ size: 32, {first}: ", text)
+                self.assertIn("30.0% remote frees (no transfer cache", text)
 
 
 if __name__ == "__main__":
