@@ -198,7 +198,7 @@ START_TEST(pooled_block_reset_writes_its_header_only)
 {
     if (HAK_DECAY_MS == 0)
         return; /* no pool: a block is unmapped at its thread's exit */
-    struct block_use first = {NULL};
+    struct block_use first = {.blk = NULL};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, use_classes, &first), 0);
     pthread_join(t, NULL);
@@ -206,7 +206,7 @@ START_TEST(pooled_block_reset_writes_its_header_only)
     uintptr_t start = (uintptr_t)first.blk & ~(uintptr_t)(HAK_PAGE - 1);
     for (unsigned i = 0; start + i * HAK_PAGE < (uintptr_t)(first.blk + 1); i++)
         before[i] = page_resident((void *)(start + i * HAK_PAGE));
-    struct block_use second = {first.blk, before};
+    struct block_use second = {.blk = first.blk, .before = before};
     ck_assert_int_eq(pthread_create(&t, NULL, use_classes, &second), 0);
     pthread_join(t, NULL);
     ck_assert_ptr_eq(second.blk, first.blk);
