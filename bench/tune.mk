@@ -10,9 +10,10 @@
 #     run, so the profile is of the very run that is measured);
 #  3. gen/hakgen tune build/tune/appmix.json -o spec/variants/appmix.yaml
 #     (the variant `make VARIANT=appmix` builds; appmix is deterministic, so
-#     the file only changes when the profile, the tuner or the base does;
-#     against the default it keeps the 64 grid classes and their lists and
-#     chooses the 20 mid classes);
+#     the file only changes when the profile, the tuner or the base does,
+#     and tests/metrics/run.sh fails until it is written anew; against the
+#     default it keeps the 64 grid classes and their lists and chooses the
+#     20 mid classes);
 #  4. make ab A=default B=appmix BENCH=appmix: the throughput ratio B/A with
 #     its 95% interval over interleaved rounds;
 #  5. from the same runs (build/ab/default-vs-appmix-rounds.csv) the peak RSS

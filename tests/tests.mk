@@ -80,7 +80,7 @@ test-tsan: deps $(TSAN_BIN)
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(TSAN_BIN)
 
 test-metrics: deps
-	bash tests/metrics/run.sh
+	PYTHON=$(PYTHON) bash tests/metrics/run.sh
 
 test-variants: deps
 	bash tests/variants/run.sh
