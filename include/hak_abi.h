@@ -240,7 +240,9 @@ static inline uint32_t hak_block_index(unsigned code, uint32_t off)
 }
 
 /* Slow paths: one call from a generated fast path when its caches miss. */
-void *hak_alloc_tiers(unsigned cls) HAK_HIDDEN HAK_NOINLINE;          /* table miss */
+/* A table miss of malloc(n), n at most the largest class: the class is looked
+ * up there, so that the front keeps no index of its own for it. */
+void *hak_alloc_tiers(size_t n) HAK_HIDDEN HAK_NOINLINE;
 /* A table miss.  It, and hak_free_keyed below, take p alone and look its class
  * up again: the front's jump to them then needs no register of its own. */
 void hak_free_tiers(void *p) HAK_HIDDEN HAK_NOINLINE;

@@ -514,9 +514,9 @@ int hak_thread_setup(void)
 
 /* The table dispatch missed the class's first cache tier (or code 0, not ours:
  * hak_front_free_class sends it to hak_free_other): the per-class path. */
-void *hak_alloc_tiers(unsigned cls)
+void *hak_alloc_tiers(size_t n)
 {
-    return hak_front_alloc_class(cls);
+    return hak_front_alloc_class(hak_size_class[(n + 15) >> 4]);
 }
 
 void hak_free_tiers(void *p)
