@@ -269,9 +269,9 @@ def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1, grid=
     k <= max_classes, first_pos <= p_1 <= first_class_top(first_pos), p_{t+1} <= 2 p_t;
     ties go to the log-uniform prior (when `prior`), then to the leftmost position.
     first_pos is the smallest class the spec allows (resolve.smallest_class_size / 16).
-    With grid > 0, positions 1..grid are all classes (a base's 16-byte grid kept, every
-    size up to it exact) and the rest are chosen after them: the chain then starts at
-    grid, its first class, at no cost.
+    With grid > 0 (at most last_pos), positions 1..grid are all classes (a base's 16-byte
+    grid kept, every size up to it exact; first_pos is then 1) and the rest are chosen
+    after them: the chain then starts at grid, its first class, at no cost.
     Returns (positions, cost), cost in bytes for the observed requests only.  Raises
     ValueError when max_classes is too small for the rules.
 
@@ -281,6 +281,8 @@ def choose_classes(counts, last_pos, max_classes, prior=True, first_pos=1, grid=
     as a penalty P * max(0, ceil(j / 2) - i) (convex in ceil(j / 2) - i), so the leftmost
     best i grows with j: O(k * n log n) evaluations, exact."""
     n = last_pos
+    if grid > n:
+        raise ValueError(f"a grid up to position {grid} ends past the last class {n}")
     need = min_classes(n, first_pos, grid)
     if max_classes < need:
         raise ValueError(need)
@@ -452,12 +454,14 @@ def list_plan(bursts, peak_out, base_sll, base_refill, hi):
     default's ops/s, 31 interleaved rounds; 1.4% more instructions)."""
     p90, p99 = percentile_burst(bursts, BURST_PCT), percentile_burst(bursts, SLL_PCT)
     spill = spill_share(bursts, base_sll // 2)
-    sll = max(base_sll, min(_pow2_ceil(p99), hi)) if spill >= SLL_KEEP_SHARE else base_sll
+    raised = max(base_sll, min(_pow2_ceil(p99), hi)) if spill >= SLL_KEEP_SHARE else base_sll
+    sll = raised
     if peak_out > 0:
         sll = max(min(LIST_MIN, base_sll), min(sll, _pow2_ceil(peak_out)))
     return {"tiers": ["sll", "slab"], "ring": 0, "sll": sll,
             "refill": max(1, min(base_refill, sll // 2)), "p90": p90, "p99": p99,
-            "raised": sll > base_sll, "spill": spill}
+            "base_sll": base_sll, "raised": raised > base_sll, "capped": sll < raised,
+            "spill": spill}
 
 
 # ---------------------------------------------------------------- memory
@@ -627,7 +631,8 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
     lines = _header(profile, profile_name, sizes, len(tiny_rows), max_classes, fit,
                     16 * first_class_top(first_pos), grid,
                     {r["plan"]["tiers"][0] for r in tiny_rows if not r["plan"].get("base")},
-                    any(r["plan"].get("base") for r in tiny_rows))
+                    any(r["plan"].get("base") for r in tiny_rows),
+                    grid and resolve.model(base, base_path)["size_grid"] > 0)
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
                              else json.dumps(base_rel)))
     lines += _memory_lines(memory)
@@ -672,9 +677,12 @@ def grid_top(tiny_sizes):
 
 
 def first_cache_tier(tiers):
-    """The kind of a tuned class's first cache tier: its base's (a base with no cache
-    there gets a ring)."""
-    return next((t for t in tiers if t != "slab"), "ring")
+    """The kind of a tuned class's first cache tier: its base's, "ring" or "sll"; "slab"
+    where the base has no cache (the tuned class then has none either)."""
+    return next((t for t in tiers if t != "slab"), "slab")
+
+
+NO_CACHE = {"tiers": ["slab"], "ring": 0, "sll": 0, "refill": 0, "p90": 0, "spill": 0.0}
 
 
 def _serving(tiny_base, size):
@@ -707,14 +715,20 @@ def _fit_numbers(profile, sizes, base_sizes):
 
 
 def _tiny_plan(row, base_class, grid):
-    """A tiny class's caches, first tier of the kind of the base class serving its sizes.
-    On a kept grid the class is that base class: with no requests seen, its caches."""
+    """A tiny class's caches, first tier of the kind of the base class serving its sizes
+    (none where it has none), and its prewarm, within the new capacity.  On a kept grid
+    the class is that base class: with no requests seen, its caches."""
     kind = first_cache_tier(base_class["tiers"])
+    if kind == "slab":
+        return dict(NO_CACHE)
     if row["requests"]:
         if kind == "sll":
-            return list_plan(row["bursts"], row["peak_out"], base_class["sll"],
+            plan = list_plan(row["bursts"], row["peak_out"], base_class["sll"],
                              base_class["refill"], LIST_MAX)
-        return cache_plan(row["bursts"], row["peak_out"], RING_MIN, RING_MAX, True)
+        else:
+            plan = cache_plan(row["bursts"], row["peak_out"], RING_MIN, RING_MAX, True)
+        plan["prewarm"] = min(base_class["prewarm"], plan["ring"] + plan["sll"])
+        return plan
     if grid:
         return {"base": True, "p90": 0, "spill": 0.0,
                 **{k: base_class[k] for k in ("tiers", "ring", "sll", "refill", "prewarm",
@@ -751,7 +765,9 @@ def _mid_plan(mid_rows, mid_base):
         peak = max(peak, r["peak_out"])
         for length, n in r["bursts"].items():
             bursts[length] = bursts.get(length, 0.0) + n
-    if requests and kind == "sll":
+    if kind == "slab":
+        plan = dict(NO_CACHE)
+    elif requests and kind == "sll":
         plan = list_plan(bursts, peak, mid_base["sll"], mid_base["refill"], MID_RING_MAX)
     elif requests:
         plan = cache_plan(bursts, peak, MID_RING_MIN, MID_RING_MAX, False)
@@ -796,7 +812,7 @@ def _fit_lines(fit):
 
 
 def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max, grid, kinds,
-            base_kept):
+            base_kept, arithmetic):
     large = sum(n for _, n in profile["large"])
     requests = fit["requests"]
     n_mid = len(sizes) - n_tiny
@@ -810,16 +826,16 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max, g
     if grid:
         lines += [
             f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}): the "
-            f"base's {grid} tiny classes,",
-            f"# every 16 B up to {16 * grid} B, kept (no class rounds a size less, and malloc "
-            f"finds them by",
-            "# arithmetic); the mid classes chosen by dynamic programming over the 16-byte "
-            "request",
-            "# histogram to minimize sum(class - size) over the blocks out at the peak (each",
-            "# profiled class's peak shared among its sizes by their requests), each class at "
-            "most",
-            "# twice the one before it, the base's largest class kept.",
+            f"base's {grid} tiny class{'es' if grid > 1 else ''},",
+            f"# every 16 B up to {16 * grid} B, kept (no class rounds a size less"
+            + (", and malloc finds them by arithmetic);" if arithmetic else ");"),
         ]
+        lines += ([
+            "# the mid classes chosen by dynamic programming over the 16-byte request histogram",
+            "# to minimize sum(class - size) over the blocks out at the peak (each profiled",
+            "# class's peak shared among its sizes by their requests), each class at most twice",
+            "# the one before it, the base's largest class kept.",
+        ] if n_mid else ["# no mid classes, as the base has none."])
     else:
         lines += [
             f"# Classes: {len(sizes)} ({n_tiny} tiny, {n_mid} mid; at most {max_classes}), "
@@ -849,6 +865,10 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max, g
             f"# >= {SLL_KEEP_SHARE:.0%} of the operations, at most the peak blocks out; the "
             f"base's refill, at most half the list.",
         ]
+    if "slab" in kinds:
+        lines.append("# Classes whose base class has no cache have none either.")
+    if kinds - {"slab"}:
+        lines.append("# A base class's prewarm is kept, within the tuned capacity.")
     if base_kept:
         lines.append("# Classes of the grid no request was seen in keep the base's caches.")
     lines += [
@@ -878,17 +898,22 @@ def _class_lines(tiny_rows, mid_rows, mid_plan, requests):
     for r in tiny_rows:
         lines.append(f"    - {_class_entry(r):<{width}}  # {_class_note(r, requests)}")
     first = mid_plan["tiers"][0]
-    lines += [
-        "mid:",
-        f"  tiers: [{', '.join(mid_plan['tiers'])}]  # {'ring' if first == 'ring' else 'list'} "
-        f"first, as the base's mid classes",
-        f"  {first}: {mid_plan[first]}" + " " * (4 - len(str(mid_plan[first])))
-        + "# shared by the mid classes: "
-        + (f"p90 burst {mid_plan['p90']}, {_pct(mid_plan['requests'] / max(1, requests))} "
-           f"of requests" if mid_plan["requests"] else "no mid requests seen"),
-        f"  refill: {mid_plan['refill']}",
-        "  classes:" if mid_rows else "  classes: []",
-    ]
+    kind = {"ring": "ring first", "sll": "list first", "slab": "no cache"}[first]
+    lines += ["mid:", f"  tiers: [{', '.join(mid_plan['tiers'])}]  # {kind}, as the base's "
+                      f"mid classes"]
+    if first != "slab":
+        if not mid_plan["requests"]:
+            why = "no mid requests seen"
+        elif first == "sll":
+            why = (f"p99 burst {mid_plan['p99']}, "
+                   f"{_pct(mid_plan['requests'] / max(1, requests))} of requests; "
+                   + _list_why(mid_plan))
+        else:
+            why = (f"p90 burst {mid_plan['p90']}, "
+                   f"{_pct(mid_plan['requests'] / max(1, requests))} of requests")
+        lines.append(f"  {first}: {mid_plan[first]}" + " " * (4 - len(str(mid_plan[first])))
+                     + "# shared by the mid classes: " + why)
+    lines += [f"  refill: {mid_plan['refill']}", "  classes:" if mid_rows else "  classes: []"]
     width = max((len(str(r["size"])) for r in mid_rows), default=0)
     for r in mid_rows:
         lines.append(f"    - {r['size']:<{width}}  # {_class_note(r, requests, mid=True)}")
@@ -914,6 +939,13 @@ def transfer_batches(refill):
     return max(1, TRANSFER_BLOCKS // refill)
 
 
+def _list_why(p):
+    """Where a list-first plan's list comes from (list_plan)."""
+    why = (f"{_pct(p['spill'])} of ops beyond half the base's list of {p['base_sll']}: "
+           + ("raised to the p99 burst" if p["raised"] else "kept"))
+    return why + (", capped at the peak out" if p["capped"] else "")
+
+
 def _class_note(r, requests, mid=False):
     span = f"{r['lo'] + 1}..{r['size']} B" if r["lo"] + 1 < r["size"] else f"{r['size']} B"
     if not r["requests"]:
@@ -923,12 +955,14 @@ def _class_note(r, requests, mid=False):
     if mid:
         return note + f", peak {_num(r['peak_out'])} out"
     p = r["plan"]
-    note += f", p90 burst {p['p90']}, peak {_num(r['peak_out'])} out"
-    if p["ring"] and p["sll"]:
-        note += f"; {_pct(p['spill'])} of ops beyond ring/2"
-    elif p.get("raised"):
-        note += (f"; {_pct(p['spill'])} of ops beyond half the base's list, "
-                 f"p99 burst {p['p99']}")
+    if p["tiers"] == ["slab"]:
+        note += ", no cache, as the base's class"
+    elif p["ring"]:
+        note += f", p90 burst {p['p90']}, peak {_num(r['peak_out'])} out"
+        if p["sll"]:
+            note += f"; {_pct(p['spill'])} of ops beyond ring/2"
+    else:
+        note += f", p99 burst {p['p99']}, peak {_num(r['peak_out'])} out; " + _list_why(p)
     if r["remote_share"] >= REMOTE_MIN_SHARE:
         note += f"; {_pct(r['remote_share'])} remote frees"
         if not r["transfer"]:

@@ -129,6 +129,8 @@ class DynamicProgramTest(unittest.TestCase):
                 self.assertTrue(all(b <= 2 * a for a, b in zip(pos, pos[1:])))
         # the default's 64 tiny classes, then 2048 B, 4096, .., 32 KiB: 69
         self.assertEqual(tune.min_classes(2048, grid=64), 69)
+        with self.assertRaises(ValueError):
+            tune.choose_classes({1: 1}, 3, 10, grid=5)  # the grid past the last class
         with self.assertRaises(ValueError) as e:
             tune.choose_classes({70: 5}, 2048, 68, grid=64)
         self.assertEqual(e.exception.args, (69,))
@@ -658,7 +660,7 @@ class TuneCommandTest(TempDirTest):
             text = f.read()
         self.assertIn("(64 tiny, 20 mid; at most 84): the base's 64 tiny classes,\n# every "
                       "16 B up to 1024 B, kept (no class rounds a size less, and malloc finds "
-                      "them by\n# arithmetic); the mid classes chosen by dynamic programming",
+                      "them by arithmetic);\n# the mid classes chosen by dynamic programming",
                       text)
         self.assertIn("# List-first classes (as the base's that served their sizes)", text)
         self.assertNotIn("Ring-first", text)
@@ -667,8 +669,11 @@ class TuneCommandTest(TempDirTest):
         self.assertRegex(text, r"\{ size: 400, sll: 128, refill: 16, transfer: 32, "
                                r"tiers: \[sll, slab\] \} +# 385\.\.400 B: no requests seen "
                                r"\(the base's caches\)\n")
-        self.assertRegex(text, r"size: 32, sll: 2048, .*; \d+\.\d% of ops beyond half the "
-                               r"base's list, p99 burst 2047\n")
+        self.assertRegex(text, r"size: 32, sll: 2048, .*: 44\.1% of requests, p99 burst 2047, "
+                               r"peak 100,000 out; \d+\.\d% of ops beyond half the base's list "
+                               r"of 256: raised to the p99 burst\n")
+        self.assertIn("33..48 B: 22.0% of requests, p99 burst 127, peak 5,000 out; 0.0% of ops "
+                      "beyond half the base's list of 256: kept\n", text)
 
     def test_grid_dropped_when_too_few_classes(self):
         # 69 classes keep the grid (64, then doubling to 32 KiB); 68 cannot: every class
@@ -686,6 +691,53 @@ class TuneCommandTest(TempDirTest):
                 with open(path, encoding="utf-8") as f:
                     self.assertEqual("the base's 64 tiny classes" in f.read(), grid)
 
+    def test_no_cache_where_the_base_has_none(self):
+        """A base class, or mid tier, with no cache gets none: a ring made up for it gave
+        the tiny classes two kinds of first tier, which turned the grid's arithmetic off."""
+        self.write("b.yaml", f"base: {json.dumps(DEFAULT_SPEC)}\nmid: {{tiers: [slab]}}\n")
+        hist = {32: 500, 48: 300, 528: 200, 4112: 50}
+        self.write_profile(profile(hist))
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "t.yaml", "--base", "b.yaml"))
+        path = os.path.join(self.tmp, "t.yaml")
+        _, r = tuned_sizes(path)
+        self.assertEqual((r["mid"]["tiers"], r["mid"]["ring"], r["mid"]["sll"]),
+                         (["slab"], 0, 0))
+        self.assertEqual(resolve.model(r, path)["size_grid"], 1024)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("mid:\n  tiers: [slab]  # no cache, as the base's mid classes\n"
+                      "  refill: 0\n", text)
+        self.assertIn("and malloc finds them by arithmetic", text)
+        # the nocache variant: its 16 B and 1024 B classes and the mid ones have no cache
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "n.yaml", "--base",
+                                  os.path.join(VARIANTS, "nocache.yaml")))
+        path = os.path.join(self.tmp, "n.yaml")
+        _, r = tuned_sizes(path)
+        tiny = {c["size"]: c for c in r["tiny"]["classes"]}
+        self.assertEqual(sorted(tiny), list(range(16, 1025, 16)))
+        self.assertEqual([s for s, c in tiny.items() if c["tiers"] == ["slab"]], [16, 1024])
+        self.assertEqual(tiny[32]["tiers"], ["sll", "slab"])
+        self.assertEqual(r["mid"]["tiers"], ["slab"])
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.assertNotIn("Ring-first", text)
+        self.assertIn("# Classes whose base class has no cache have none either.\n", text)
+        # the base's table front serves two kinds of class (a cache or none): no arithmetic
+        self.assertEqual(resolve.model(resolve.resolve(load_spec(
+            os.path.join(VARIANTS, "nocache.yaml"))), "n")["size_grid"], 0)
+        self.assertIn("kept (no class rounds a size less);\n", text)
+
+    def test_prewarm_of_the_base_kept(self):
+        # prewarm 32 on every tiny class: kept on the classes requests reached too, within
+        # the tuned list (a class with 10 blocks out at the peak: a list of 16)
+        self.write_profile(profile({32: 10_000, 64: 10}, peak={32: 5000, 64: 10}))
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "t.yaml", "--base",
+                                  os.path.join(VARIANTS, "prewarm.yaml")))
+        _, r = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
+        tiny = {c["size"]: c for c in r["tiny"]["classes"]}
+        self.assertEqual([tiny[s]["prewarm"] for s in (16, 32, 64, 1024)], [32, 32, 16, 32])
+        self.assertEqual(tiny[64]["sll"], 16)
+
     def test_mid_classes_start_with_the_base_tier(self):
         # the tuned mid classes share one cache of the kind the base's start with.  A base
         # whose mid classes start with a 2-block list keeps it (a ring-first tuner wrote
@@ -698,9 +750,14 @@ class TuneCommandTest(TempDirTest):
         self.assertEqual((r["mid"]["tiers"], r["mid"]["sll"], r["mid"]["refill"]),
                          (["sll", "slab"], 2, 1))
         with open(os.path.join(self.tmp, "t.yaml"), encoding="utf-8") as f:
-            self.assertIn("mid:\n  tiers: [sll, slab]  # list first, as the base's mid "
-                          "classes\n  sll: 2   # shared by the mid classes: p90 burst 1, "
-                          "50.0% of requests\n  refill: 1\n", f.read())
+            text = f.read()
+        self.assertIn("mid:\n  tiers: [sll, slab]  # list first, as the base's mid classes\n"
+                      "  sll: 2   # shared by the mid classes: p99 burst 1, 50.0% of requests; "
+                      "0.0% of ops beyond half the base's list of 2: kept\n  refill: 1\n", text)
+        # 64 B: 10 blocks out at the peak, so a list of 16 (the base's 256 capped)
+        self.assertIn("{ size: 64, sll: 16, refill: 8, tiers: [sll, slab] }", text)
+        self.assertIn("peak 10 out; 0.0% of ops beyond half the base's list of 256: kept, "
+                      "capped at the peak out\n", text)
         # the ring spec's mid classes start with a ring: one ring, from the bursts
         self.assertOk(self.hakgen("tune", "p.json", "-o", "t2.yaml", "--base", RING_SPEC))
         _, r = tuned_sizes(os.path.join(self.tmp, "t2.yaml"))
