@@ -113,17 +113,43 @@ void *hak_api_calloc(size_t n, size_t size)
     return p;
 }
 
-size_t hak_api_usable_size(void *p)
+/* The bytes block p (not NULL) holds; misuse is reported as fn's. */
+static size_t usable_size(const char *fn, void *p)
 {
-    if (p == NULL)
-        return 0;
     unsigned code = hak_region_code((uintptr_t)p);
     if (code != 0)
-        return hak_class_info[class_of_block("malloc_usable_size", code, p)].size;
+        return hak_class_info[class_of_block(fn, code, p)].size;
     size_t usable = hak_large_usable(p);
     if (usable == 0)
-        report_not_large("malloc_usable_size", "freed pointer", p);
+        report_not_large(fn, "freed pointer", p);
     return usable;
+}
+
+size_t hak_api_usable_size(void *p)
+{
+    return p == NULL ? 0 : usable_size("malloc_usable_size", p);
+}
+
+/*
+ * free(p) of a block allocated with n bytes (C23's free_sized) and, by
+ * aligned_alloc, an alignment of align (free_aligned_sized; 0 for none).
+ * glibc has them since 2.41: a program built against it calls them, and
+ * they must not reach glibc's with a block of ours.  Guarded mode checks
+ * what the caller says against the block: one holding fewer than n bytes,
+ * or not aligned to align, was not allocated so (C23 leaves that undefined).
+ * A block may hold more than n (its class's size, a realloc that kept it).
+ */
+void hak_api_free_sized(const char *fn, void *p, size_t n, size_t align)
+{
+    if (p == NULL)
+        return;
+    if (HAK_GUARDED) {
+        if (align != 0 && ((align & (align - 1)) != 0 || (uintptr_t)p % align != 0))
+            report(fn, "alignment does not match the block", p);
+        if (n > usable_size(fn, p))
+            report(fn, "size does not match the block", p);
+    }
+    hak_front_free(p);
 }
 
 void *hak_api_realloc(void *p, size_t n)

@@ -68,6 +68,20 @@ HAK_EXPORT void *pvalloc(size_t n)
     return hak_api_pvalloc(n);
 }
 
+/* C23; glibc's headers declare them from 2.41 on */
+void free_sized(void *p, size_t n);
+void free_aligned_sized(void *p, size_t align, size_t n);
+
+HAK_EXPORT void free_sized(void *p, size_t n)
+{
+    hak_api_free_sized("free_sized", p, n, 0);
+}
+
+HAK_EXPORT void free_aligned_sized(void *p, size_t align, size_t n)
+{
+    hak_api_free_sized("free_aligned_sized", p, n, align);
+}
+
 HAK_EXPORT size_t malloc_usable_size(void *p)
 {
     return hak_api_usable_size(p);

@@ -459,6 +459,33 @@ START_TEST(libc_names_are_hakmem)
 }
 END_TEST
 
+/* C23's free_sized and free_aligned_sized free the block (the next malloc
+ * of its size takes it back from the cache); NULL is nothing to free.
+ * glibc 2.36's headers do not declare them. */
+void free_sized(void *p, size_t n);
+void free_aligned_sized(void *p, size_t align, size_t n);
+
+START_TEST(free_sized_and_free_aligned_sized)
+{
+    free_sized(NULL, 100);
+    free_aligned_sized(NULL, 64, 100);
+    void *p = malloc(100);
+    free_sized(p, 100);
+    ck_assert_ptr_eq(malloc(100), p);
+    free_sized(p, malloc_usable_size(p)); /* the block's size, more than asked: no misuse */
+    ck_assert_ptr_eq(malloc(100), p);
+    free(p);
+    void *a = aligned_alloc(64, 200);
+    ck_assert_uint_eq((uintptr_t)a % 64, 0);
+    free_aligned_sized(a, 64, 200);
+    ck_assert_ptr_eq(aligned_alloc(64, 200), a);
+    free(a);
+    void *big = malloc((size_t)1 << 20);
+    ck_assert_ptr_nonnull(big);
+    free_sized(big, (size_t)1 << 20);
+}
+END_TEST
+
 /* mallinfo2 from what hakmem holds: a large block counts once in hblks and
  * with its whole mapping in hblkhd, until it is freed; the superslabs are
  * the arena, split between spans (uordblks) and free units (fordblks). */
@@ -575,6 +602,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, large_realloc_across_two_mappings);
     tcase_add_test(tc, large_calloc_grown_from_cached_span);
     tcase_add_test(tc, libc_names_are_hakmem);
+    tcase_add_test(tc, free_sized_and_free_aligned_sized);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -187,6 +187,31 @@ static void do_free_interior_of_freed(void *p)
     free((char *)p + 4096);
 }
 
+/* C23's sized frees: what the caller says is checked against the block. */
+void free_sized(void *p, size_t n);
+void free_aligned_sized(void *p, size_t align, size_t n);
+
+static void do_free_sized_one_more(void *p)
+{
+    free_sized(p, malloc_usable_size(p) + 1);
+}
+
+static void do_free_aligned_sized_32(void *p)
+{
+    free_aligned_sized(p, 32, 48);
+}
+
+static void do_free_aligned_sized_48(void *p)
+{
+    free_aligned_sized(p, 48, 48);
+}
+
+static void do_free_sized_freed(void *p)
+{
+    free(p);
+    free_sized(p, 64);
+}
+
 static void do_free_twice(void *p)
 {
     free(p);
@@ -416,6 +441,33 @@ START_TEST(double_free_after_block_went_back)
 }
 END_TEST
 
+/* free_sized with more bytes than the block holds, free_aligned_sized with
+ * an alignment the block does not have (or no power of two), either of a
+ * freed block: reported, the block left alone (it is still the program's). */
+START_TEST(sized_frees_that_do_not_match_the_block)
+{
+    void *p = malloc(64), *big = malloc((size_t)1 << 20);
+    expect_abort(do_free_sized_one_more, p, "hakmem: free_sized(): size does not match the block",
+                 p);
+    expect_abort(do_free_sized_one_more, big,
+                 "hakmem: free_sized(): size does not match the block", big);
+    void *odd[64], *q = NULL; /* a 48 B block at an odd multiple of 16: not 32-aligned */
+    for (int i = 0; i < 64 && q == NULL; i++) {
+        odd[i] = malloc(48);
+        if ((uintptr_t)odd[i] % 32 != 0)
+            q = odd[i];
+    }
+    ck_assert_ptr_nonnull(q);
+    expect_abort(do_free_aligned_sized_32, q,
+                 "hakmem: free_aligned_sized(): alignment does not match the block", q);
+    expect_abort(do_free_aligned_sized_48, q,
+                 "hakmem: free_aligned_sized(): alignment does not match the block", q);
+    expect_abort(do_free_sized_freed, p, "hakmem: free_sized(): freed pointer", p);
+    free_sized(p, 64); /* the parent's block, untouched by the children: freed as asked */
+    free_sized(big, (size_t)1 << 20);
+}
+END_TEST
+
 START_TEST(realloc_and_usable_size_of_freed_block)
 {
     void *p = malloc(100);
@@ -609,6 +661,7 @@ Suite *suite_misuse(void)
         tcase_add_test(tc, double_free_under_another_block);
         tcase_add_test(tc, double_free_after_block_went_back);
         tcase_add_test(tc, realloc_and_usable_size_of_freed_block);
+        tcase_add_test(tc, sized_frees_that_do_not_match_the_block);
         tcase_add_test(tc, program_data_equal_to_key_is_no_double_free);
         tcase_add_test(tc, double_free_after_free_by_exited_thread);
         tcase_add_test(tc, blocks_handed_out_carry_no_key);
