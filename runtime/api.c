@@ -133,7 +133,7 @@ size_t hak_api_usable_size(void *p)
 /*
  * free(p) of a block allocated with n bytes (C23's free_sized) and, by
  * aligned_alloc, an alignment of align (free_aligned_sized; 0 for none).
- * glibc has them since 2.41: a program built against it calls them, and
+ * glibc has them since 2.43: a program built against it calls them, and
  * they must not reach glibc's with a block of ours.  Guarded mode checks
  * what the caller says against the block: one holding fewer than n bytes,
  * or not aligned to align, was not allocated so (C23 leaves that undefined).

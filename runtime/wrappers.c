@@ -68,7 +68,7 @@ HAK_EXPORT void *pvalloc(size_t n)
     return hak_api_pvalloc(n);
 }
 
-/* C23; glibc's headers declare them from 2.41 on */
+/* C23; glibc's headers declare them from 2.43 on */
 void free_sized(void *p, size_t n);
 void free_aligned_sized(void *p, size_t align, size_t n);
 
