@@ -130,26 +130,45 @@ size_t hak_api_usable_size(void *p)
     return p == NULL ? 0 : usable_size("malloc_usable_size", p);
 }
 
+static bool pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
 /*
  * free(p) of a block allocated with n bytes (C23's free_sized) and, by
- * aligned_alloc, an alignment of align (free_aligned_sized; 0 for none).
+ * aligned_alloc, an alignment of align (free_aligned_sized, `aligned`).
  * glibc has them since 2.43: a program built against it calls them, and
  * they must not reach glibc's with a block of ours.  Guarded mode checks
- * what the caller says against the block: one holding fewer than n bytes,
- * or not aligned to align, was not allocated so (C23 leaves that undefined).
- * A block may hold more than n (its class's size, a realloc that kept it).
+ * what the caller says against the block (after the block itself, so that
+ * a bad or freed pointer is reported as such): one holding fewer than n
+ * bytes, or not aligned to align (0 and other non-powers of two included:
+ * aligned_alloc refuses them), was not allocated so; C23 leaves that
+ * undefined.  A block may hold more than n (its class's size, a realloc
+ * that kept it, a large block cut from a larger cached span).
  */
-void hak_api_free_sized(const char *fn, void *p, size_t n, size_t align)
+static void free_sized(const char *fn, void *p, size_t n, bool aligned, size_t align)
 {
     if (p == NULL)
         return;
     if (HAK_GUARDED) {
-        if (align != 0 && ((align & (align - 1)) != 0 || (uintptr_t)p % align != 0))
+        size_t usable = usable_size(fn, p);
+        if (aligned && (!pow2(align) || (uintptr_t)p % align != 0))
             report(fn, "alignment does not match the block", p);
-        if (n > usable_size(fn, p))
+        if (n > usable)
             report(fn, "size does not match the block", p);
     }
     hak_front_free(p);
+}
+
+void hak_api_free_sized(void *p, size_t n)
+{
+    free_sized("free_sized", p, n, false, 0);
+}
+
+void hak_api_free_aligned_sized(void *p, size_t align, size_t n)
+{
+    free_sized("free_aligned_sized", p, n, true, align);
 }
 
 void *hak_api_realloc(void *p, size_t n)
@@ -217,11 +236,6 @@ static void *aligned(size_t align, size_t n)
         }
     }
     return hak_large_alloc(n, align, false);
-}
-
-static bool pow2(size_t x)
-{
-    return x != 0 && (x & (x - 1)) == 0;
 }
 
 int hak_api_posix_memalign(void **out, size_t align, size_t n)

@@ -274,8 +274,8 @@ void *hak_api_memalign(size_t align, size_t n) HAK_HIDDEN;
 void *hak_api_valloc(size_t n) HAK_HIDDEN;
 void *hak_api_pvalloc(size_t n) HAK_HIDDEN;
 size_t hak_api_usable_size(void *p) HAK_HIDDEN;
-/* C23's free_sized (align 0) and free_aligned_sized, as fn */
-void hak_api_free_sized(const char *fn, void *p, size_t n, size_t align) HAK_HIDDEN;
+void hak_api_free_sized(void *p, size_t n) HAK_HIDDEN;                       /* C23 */
+void hak_api_free_aligned_sized(void *p, size_t align, size_t n) HAK_HIDDEN; /* C23 */
 int hak_api_trim(size_t pad) HAK_HIDDEN;
 void hak_api_usage(struct hak_usage *u) HAK_HIDDEN;
 

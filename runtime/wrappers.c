@@ -74,12 +74,12 @@ void free_aligned_sized(void *p, size_t align, size_t n);
 
 HAK_EXPORT void free_sized(void *p, size_t n)
 {
-    hak_api_free_sized("free_sized", p, n, 0);
+    hak_api_free_sized(p, n);
 }
 
 HAK_EXPORT void free_aligned_sized(void *p, size_t align, size_t n)
 {
-    hak_api_free_sized("free_aligned_sized", p, n, align);
+    hak_api_free_aligned_sized(p, align, n);
 }
 
 HAK_EXPORT size_t malloc_usable_size(void *p)

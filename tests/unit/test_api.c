@@ -480,9 +480,23 @@ START_TEST(free_sized_and_free_aligned_sized)
     free_aligned_sized(a, 64, 200);
     ck_assert_ptr_eq(aligned_alloc(64, 200), a);
     free(a);
+    /* what C23 calls the size is the last one asked for: after a realloc
+     * that kept the block, one that moved it, a calloc */
+    char *r = malloc(100);
+    size_t kept = malloc_usable_size(r) - 1; /* above half the block: kept */
+    ck_assert_ptr_eq(realloc(r, kept), r);
+    free_sized(r, kept);
+    r = realloc(malloc(100), 5000);
+    free_sized(r, 5000);
+    free_sized(calloc(10, 30), 300);
+    /* a large block: unmapped or cached, it is no longer live */
+    size_t live = mallinfo2().hblks;
     void *big = malloc((size_t)1 << 20);
     ck_assert_ptr_nonnull(big);
-    free_sized(big, (size_t)1 << 20);
+    ck_assert_uint_eq(mallinfo2().hblks, live + 1);
+    big = realloc(big, (size_t)3 << 20);
+    free_sized(big, (size_t)3 << 20);
+    ck_assert_uint_eq(mallinfo2().hblks, live);
 }
 END_TEST
 

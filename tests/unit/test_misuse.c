@@ -203,7 +203,17 @@ static void do_free_aligned_sized_32(void *p)
 
 static void do_free_aligned_sized_48(void *p)
 {
-    free_aligned_sized(p, 48, 48);
+    free_aligned_sized(p, 48, 16);
+}
+
+static void do_free_aligned_sized_0(void *p)
+{
+    free_aligned_sized(p, 0, 16);
+}
+
+static void do_free_aligned_sized_bad_pointer(void *p)
+{
+    free_aligned_sized(p, 3, 16); /* the pointer is reported, not the alignment */
 }
 
 static void do_free_sized_freed(void *p)
@@ -443,7 +453,7 @@ END_TEST
 
 /* free_sized with more bytes than the block holds, free_aligned_sized with
  * an alignment the block does not have (or no power of two), either of a
- * freed block: reported, the block left alone (it is still the program's). */
+ * freed block or of no block: reported, as the child's last words. */
 START_TEST(sized_frees_that_do_not_match_the_block)
 {
     void *p = malloc(64), *big = malloc((size_t)1 << 20);
@@ -460,8 +470,21 @@ START_TEST(sized_frees_that_do_not_match_the_block)
     ck_assert_ptr_nonnull(q);
     expect_abort(do_free_aligned_sized_32, q,
                  "hakmem: free_aligned_sized(): alignment does not match the block", q);
-    expect_abort(do_free_aligned_sized_48, q,
-                 "hakmem: free_aligned_sized(): alignment does not match the block", q);
+    /* 48 and 0 are no alignments, even for a block they divide: 16 B blocks
+     * are 16 apart, so one in three is a multiple of 48 */
+    void *m48 = NULL;
+    for (int i = 0; i < 64 && m48 == NULL; i++) {
+        odd[i] = malloc(16);
+        if ((uintptr_t)odd[i] % 48 == 0)
+            m48 = odd[i];
+    }
+    ck_assert_ptr_nonnull(m48);
+    expect_abort(do_free_aligned_sized_48, m48,
+                 "hakmem: free_aligned_sized(): alignment does not match the block", m48);
+    expect_abort(do_free_aligned_sized_0, m48,
+                 "hakmem: free_aligned_sized(): alignment does not match the block", m48);
+    expect_abort(do_free_aligned_sized_bad_pointer, (char *)m48 + 8,
+                 "hakmem: free_aligned_sized(): invalid pointer", (char *)m48 + 8);
     expect_abort(do_free_sized_freed, p, "hakmem: free_sized(): freed pointer", p);
     free_sized(p, 64); /* the parent's block, untouched by the children: freed as asked */
     free_sized(big, (size_t)1 << 20);
