@@ -452,14 +452,14 @@ def list_plan(bursts, peak_out, base_sll, base_refill, hi):
     refills and flushes often as the class's count wanders (appmix tuned with lists,
     tiny and mid, of 2 x the p90 burst and huge pages off: 0.917x [0.882, 0.942] the
     default's ops/s, 31 interleaved rounds; 1.4% more instructions)."""
-    p90, p99 = percentile_burst(bursts, BURST_PCT), percentile_burst(bursts, SLL_PCT)
+    p99 = percentile_burst(bursts, SLL_PCT)
     spill = spill_share(bursts, base_sll // 2)
     raised = max(base_sll, min(_pow2_ceil(p99), hi)) if spill >= SLL_KEEP_SHARE else base_sll
     sll = raised
     if peak_out > 0:
         sll = max(min(LIST_MIN, base_sll), min(sll, _pow2_ceil(peak_out)))
     return {"tiers": ["sll", "slab"], "ring": 0, "sll": sll,
-            "refill": max(1, min(base_refill, sll // 2)), "p90": p90, "p99": p99,
+            "refill": max(1, min(base_refill, sll // 2)), "p99": p99,
             "base_sll": base_sll, "raised": raised > base_sll, "capped": sll < raised,
             "spill": spill}
 
@@ -682,7 +682,9 @@ def first_cache_tier(tiers):
     return next((t for t in tiers if t != "slab"), "slab")
 
 
-NO_CACHE = {"tiers": ["slab"], "ring": 0, "sll": 0, "refill": 0, "p90": 0, "spill": 0.0}
+# The plans of classes no request reached, and of those with no cache, carry no burst
+# figures: their comments name none (_class_note, _class_lines).
+NO_CACHE = {"tiers": ["slab"], "ring": 0, "sll": 0, "refill": 0}
 
 
 def _serving(tiny_base, size):
@@ -730,14 +732,13 @@ def _tiny_plan(row, base_class, grid):
         plan["prewarm"] = min(base_class["prewarm"], plan["ring"] + plan["sll"])
         return plan
     if grid:
-        return {"base": True, "p90": 0, "spill": 0.0,
+        return {"base": True,
                 **{k: base_class[k] for k in ("tiers", "ring", "sll", "refill", "prewarm",
                                               "transfer")}}
     if kind == "sll":
         return {"tiers": ["sll", "slab"], "ring": 0, "sll": base_class["sll"],
-                "refill": base_class["refill"], "p90": 0, "spill": 0.0}
-    return {"tiers": ["ring", "slab"], "ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0,
-            "p90": 0, "spill": 0.0}
+                "refill": base_class["refill"]}
+    return {"tiers": ["ring", "slab"], "ring": RING_MIN, "refill": RING_MIN // 2, "sll": 0}
 
 
 def _transfer_plan(row, transfers):
@@ -773,10 +774,10 @@ def _mid_plan(mid_rows, mid_base):
         plan = cache_plan(bursts, peak, MID_RING_MIN, MID_RING_MAX, False)
     elif kind == "sll":
         plan = {"tiers": ["sll", "slab"], "sll": mid_base["sll"],
-                "refill": mid_base["refill"], "p90": 0}
+                "refill": mid_base["refill"]}
     else:
         plan = {"tiers": ["ring", "slab"], "ring": MID_RING_MIN,
-                "refill": MID_RING_MIN // 2, "p90": 0}
+                "refill": MID_RING_MIN // 2}
     plan["requests"] = requests
     return plan
 
