@@ -31,14 +31,18 @@ TUNE_AB := build/ab/default-vs-appmix
 bench-bins: $(BENCH_DIR)/appmix
 bench: $(BENCH_DIR)/appmix
 
-.PHONY: tune-demo
-tune-demo: deps
+# Steps 1 and 2 alone, `make tune-profile [TUNE_PROFILE=path.json]`: also what
+# tests/metrics/run.sh checks the committed variant against.
+.PHONY: tune-demo tune-profile
+tune-profile: deps
 	@$(MAKE) --no-print-directory VARIANT=metrics all
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/appmix
-	@mkdir -p $(TUNE_DIR)
-	@echo "tune-demo: profiling appmix under the metrics build"
+	@mkdir -p $(dir $(TUNE_PROFILE))
+	@echo "tune-profile: profiling appmix under the metrics build"
 	HAKMEM_PROFILE=$(TUNE_PROFILE) LD_PRELOAD=$(abspath build/metrics/libhakmem.so) \
 		$(BENCH_DIR)/appmix $$($(PYTHON) -c "$$TUNE_ARGS_PY" $(if $(filter-out 0,$(QUICK)),quick))
+
+tune-demo: tune-profile
 	$(PYTHON) gen/hakgen tune $(TUNE_PROFILE) -o $(TUNE_SPEC)
 	@$(MAKE) --no-print-directory ab A=default B=appmix BENCH=appmix \
 		$(if $(ROUNDS),ROUNDS=$(ROUNDS)) $(if $(filter-out 0,$(QUICK)),QUICK=1)
