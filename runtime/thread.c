@@ -683,6 +683,9 @@ bool hak_global_init(void)
         return true;
     if (in_global_init)
         return false;
+    /* a malloc that succeeds leaves errno alone, also the first, which may
+     * come before main: getrandom() and pthread_* may set it on the way */
+    int saved_errno = errno;
     pthread_mutex_lock(&init_lock);
     if (global_state != 2) {
         in_global_init = true;
@@ -696,6 +699,7 @@ bool hak_global_init(void)
         __atomic_store_n(&global_state, 2, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&init_lock);
+    errno = saved_errno;
     return true;
 }
 

@@ -13,6 +13,13 @@
  *                --dlclose then dlclose()s it, waits past decay_ms and starts
  *                one more thread
  *   ROLE_VG      a mix of allocations for valgrind memcheck, linked with -lhakmem
+ *   ROLE_NORANDOM libnorandom.so, preloaded before libhakmem.so: a getrandom()
+ *                that fails with ENOSYS, as on a kernel before 3.17, and counts
+ *                its calls (norandom_calls)
+ *   ROLE_ERRNO   run with both preloaded: hakmem's start-up, before main, met
+ *                that getrandom() and must have left errno 0 (C11 7.5: no
+ *                library function sets it to 0, so it is 0 at main's start
+ *                unless something before main wrote it); malloc works
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -262,6 +269,38 @@ int main(void)
     total += (unsigned long)(uintptr_t)worker((void *)7);
     printf("checksum %lu\n", total);
     return 0;
+}
+
+#elif defined(ROLE_NORANDOM)
+#include <errno.h>
+#include <sys/types.h>
+
+int norandom_calls;
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags)
+{
+    (void)buf, (void)len, (void)flags;
+    norandom_calls++;
+    errno = ENOSYS;
+    return -1;
+}
+
+#elif defined(ROLE_ERRNO)
+#include <errno.h>
+
+int main(void)
+{
+    int at_main = errno;
+    const int *calls = dlsym(RTLD_DEFAULT, "norandom_calls");
+    printf("getrandom() failed %d times before main\n", calls ? *calls : -1);
+    printf("errno at main: %d\n", at_main);
+    char *volatile p = malloc(100);
+    if (p == NULL)
+        return 1;
+    memset(p, 0xa5, 100);
+    free(p);
+    printf("errno after malloc and free: %d\n", errno);
+    return calls == NULL || *calls < 1 || at_main != 0 || errno != 0;
 }
 
 #else

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # How hakmem can be loaded (README.md): preloaded, linked in, as the
-# dependency of a dlopen()ed shared object, and linked in under valgrind.
+# dependency of a dlopen()ed shared object, preloaded with getrandom()
+# failing (errno untouched at start-up), and linked in under valgrind.
 #
 # Usage: tests/reliability/loading.sh BUILD_DIR GEN_DIR [BUILD_DIR GEN_DIR]...
 #   e.g. loading.sh build/default generated/default build/tlsstatic generated/tlsstatic
@@ -103,7 +104,19 @@ print(min(x for x in sizes if x >= 100))' "$GEN/spec.json")
         done
     fi
 
-    # (d) valgrind memcheck on a program linked with libhakmem.  By default
+    # (d) start-up leaves errno alone when getrandom() fails (a kernel
+    # before 3.17, or a seccomp filter): the cache key comes from AT_RANDOM
+    if ! "$CC" "${CFLAGS[@]}" -fPIC -shared -DROLE_NORANDOM -o "$W/libnorandom.so" "$HERE/loading.c" \
+            2>"$W/build.log" ||
+        ! "$CC" "${CFLAGS[@]}" -DROLE_ERRNO -o "$W/errno" "$HERE/loading.c" -ldl 2>>"$W/build.log"; then
+        fail "$V: errno at start-up" "build failed: $(oneline "$W/build.log")"
+    elif LD_PRELOAD="$W/libnorandom.so $LIB" "$W/errno" >"$W/out" 2>&1; then
+        pass "$V: errno left alone at start-up, getrandom() failing"
+    else
+        fail "$V: errno left alone at start-up, getrandom() failing" "$(oneline "$W/out")"
+    fi
+
+    # (e) valgrind memcheck on a program linked with libhakmem.  By default
     # valgrind replaces malloc in every shared object, libhakmem.so included;
     # somalloc=nouserintercepts limits that to libc, so hakmem itself runs.
     if ! command -v valgrind >/dev/null; then
