@@ -632,7 +632,8 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
                     16 * first_class_top(first_pos), grid,
                     {r["plan"]["tiers"][0] for r in tiny_rows if not r["plan"].get("base")},
                     any(r["plan"].get("base") for r in tiny_rows),
-                    grid and resolve.model(base, base_path)["size_grid"] > 0)
+                    grid and resolve.model(base, base_path)["size_grid"] > 0,
+                    any(r["plan"].get("prewarm") for r in tiny_rows if not r["plan"].get("base")))
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
                              else json.dumps(base_rel)))
     lines += _memory_lines(memory)
@@ -813,7 +814,7 @@ def _fit_lines(fit):
 
 
 def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max, grid, kinds,
-            base_kept, arithmetic):
+            base_kept, arithmetic, prewarm):
     large = sum(n for _, n in profile["large"])
     requests = fit["requests"]
     n_mid = len(sizes) - n_tiny
@@ -868,7 +869,7 @@ def _header(profile, profile_name, sizes, n_tiny, max_classes, fit, first_max, g
         ]
     if "slab" in kinds:
         lines.append("# Classes whose base class has no cache have none either.")
-    if kinds - {"slab"}:
+    if prewarm:
         lines.append("# A base class's prewarm is kept, within the tuned capacity.")
     if base_kept:
         lines.append("# Classes of the grid no request was seen in keep the base's caches.")

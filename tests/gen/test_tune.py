@@ -737,6 +737,18 @@ class TuneCommandTest(TempDirTest):
         tiny = {c["size"]: c for c in r["tiny"]["classes"]}
         self.assertEqual([tiny[s]["prewarm"] for s in (16, 32, 64, 1024)], [32, 32, 16, 32])
         self.assertEqual(tiny[64]["sll"], 16)
+        with open(os.path.join(self.tmp, "t.yaml")) as f:
+            self.assertIn("# A base class's prewarm is kept, within the tuned capacity.\n",
+                          f.read())
+
+    def test_no_prewarm_line_without_prewarm(self):
+        # the header says a prewarm was kept only where the base had one to keep
+        self.write_profile(profile({32: 10_000, 64: 10}, peak={32: 5000, 64: 10}))
+        self.assertOk(self.hakgen("tune", "p.json", "-o", "t.yaml"))
+        with open(os.path.join(self.tmp, "t.yaml")) as f:
+            text = f.read()
+        self.assertNotIn("prewarm", text)
+        self.assertIn("# List-first classes", text)
 
     def test_mid_classes_start_with_the_base_tier(self):
         # the tuned mid classes share one cache of the kind the base's start with.  A base
