@@ -91,7 +91,7 @@ static void refresh_pending(uint64_t notes_before)
     struct hak_usage held = {0};
     hak_ss_usage(&held);
     hak_large_usage(&held);
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
     if (notes == notes_before) {
         pending[HAK_DECAY_SS] = held.ss_dirty;
         pending[HAK_DECAY_LARGE] = held.large_cached;
@@ -99,14 +99,14 @@ static void refresh_pending(uint64_t notes_before)
         pending[HAK_DECAY_ABANDONED] = hak_heap_abandoned_freed();
         pending[HAK_DECAY_THREADS] = hak_thread_pool_bytes();
     }
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
 }
 
 static uint64_t notes_now(void)
 {
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
     uint64_t n = notes;
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
     return n;
 }
 
@@ -116,7 +116,7 @@ static uint64_t notes_now(void)
 static void after_pass(uint64_t next, uint64_t notes_before)
 {
     refresh_pending(notes_before);
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
     if (!purger_running) {
         bool wanted = purger_worth_it();
         uint64_t due = notes != notes_before ? __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) : next;
@@ -125,7 +125,7 @@ static void after_pass(uint64_t next, uint64_t notes_before)
         __atomic_store_n(&small_due_ms, wanted ? NOTHING_DUE : due < next ? due : next,
                          __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
 }
 
 /* Before a pass, and only where no lock is held (the purger, a poll,
@@ -156,7 +156,7 @@ static uint64_t release_blocks(bool all)
  * due time) included. */
 static uint64_t purge_pass(bool all, size_t *released, uint64_t next)
 {
-    pthread_mutex_lock(&purge_lock);
+    hak_lock(&purge_lock);
     uint64_t notes_before = notes_now();
     uint64_t now = hak_now_ms();
     *released = hak_ss_purge(now, all, &next);
@@ -172,7 +172,7 @@ static uint64_t purge_pass(bool all, size_t *released, uint64_t next)
     HAK_TEST_POINT(decay_pass_purged);
     if (HAK_DECAY_MS > 0)
         after_pass(next, notes_before);
-    pthread_mutex_unlock(&purge_lock);
+    hak_unlock(&purge_lock);
     return next;
 }
 
@@ -191,13 +191,13 @@ static void *purger(void *unused)
     (void)unused;
     uint64_t due = NOTHING_DUE;
     for (;;) {
-        pthread_mutex_lock(&decay_lock);
+        hak_lock(&decay_lock);
         while (!work_pending && due == NOTHING_DUE)
             pthread_cond_wait(&decay_wake, &decay_lock);
         if (work_pending && due == NOTHING_DUE)
             due = hak_now_ms() + HAK_DECAY_MS; /* freed just now */
         work_pending = false; /* a note from now on sets it again */
-        pthread_mutex_unlock(&decay_lock);
+        hak_unlock(&decay_lock);
         sleep_until(due);
         size_t released;
         due = purge_pass(false, &released, release_blocks(false));
@@ -222,7 +222,7 @@ void hak_decay_note(unsigned layer, size_t holds)
         (void)purge_pass(false, &released, NOTHING_DUE);
         return;
     }
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
     pending[layer] = holds;
     notes++;
     if (purger_running) {
@@ -237,7 +237,7 @@ void hak_decay_note(unsigned layer, size_t holds)
         /* too little for a thread: an allocation slow path purges it */
         __atomic_store_n(&small_due_ms, hak_now_ms() + HAK_DECAY_MS, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
 }
 
 /* The purger thread, detached, with every signal blocked (the program's
@@ -283,7 +283,7 @@ static void poll_due(void)
     /* a note counts only what was freed: memory taken again since then
      * (dirty units reused, the large cache) is not there to give back */
     refresh_pending(notes_now());
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
     bool start = !purger_running && __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
                  purger_worth_it();
     purger_running = purger_running || start;
@@ -294,16 +294,16 @@ static void poll_due(void)
         work_pending = false;
         __atomic_store_n(&small_due_ms, now, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
     if (!start || start_purger())
         return;
     /* no thread (out of threads or memory): purge what is due now, and try
      * again at a poll after a decay at the soonest, not at every one */
     __atomic_store_n(&retry_after_ms, now + (HAK_DECAY_MS > 0 ? HAK_DECAY_MS : 1),
                      __ATOMIC_RELAXED);
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
     purger_running = false;
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
     /* and wants the thread again if worth it */
     (void)purge_pass(false, &released, release_blocks(false));
 }
@@ -312,6 +312,8 @@ void hak_decay_poll(void)
 {
     if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
                    __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) == NOTHING_DUE))
+        return;
+    if (hak_fork_holds_locks) /* inside fork's handlers (internal.h): after them */
         return;
     /* The allocation this is part of may well succeed: it leaves errno
      * alone, as glibc's does, whatever the purge or a failed start of the
@@ -359,22 +361,22 @@ void hak_decay_release_blocks(void)
 
 void hak_decay_lock(void)
 {
-    pthread_mutex_lock(&decay_lock);
+    hak_lock(&decay_lock);
 }
 
 void hak_decay_unlock(void)
 {
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
 }
 
 void hak_decay_purge_lock(void)
 {
-    pthread_mutex_lock(&purge_lock);
+    hak_lock(&purge_lock);
 }
 
 void hak_decay_purge_unlock(void)
 {
-    pthread_mutex_unlock(&purge_lock);
+    hak_unlock(&purge_lock);
 }
 
 /* The child of fork has no purger thread: start one when needed. */
@@ -394,5 +396,5 @@ void hak_decay_after_fork_child(void)
     __atomic_store_n(&small_due_ms, any && !work_pending ? hak_now_ms() + HAK_DECAY_MS : NOTHING_DUE,
                      __ATOMIC_RELAXED);
     pthread_cond_init(&decay_wake, NULL);
-    pthread_mutex_unlock(&decay_lock);
+    hak_unlock(&decay_lock);
 }

@@ -327,7 +327,7 @@ static bool adopt(struct hak_heap *h, unsigned cls)
                         __atomic_load_n(&abandoned[cls].full_count, __ATOMIC_RELAXED) != 0;
     if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0 && !look_at_full)
         return false;
-    pthread_mutex_lock(&abandoned[cls].lock);
+    hak_lock(&abandoned[cls].lock);
     if (look_at_full)
         sort_full(cls, false);
     struct hak_span *sp = abandoned[cls].head;
@@ -335,7 +335,7 @@ static bool adopt(struct hak_heap *h, unsigned cls)
         abandoned[cls].head = sp->next;
         __atomic_store_n(&abandoned[cls].count, abandoned[cls].count - 1, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&abandoned[cls].lock);
+    hak_unlock(&abandoned[cls].lock);
     if (sp == NULL)
         return false;
     sp->list = LIST_NONE;
@@ -609,7 +609,7 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
 
 struct hak_heap *hak_heap_acquire(void)
 {
-    pthread_mutex_lock(&pool_lock);
+    hak_lock(&pool_lock);
     struct hak_heap *h = pool;
     if (h != NULL) {
         pool = h->next_unused;
@@ -629,7 +629,7 @@ struct hak_heap *hak_heap_acquire(void)
     }
     if (h != NULL)
         h->live = true;
-    pthread_mutex_unlock(&pool_lock);
+    hak_unlock(&pool_lock);
     return h;
 }
 
@@ -645,7 +645,7 @@ static void abandon(unsigned cls, struct hak_span **head)
         }
         bool full = !has_free(sp, &hak_class_info[cls]); /* before: the owner's fields */
         __atomic_store_n(&sp->owner, NULL, __ATOMIC_SEQ_CST);
-        pthread_mutex_lock(&abandoned[cls].lock);
+        hak_lock(&abandoned[cls].lock);
         sp->list = LIST_ABANDONED;
         if (full) {
             sp->next = abandoned[cls].full;
@@ -654,7 +654,7 @@ static void abandon(unsigned cls, struct hak_span **head)
         } else {
             push_adoptable(cls, sp);
         }
-        pthread_mutex_unlock(&abandoned[cls].lock);
+        hak_unlock(&abandoned[cls].lock);
     }
 }
 
@@ -667,28 +667,28 @@ void hak_heap_release(struct hak_heap *h)
         __atomic_store_n(&h->remote[cls].pending, 0, __ATOMIC_RELAXED);
     }
     heap_leave(h);
-    pthread_mutex_lock(&pool_lock);
+    hak_lock(&pool_lock);
     h->live = false;
     h->next_unused = pool;
     pool = h;
-    pthread_mutex_unlock(&pool_lock);
+    hak_unlock(&pool_lock);
 }
 
 struct hak_heap *hak_heap_shared_lock(void)
 {
-    pthread_mutex_lock(&shared_lock);
+    hak_lock(&shared_lock);
     return &shared_heap;
 }
 
 /* The shared heap, or NULL when another thread holds it, or this one. */
 struct hak_heap *hak_heap_shared_trylock(void)
 {
-    return pthread_mutex_trylock(&shared_lock) == 0 ? &shared_heap : NULL;
+    return hak_trylock(&shared_lock) ? &shared_heap : NULL;
 }
 
 void hak_heap_shared_unlock(void)
 {
-    pthread_mutex_unlock(&shared_lock);
+    hak_unlock(&shared_lock);
 }
 
 size_t hak_heap_abandoned_freed(void)
@@ -713,7 +713,7 @@ void hak_heap_trim_abandoned(void)
         if (__atomic_load_n(&abandoned[cls].count, __ATOMIC_RELAXED) == 0 &&
             __atomic_load_n(&abandoned[cls].full_count, __ATOMIC_RELAXED) == 0)
             continue;
-        pthread_mutex_lock(&abandoned[cls].lock);
+        hak_lock(&abandoned[cls].lock);
         struct hak_span **pp = &abandoned[cls].head;
         while (*pp) {
             struct hak_span *sp = *pp;
@@ -727,7 +727,7 @@ void hak_heap_trim_abandoned(void)
             }
         }
         sort_full(cls, true);
-        pthread_mutex_unlock(&abandoned[cls].lock);
+        hak_unlock(&abandoned[cls].lock);
     }
 }
 
@@ -817,16 +817,16 @@ void hak_heap_after_fork_release(struct hak_heap *mine)
 
 void hak_heap_lock_all(void)
 {
-    pthread_mutex_lock(&pool_lock);
-    pthread_mutex_lock(&shared_lock);
+    hak_lock(&pool_lock);
+    hak_lock(&shared_lock);
     for (unsigned i = 0; i < HAK_NUM_CLASSES; i++)
-        pthread_mutex_lock(&abandoned[i].lock);
+        hak_lock(&abandoned[i].lock);
 }
 
 void hak_heap_unlock_all(void)
 {
     for (unsigned i = HAK_NUM_CLASSES; i-- > 0;)
-        pthread_mutex_unlock(&abandoned[i].lock);
-    pthread_mutex_unlock(&shared_lock);
-    pthread_mutex_unlock(&pool_lock);
+        hak_unlock(&abandoned[i].lock);
+    hak_unlock(&shared_lock);
+    hak_unlock(&pool_lock);
 }

@@ -16,6 +16,34 @@
 
 #define HAK_PAGE 4096u
 
+/* ---- the locks fork's prepare handler takes (thread.c) ----
+ * From hakmem's prepare handler to its parent or child handler the forking
+ * thread holds every one of them.  Fork handlers registered before hakmem's
+ * run inside that window (glibc runs prepare handlers in the reverse order
+ * of their registration, the others in order) and may allocate: the thread
+ * that holds them passes through (hak_fork_holds_locks, set and cleared by
+ * the handlers; in the child too, where that thread is the one left and its
+ * TLS a copy of the parent's).  A trylock fails there: its callers take it
+ * to see whether they already hold it, and do without. */
+extern HAK_TLS bool hak_fork_holds_locks HAK_HIDDEN;
+
+static inline void hak_lock(pthread_mutex_t *m)
+{
+    if (!hak_fork_holds_locks)
+        pthread_mutex_lock(m);
+}
+
+static inline void hak_unlock(pthread_mutex_t *m)
+{
+    if (!hak_fork_holds_locks)
+        pthread_mutex_unlock(m);
+}
+
+static inline bool hak_trylock(pthread_mutex_t *m)
+{
+    return !hak_fork_holds_locks && pthread_mutex_trylock(m) == 0;
+}
+
 /* ---- os.c: the only file that calls mmap/munmap/mremap/mprotect ---- */
 void *hak_os_map(size_t len) HAK_HIDDEN;                      /* NULL on failure */
 void *hak_os_map_aligned(size_t len, size_t align) HAK_HIDDEN; /* len, align: pages */

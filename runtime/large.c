@@ -216,9 +216,9 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
         len = HAK_PAGE;
     struct span s;
     bool grow;
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     bool reused = cache_take(len, &s, &grow);
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     size_t dirty = reused ? s.len : 0; /* bytes from s.base that may not read zero */
     if (reused && grow) {
         void *moved = hak_os_remap((void *)s.base, s.len, len);
@@ -227,9 +227,9 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
              * of the kernel's areas, which mremap refuses (EFAULT): keep its
              * resident pages cached for a later request and map afresh. */
             struct span evict[CACHE_SLOTS + 1];
-            pthread_mutex_lock(&large_lock);
+            hak_lock(&large_lock);
             unsigned n_evict = cache_put(s, evict);
-            pthread_mutex_unlock(&large_lock);
+            hak_unlock(&large_lock);
             unmap_spans(evict, n_evict);
             reused = false;
             dirty = 0;
@@ -251,14 +251,14 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
         s.len = len;
     }
     s.user = (s.base + align - 1) & ~(uintptr_t)(align - 1);
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     bool ok = insert(s);
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     if (!ok) { /* the table could not grow: make room, retry (as above) */
         hak_decay_reclaim_all();
-        pthread_mutex_lock(&large_lock);
+        hak_lock(&large_lock);
         ok = insert(s);
-        pthread_mutex_unlock(&large_lock);
+        hak_unlock(&large_lock);
     }
     if (!ok) {
         hak_os_unmap((void *)s.base, s.len);
@@ -280,10 +280,10 @@ bool hak_large_free(void *p)
 {
     struct span evict[CACHE_SLOTS + 1];
     unsigned n;
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     struct span *s = find((uintptr_t)p);
     if (s == NULL) {
-        pthread_mutex_unlock(&large_lock);
+        hak_unlock(&large_lock);
         return false;
     }
     struct span freed = *s;
@@ -292,7 +292,7 @@ bool hak_large_free(void *p)
     freed.freed_ms = hak_now_ms();
     n = cache_put(freed, evict);
     size_t cached = cache_bytes;
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     unmap_spans(evict, n);
     hak_decay_note(HAK_DECAY_LARGE, cached);
     return true;
@@ -303,21 +303,21 @@ bool hak_large_free(void *p)
 bool hak_large_was_freed(const void *p)
 {
     bool recent = false, cached = false;
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     for (unsigned i = 0; i < FREED_RECENT; i++)
         recent |= freed_recent[i] == (uintptr_t)p;
     for (unsigned i = 0; i < cache_count; i++)
         cached |= (uintptr_t)p - cache[i].base < cache[i].len;
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     return recent && cached;
 }
 
 size_t hak_large_usable(const void *p)
 {
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     struct span *s = find((uintptr_t)p);
     size_t usable = s ? s->base + s->len - s->user : 0;
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     return usable;
 }
 
@@ -370,7 +370,7 @@ static void *resize(void *p, size_t n)
 {
     struct span evict[CACHE_SLOTS];
     unsigned n_evict = 0;
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     struct span *s = find((uintptr_t)p);
     size_t offset = s->user - s->base;
     size_t usable = s->len - offset;
@@ -392,7 +392,7 @@ static void *resize(void *p, size_t n)
                 n_evict = evict_for_growth(len - old_len, evict);
         }
     }
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     unmap_spans(evict, n_evict);
     return base != NULL ? (char *)base + offset : NULL;
 }
@@ -424,7 +424,7 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
 {
     struct span evict[CACHE_SLOTS];
     unsigned n = 0;
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     /* oldest first: stop at the first one too young */
     while (cache_count > 0 && (all || hak_decay_is_due(now, cache[0].freed_ms))) {
         evict[n++] = cache[0];
@@ -432,19 +432,19 @@ size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms)
     }
     if (cache_count > 0)
         hak_decay_due(next_ms, cache[0].freed_ms);
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     return unmap_spans(evict, n);
 }
 
 void hak_large_usage(struct hak_usage *u)
 {
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     u->large_count = live_count;
     u->large_bytes = live_bytes;
     u->large_cached = cache_bytes;
     u->large_max_count = max_count;
     u->large_max_bytes = max_bytes;
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
 }
 
 /* Whether spans are cached (a purge has work).  The caller holds the lock. */
@@ -455,18 +455,18 @@ bool hak_large_cached_locked(void)
 
 void hak_large_lock(void)
 {
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
 }
 
 void hak_large_unlock(void)
 {
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
 }
 
 size_t hak_large_table_slots(void)
 {
-    pthread_mutex_lock(&large_lock);
+    hak_lock(&large_lock);
     size_t cap = table_cap;
-    pthread_mutex_unlock(&large_lock);
+    hak_unlock(&large_lock);
     return cap;
 }

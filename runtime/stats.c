@@ -84,25 +84,25 @@ void hak_stats_thread_start(void)
 {
     thread_node.stats = hak_tls.stats;
     thread_node.prof = &hak_tls.prof;
-    pthread_mutex_lock(&stats_lock);
+    hak_lock(&stats_lock);
     threads_seen++;
     thread_node.prev = NULL;
     thread_node.next = live_threads;
     if (live_threads)
         live_threads->prev = &thread_node;
     live_threads = &thread_node;
-    pthread_mutex_unlock(&stats_lock);
+    hak_unlock(&stats_lock);
 }
 
 /* fork: the child must not inherit the lock held by another thread */
 void hak_stats_lock(void)
 {
-    pthread_mutex_lock(&stats_lock);
+    hak_lock(&stats_lock);
 }
 
 void hak_stats_unlock(void)
 {
-    pthread_mutex_unlock(&stats_lock);
+    hak_unlock(&stats_lock);
 }
 
 /* fork, in the child (the lock held since prepare): only the forking thread
@@ -123,12 +123,12 @@ void hak_stats_after_fork_child(void)
         thread_node.prev = thread_node.next = NULL;
         live_threads = &thread_node;
     }
-    pthread_mutex_unlock(&stats_lock);
+    hak_unlock(&stats_lock);
 }
 
 void hak_stats_thread_exit(void)
 {
-    pthread_mutex_lock(&stats_lock);
+    hak_lock(&stats_lock);
     for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
         add(&totals[c], &hak_tls.stats[c]);
     memset(hak_tls.stats, 0, sizeof hak_tls.stats);
@@ -141,7 +141,7 @@ void hak_stats_thread_exit(void)
     if (thread_node.next)
         thread_node.next->prev = thread_node.prev;
     thread_node.next = thread_node.prev = NULL;
-    pthread_mutex_unlock(&stats_lock);
+    hak_unlock(&stats_lock);
 }
 
 static void tier_names(unsigned c, char *out, size_t len, char sep)
@@ -267,7 +267,7 @@ __attribute__((destructor)) static void report_at_exit(void)
         return;
     static struct hak_class_stats sum[HAK_NUM_CLASSES];
     static struct hak_prof prof_sum;
-    pthread_mutex_lock(&stats_lock);
+    hak_lock(&stats_lock);
     memcpy(sum, totals, sizeof sum);
     prof_sum = prof_totals;
     for (struct stats_node *n = live_threads; n; n = n->next) {
@@ -275,7 +275,7 @@ __attribute__((destructor)) static void report_at_exit(void)
             add(&sum[c], &n->stats[c]);
         prof_add(&prof_sum, n->prof);
     }
-    pthread_mutex_unlock(&stats_lock);
+    hak_unlock(&stats_lock);
     if (profile != NULL && *profile != '\0')
         write_profile(profile, sum, &prof_sum);
     if (!want_stats)

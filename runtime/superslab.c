@@ -113,7 +113,7 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
      * reclaim: ENOMEM): the malloc it is for succeeds */
     int saved_errno = errno;
     unsigned k = hak_class_info[cls].span_bytes / HAK_SLAB_BYTES;
-    pthread_mutex_lock(&ss_lock);
+    hak_lock(&ss_lock);
     struct hak_superslab *ss;
     int first = -1;
     ss = find_span_run(k, &first);
@@ -124,15 +124,15 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
              * empty superslab now (not decay_ms later), and the spans that
              * blocks parked or abandoned held, and try once more: a span
              * freed in a superslab still mapped is room too */
-            pthread_mutex_unlock(&ss_lock);
+            hak_unlock(&ss_lock);
             hak_decay_reclaim_all();
-            pthread_mutex_lock(&ss_lock);
+            hak_lock(&ss_lock);
             ss = find_span_run(k, &first);
             if (ss == NULL)
                 ss = ss_map();
         }
         if (ss == NULL) {
-            pthread_mutex_unlock(&ss_lock);
+            hak_unlock(&ss_lock);
             return NULL;
         }
         if (first < 0)
@@ -158,7 +158,7 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     __atomic_store_n(&sp->remote_words, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&sp->owner, NULL, __ATOMIC_RELAXED);
     hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, (uint8_t)(cls + 1));
-    pthread_mutex_unlock(&ss_lock);
+    hak_unlock(&ss_lock);
     errno = saved_errno;
     return sp;
 }
@@ -208,7 +208,7 @@ void hak_ss_span_free(struct hak_span *sp)
     struct hak_superslab *ss = hak_ss_of(sp);
     unsigned k = sp->units, first = (unsigned)(sp - ss->span);
     uint64_t now = hak_now_ms();
-    pthread_mutex_lock(&ss_lock);
+    hak_lock(&ss_lock);
     hak_region_set((uintptr_t)hak_span_base(sp), (size_t)k * HAK_SLAB_BYTES, 0);
     bits_set(ss->unit_free, first, k, true);
     bits_set(ss->unit_dirty, first, k, true);
@@ -224,14 +224,14 @@ void hak_ss_span_free(struct hak_span *sp)
     if (units_dirty > DIRTY_MIN_UNITS && units_dirty > units_in_spans / 8)
         purge_over_cap();
     size_t dirty = units_dirty * HAK_SLAB_BYTES;
-    pthread_mutex_unlock(&ss_lock);
+    hak_unlock(&ss_lock);
     hak_decay_note(HAK_DECAY_SS, dirty);
 }
 
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
 {
     size_t released = 0;
-    pthread_mutex_lock(&ss_lock);
+    hak_lock(&ss_lock);
     for (struct hak_superslab **pp = &ss_list; *pp;) {
         struct hak_superslab *ss = *pp;
         if (ss_is_empty(ss) && (all || hak_decay_is_due(now, ss->empty_since))) {
@@ -258,19 +258,19 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
             hak_decay_due(next_ms, ss->empty_since); /* to unmap later */
         pp = &ss->next;
     }
-    pthread_mutex_unlock(&ss_lock);
+    hak_unlock(&ss_lock);
     return released;
 }
 
 /* mallinfo: what the superslabs hold, in bytes (struct hak_usage). */
 void hak_ss_usage(struct hak_usage *u)
 {
-    pthread_mutex_lock(&ss_lock);
+    hak_lock(&ss_lock);
     for (struct hak_superslab *ss = ss_list; ss; ss = ss->next)
         u->ss_mapped += HAK_SUPERSLAB_BYTES;
     u->ss_in_spans = units_in_spans * HAK_SLAB_BYTES;
     u->ss_dirty = units_dirty * HAK_SLAB_BYTES;
-    pthread_mutex_unlock(&ss_lock);
+    hak_unlock(&ss_lock);
 }
 
 /* Whether a purge has work here: dirty units, or an empty superslab to
@@ -287,10 +287,10 @@ bool hak_ss_purgeable_locked(void)
 
 void hak_ss_lock_all(void)
 {
-    pthread_mutex_lock(&ss_lock);
+    hak_lock(&ss_lock);
 }
 
 void hak_ss_unlock_all(void)
 {
-    pthread_mutex_unlock(&ss_lock);
+    hak_unlock(&ss_lock);
 }

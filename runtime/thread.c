@@ -101,13 +101,13 @@ static void block_reset(struct hak_thread_block *b)
 /* Point the thread at a zeroed block of its own; false when none can be mapped. */
 static bool block_acquire(void)
 {
-    pthread_mutex_lock(&pool_lock);
+    hak_lock(&pool_lock);
     struct hak_thread_block *b = (struct hak_thread_block *)pool;
     if (b != NULL) {
         pool = pool->next;
         __atomic_store_n(&pooled, pooled - 1, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&pool_lock);
+    hak_unlock(&pool_lock);
     if (b != NULL) {
         block_reset(b);
     } else {
@@ -129,7 +129,7 @@ static void block_release(void)
         hak_os_unmap(slot_of(b), SLOT_BYTES);
         return;
     }
-    pthread_mutex_lock(&pool_lock);
+    hak_lock(&pool_lock);
     b->since = hak_now_ms(); /* under the lock: the pool stays in order of age */
     if (pool == NULL)
         __atomic_store_n(&pool_oldest, b->since, __ATOMIC_RELAXED);
@@ -137,7 +137,7 @@ static void block_release(void)
     pool = b;
     size_t n = pooled + 1;
     __atomic_store_n(&pooled, n, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&pool_lock);
+    hak_unlock(&pool_lock);
     hak_decay_note(HAK_DECAY_THREADS, n * SLOT_BYTES);
 }
 
@@ -154,7 +154,7 @@ void hak_thread_pool_due(uint64_t *next_ms)
 
 void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms)
 {
-    pthread_mutex_lock(&pool_lock);
+    hak_lock(&pool_lock);
     struct pooled **pp = &pool, *last = NULL;
     while (*pp != NULL && !all && !hak_decay_is_due(now, (*pp)->since)) {
         last = *pp;
@@ -170,7 +170,7 @@ void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms)
         __atomic_store_n(&pool_oldest, last->since, __ATOMIC_RELAXED);
         hak_decay_due(next_ms, last->since);
     }
-    pthread_mutex_unlock(&pool_lock);
+    hak_unlock(&pool_lock);
     while (due != NULL) {
         struct pooled *next = due->next;
         hak_os_unmap(slot_of(due), SLOT_BYTES);
@@ -178,8 +178,8 @@ void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms)
     }
 }
 
-static void block_lock(void) { pthread_mutex_lock(&pool_lock); }
-static void block_unlock(void) { pthread_mutex_unlock(&pool_lock); }
+static void block_lock(void) { hak_lock(&pool_lock); }
+static void block_unlock(void) { hak_unlock(&pool_lock); }
 #endif
 
 /* ---- refill and flush ---- */
@@ -625,6 +625,8 @@ void hak_thread_trim(void)
  * purge, the superslab and large locks, then decay's flag lock and the
  * metrics' lock (each held alone elsewhere: nothing is taken under them, and
  * a heap trim notes freed spans under an abandoned-list lock). */
+HAK_TLS bool hak_fork_holds_locks;
+
 static void fork_prepare(void)
 {
     block_lock();
@@ -635,10 +637,13 @@ static void fork_prepare(void)
     hak_large_lock();
     hak_decay_lock();
     HAK_STAT(hak_stats_lock());
+    /* the handlers registered before these run next, and may allocate */
+    hak_fork_holds_locks = true;
 }
 
 static void fork_parent(void)
 {
+    hak_fork_holds_locks = false;
     HAK_STAT(hak_stats_unlock());
     hak_decay_unlock();
     hak_large_unlock();
@@ -651,6 +656,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    hak_fork_holds_locks = false;
     /* the one thread the child has */
     __atomic_store_n(&threads_live, hak_tls.state == HAK_THREAD_LIVE, __ATOMIC_RELAXED);
     HAK_STAT(hak_stats_after_fork_child());

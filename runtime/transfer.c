@@ -57,10 +57,12 @@ static struct transfer_class transfer[HAK_NUM_CLASSES];
  * leaves a taken lock's line alone, and given back with a plain store.  (A
  * mutex's trylock and unlock are both read-modify-writes of a line the
  * threads pass back and forth: 6% of larson 2T's time in perf.)  The
- * releases, the guarded search and fork wait for it, yielding. */
+ * releases, the guarded search and fork wait for it, yielding.  Between
+ * fork's handlers the forking thread holds them all (internal.h): a try
+ * fails, a wait passes, an unlock leaves the lock to the handlers. */
 static bool try_lock(struct transfer_class *t)
 {
-    return !__atomic_load_n(&t->locked, __ATOMIC_RELAXED) &&
+    return !hak_fork_holds_locks && !__atomic_load_n(&t->locked, __ATOMIC_RELAXED) &&
            !__atomic_exchange_n(&t->locked, true, __ATOMIC_ACQUIRE);
 }
 
@@ -70,6 +72,8 @@ void (*hak_test_hook_transfer_lock_nap)(void);
 
 static void lock(struct transfer_class *t)
 {
+    if (hak_fork_holds_locks)
+        return;
     /* a holder is in the middle of a copy: yield to it; one preempted by a
      * thread of higher priority on this CPU (sched_yield would not let it
      * run) is let run by a sleep */
@@ -93,7 +97,8 @@ static void lock(struct transfer_class *t)
 
 static void unlock(struct transfer_class *t)
 {
-    __atomic_store_n(&t->locked, false, __ATOMIC_RELEASE);
+    if (!hak_fork_holds_locks)
+        __atomic_store_n(&t->locked, false, __ATOMIC_RELEASE);
 }
 
 /* atomic: decay.c has been told that batches wait here since the last pass

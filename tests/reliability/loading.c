@@ -20,6 +20,16 @@
  *                that getrandom() and must have left errno 0 (C11 7.5: no
  *                library function sets it to 0, so it is 0 at main's start
  *                unless something before main wrote it); malloc works
+ *   ROLE_ATFORK  libatfork.so: its constructor, run before hakmem's start-up,
+ *                registers fork handlers that allocate (small, mid and large
+ *                blocks, a realloc and a calloc): glibc runs the prepare
+ *                handlers in the reverse order of their registration and the
+ *                others in order, so these run inside hakmem's (its prepare
+ *                has taken its locks, its parent and child handlers have not
+ *                released them yet); each counts its calls (atfork_calls)
+ *   ROLE_FORK    linked with libatfork.so, hakmem preloaded: forks with
+ *                threads alive, in the parent and in the child; every
+ *                handler ran and found its contents intact, both allocate after
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -301,6 +311,79 @@ int main(void)
     free(p);
     printf("errno after malloc and free: %d\n", errno);
     return calls == NULL || *calls < 1 || at_main != 0 || errno != 0;
+}
+
+#elif defined(ROLE_ATFORK)
+
+int atfork_calls[3]; /* prepare, parent, child */
+
+/* every kind of block hakmem has, filled and checked byte by byte */
+static void allocate(int which)
+{
+    static const size_t sizes[] = {24, 100, 3000, 40000, 300000, 3u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        unsigned char *p = malloc(sizes[i]);
+        if (p == NULL)
+            abort();
+        memset(p, 0x40 + which, sizes[i]);
+        p = realloc(p, sizes[i] * 2);
+        unsigned char *z = calloc(1, sizes[i]);
+        if (p == NULL || z == NULL)
+            abort();
+        for (size_t j = 0; j < sizes[i]; j++)
+            if (p[j] != 0x40 + which || z[j] != 0)
+                abort();
+        free(z);
+        free(p);
+    }
+    atfork_calls[which]++;
+}
+
+static void on_prepare(void) { allocate(0); }
+static void on_parent(void) { allocate(1); }
+static void on_child(void) { allocate(2); }
+
+__attribute__((constructor)) static void register_handlers(void)
+{
+    pthread_atfork(on_prepare, on_parent, on_child);
+}
+
+#elif defined(ROLE_FORK)
+#include <sys/wait.h>
+
+extern int atfork_calls[3];
+
+static void *churn(void *arg)
+{
+    for (int i = 0; i < 20000; i++)
+        free(malloc((size_t)(i % 50) * 40 + 8));
+    return arg;
+}
+
+int main(void)
+{
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, churn, NULL);
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return 1;
+        if (pid == 0) {
+            free(malloc(200000));
+            _exit(atfork_calls[2] == 1 ? 0 : 3);
+        }
+        int status;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            printf("round %d: child status %d\n", round, status);
+            return 1;
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    free(malloc(100));
+    printf("prepare %d parent %d child %d\n", atfork_calls[0], atfork_calls[1], atfork_calls[2]);
+    return atfork_calls[0] != 3 || atfork_calls[1] != 3 || atfork_calls[2] != 0;
 }
 
 #else

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How hakmem can be loaded (README.md): preloaded, linked in, as the
 # dependency of a dlopen()ed shared object, preloaded with getrandom()
-# failing (errno untouched at start-up), and linked in under valgrind.
+# failing (errno untouched at start-up), preloaded under a library whose
+# fork handlers allocate, and linked in under valgrind.
 #
 # Usage: tests/reliability/loading.sh BUILD_DIR GEN_DIR [BUILD_DIR GEN_DIR]...
 #   e.g. loading.sh build/default generated/default build/tlsstatic generated/tlsstatic
@@ -116,7 +117,27 @@ print(min(x for x in sizes if x >= 100))' "$GEN/spec.json")
         fail "$V: errno left alone at start-up, getrandom() failing" "$(oneline "$W/out")"
     fi
 
-    # (e) valgrind memcheck on a program linked with libhakmem.  By default
+    # (e) fork handlers registered before hakmem's (by a library's constructor,
+    # run before hakmem's start-up) allocate between its prepare and its
+    # parent/child handlers, while it holds its locks: no deadlock
+    if ! "$CC" "${CFLAGS[@]}" -fPIC -shared -DROLE_ATFORK -o "$W/libatfork.so" "$HERE/loading.c" \
+            -lpthread 2>"$W/build.log" ||
+        ! "$CC" "${CFLAGS[@]}" -DROLE_FORK -o "$W/fork" "$HERE/loading.c" -Wl,--no-as-needed \
+            -L"$W" -latfork -Wl,-rpath,"$W" -lpthread 2>>"$W/build.log"; then
+        fail "$V: fork, earlier handlers allocating" "build failed: $(oneline "$W/build.log")"
+    else
+        (LD_PRELOAD=$LIB timeout 60 "$W/fork" >"$W/out" 2>&1; echo $? >"$W/rc") 2>/dev/null
+        rc=$(cat "$W/rc")
+        if [ "$rc" -eq 0 ]; then
+            pass "$V: fork, earlier handlers allocating"
+        else
+            why="status $rc"
+            [ "$rc" -eq 124 ] && why="hung (killed after 60 s)"
+            fail "$V: fork, earlier handlers allocating" "$why: $(oneline "$W/out")"
+        fi
+    fi
+
+    # (f) valgrind memcheck on a program linked with libhakmem.  By default
     # valgrind replaces malloc in every shared object, libhakmem.so included;
     # somalloc=nouserintercepts limits that to libc, so hakmem itself runs.
     if ! command -v valgrind >/dev/null; then
