@@ -50,7 +50,8 @@ void *hak_os_map_aligned(size_t len, size_t align) HAK_HIDDEN; /* len, align: pa
 void *hak_os_map_read_only(size_t len) HAK_HIDDEN;            /* PROT_READ, no reserve */
 void *hak_os_map_at(uintptr_t addr, size_t len) HAK_HIDDEN;   /* NULL + EEXIST: taken */
 bool hak_os_make_writable(void *p, size_t len) HAK_HIDDEN;
-void hak_os_unmap(void *p, size_t len) HAK_HIDDEN;
+bool hak_os_unmap(void *p, size_t len) HAK_HIDDEN;             /* false: refused, still mapped (os.c) */
+void hak_os_release(void *p, size_t len) HAK_HIDDEN;          /* pages back, addresses kept */
 void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may move; NULL: mremap's errno */
 void hak_os_write_stderr(const char *s) HAK_HIDDEN;           /* no malloc */
 char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", returns end */
@@ -93,7 +94,7 @@ void hak_decay_after_fork_child(void) HAK_HIDDEN; /* fork: child (unlocks) */
 /* A new SuperSlab, aligned to its size, where the map covers it, its codes
  * writable (the map made first if there is none); NULL with errno ENOMEM. */
 void *hak_region_map_superslab(void) HAK_HIDDEN;
-void hak_region_unmap_superslab(void *ss) HAK_HIDDEN; /* with the superslab lock held */
+bool hak_region_unmap_superslab(void *ss) HAK_HIDDEN; /* superslab lock held; false: refused */
 void hak_region_set(uintptr_t start, size_t len, uint8_t code) HAK_HIDDEN;
 
 /* ---- superslab.c: aligned regions cut into spans of one class ---- */
@@ -275,6 +276,7 @@ size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ou
 bool hak_large_was_freed(const void *p) HAK_HIDDEN; /* freed lately, pages still cached */
 void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
 size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /* as hak_ss_purge */
+size_t hak_large_trim_kept(void) HAK_HIDDEN; /* malloc_trim: ranges once refused unmapped again */
 bool hak_large_cached_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
 void hak_large_usage(struct hak_usage *u) HAK_HIDDEN;
 void hak_large_lock(void) HAK_HIDDEN;

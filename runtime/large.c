@@ -6,9 +6,11 @@
  * the memory it points to.  Freed spans are kept in a small cache (at most
  * HAK_LARGE_CACHE_BYTES of address space) and reused by a later request of
  * about the same size: that saves the mmap, the munmap and the page faults of
- * touching fresh pages; they are unmapped after HAK_DECAY_MS (decay.c).  One
- * lock guards table and cache; every call that takes it also makes a system
- * call or avoids one, which costs far more.
+ * touching fresh pages; they are unmapped after HAK_DECAY_MS (decay.c).  A
+ * range the kernel refuses to unmap (at its map count) is kept, its pages
+ * given back, for the next request it fits (below: kept ranges).  One lock
+ * guards table, cache and kept ranges; every call that takes it also makes
+ * a system call or avoids one, which costs far more.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +38,140 @@ static size_t cache_bytes;
 #define FREED_RECENT 64
 static uintptr_t freed_recent[FREED_RECENT];
 static unsigned freed_next;
+
+/*
+ * Kept ranges.  At the kernel's map count (vm.max_map_count) munmap fails
+ * where it would cut a mapping in two, and the kernel merges neighbouring
+ * anonymous mappings: a block freed between two still mapped is such a
+ * cut.  Dropped, its addresses would stay mapped for good, and a program
+ * at the limit cycling through large blocks found almost every mmap failing
+ * from its third round on (150,000 blocks of 40-48 KiB; glibc serves them
+ * from its heap).  Kept instead, with its pages given back, it serves the
+ * next request it fits, before any mmap: the smallest that fits (a larger
+ * request later may need the larger ones), cut to the request's size, the
+ * rest kept.
+ *
+ * Once refused, large.c unmaps nothing more (at_map_limit): every range
+ * given back is address space the process may not get again, since a new
+ * mapping needs an entry of its own unless the kernel can merge it with a
+ * neighbour (tests/reliability/limits.c's map-count-limit, giving back
+ * what a retry or an eviction could unmap, failed 4-13% of the allocations
+ * of its later rounds).  Freed ranges are kept instead, until malloc_trim
+ * tries them all again (hak_large_trim_kept) and lifts this when every one
+ * goes.
+ *
+ * Each range's record is in its own first page (a page of memory against
+ * address space lost for good), on a list by size: one per page count up
+ * to KEPT_EXACT_PAGES, then one per power of two.  Lock held for these.
+ */
+struct kept {
+    struct kept *next;
+    size_t len;
+};
+
+#define KEPT_EXACT_PAGES 64
+#define KEPT_LISTS (KEPT_EXACT_PAGES + 64)
+static struct kept *kept_list[KEPT_LISTS];
+static size_t kept_count;  /* atomic: read without the lock to skip the lists */
+static bool at_map_limit;  /* atomic: read without the lock */
+
+static unsigned kept_list_of(size_t len)
+{
+    size_t pages = len / HAK_PAGE;
+    if (pages < KEPT_EXACT_PAGES)
+        return (unsigned)pages;
+    return KEPT_EXACT_PAGES + (unsigned)(63 - __builtin_clzll(pages)) - 6; /* 2^6 = KEPT_EXACT_PAGES */
+}
+
+static void kept_push(uintptr_t base, size_t len)
+{
+    struct kept *k = (struct kept *)base;
+    unsigned i = kept_list_of(len);
+    k->next = kept_list[i];
+    k->len = len;
+    kept_list[i] = k;
+    __atomic_store_n(&kept_count, kept_count + 1, __ATOMIC_RELAXED);
+}
+
+/* The smallest kept range of at least len bytes (a multiple of pages) as
+ * span *out, cut to len; false: none. */
+static bool kept_take(size_t len, struct span *out)
+{
+    struct kept **best = NULL;
+    for (unsigned i = kept_list_of(len); i < KEPT_LISTS && best == NULL; i++)
+        for (struct kept **pp = &kept_list[i]; *pp; pp = &(*pp)->next) {
+            if ((*pp)->len >= len && (best == NULL || (*pp)->len < (*best)->len))
+                best = pp;
+            if ((*pp)->len == len)
+                break; /* none smaller fits (a list of one page count: the first) */
+        }
+    if (best == NULL)
+        return false;
+    struct kept *k = *best;
+    *best = k->next;
+    __atomic_store_n(&kept_count, kept_count - 1, __ATOMIC_RELAXED);
+    *out = (struct span){.base = (uintptr_t)k, .len = len};
+    if (k->len > len)
+        kept_push((uintptr_t)k + len, k->len - len);
+    return true;
+}
+
+/* Unmap a range that is no longer a span, or keep it (above).  Whether it
+ * must be kept is told under no lock; the keeping is done under it
+ * (`locked`: the caller holds it). */
+static void unmap_or_keep(uintptr_t base, size_t len, bool locked)
+{
+    if (!__atomic_load_n(&at_map_limit, __ATOMIC_RELAXED) && hak_os_unmap((void *)base, len))
+        return;
+    __atomic_store_n(&at_map_limit, true, __ATOMIC_RELAXED);
+    hak_os_release((void *)base, len);
+    if (!locked)
+        hak_lock(&large_lock);
+    kept_push(base, len);
+    if (!locked)
+        hak_unlock(&large_lock);
+}
+
+/* Unmap (or keep) spans taken out of the cache, after dropping the lock; their bytes. */
+static size_t unmap_spans(const struct span *s, unsigned n)
+{
+    size_t bytes = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unmap_or_keep(s[i].base, s[i].len, false);
+        bytes += s[i].len;
+    }
+    return bytes;
+}
+
+/* malloc_trim: try to unmap every kept range, stopping at KEPT_RETRY_RUN
+ * refusals in a row (the limit is still reached: no system call per kept
+ * range each time); when none is left, large.c unmaps again.  Their bytes. */
+#define KEPT_RETRY_RUN 16
+size_t hak_large_trim_kept(void)
+{
+    size_t bytes = 0;
+    unsigned refused = 0;
+    hak_lock(&large_lock);
+    for (unsigned i = 0; i < KEPT_LISTS; i++)
+        for (struct kept **pp = &kept_list[i]; *pp && refused < KEPT_RETRY_RUN;) {
+            struct kept *k = *pp;
+            struct kept *next = k->next;
+            size_t len = k->len;
+            if (hak_os_unmap(k, len)) {
+                *pp = next;
+                __atomic_store_n(&kept_count, kept_count - 1, __ATOMIC_RELAXED);
+                bytes += len;
+                refused = 0;
+            } else {
+                refused++;
+                pp = &k->next;
+            }
+        }
+    if (kept_count == 0)
+        __atomic_store_n(&at_map_limit, false, __ATOMIC_RELAXED);
+    hak_unlock(&large_lock);
+    return bytes;
+}
 
 static size_t slot_of(uintptr_t user, size_t cap)
 {
@@ -80,7 +216,7 @@ static bool grow(void)
         live++;
     }
     if (table)
-        hak_os_unmap(table, table_cap * sizeof *table);
+        unmap_or_keep((uintptr_t)table, table_cap * sizeof *table, true);
     table = t;
     table_cap = cap;
     table_used = live;
@@ -116,17 +252,6 @@ static void delete(struct span *s)
 {
     s->user = DELETED;
     count_live(-1, -(ptrdiff_t)s->len);
-}
-
-/* Unmap spans taken out of the cache (after dropping the lock); their bytes. */
-static size_t unmap_spans(const struct span *s, unsigned n)
-{
-    size_t bytes = 0;
-    for (unsigned i = 0; i < n; i++) {
-        hak_os_unmap((void *)s[i].base, s[i].len);
-        bytes += s[i].len;
-    }
-    return bytes;
 }
 
 static void cache_remove(unsigned i)
@@ -238,6 +363,12 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
             s.len = len;
         }
     }
+    if (!reused && __atomic_load_n(&kept_count, __ATOMIC_RELAXED) != 0) {
+        hak_lock(&large_lock);
+        reused = kept_take(len, &s);
+        hak_unlock(&large_lock);
+        dirty = reused ? sizeof(struct kept) : 0; /* its pages were given back */
+    }
     if (!reused) {
         s.base = (uintptr_t)hak_os_map(len);
         if (s.base == 0) {
@@ -246,9 +377,17 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
             hak_decay_reclaim_all();
             s.base = (uintptr_t)hak_os_map(len);
         }
-        if (s.base == 0)
-            return NULL;
-        s.len = len;
+        if (s.base == 0) {
+            /* what the reclaim could not unmap was kept */
+            hak_lock(&large_lock);
+            reused = kept_take(len, &s);
+            hak_unlock(&large_lock);
+            if (!reused)
+                return NULL;
+            dirty = sizeof(struct kept);
+        } else {
+            s.len = len;
+        }
     }
     s.user = (s.base + align - 1) & ~(uintptr_t)(align - 1);
     hak_lock(&large_lock);
@@ -261,7 +400,7 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
         hak_unlock(&large_lock);
     }
     if (!ok) {
-        hak_os_unmap((void *)s.base, s.len);
+        unmap_or_keep(s.base, s.len, false);
         errno = ENOMEM;
         return NULL;
     }
@@ -393,7 +532,8 @@ static void *resize(void *p, size_t n)
         }
     }
     hak_unlock(&large_lock);
-    unmap_spans(evict, n_evict);
+    if (n_evict > 0)
+        unmap_spans(evict, n_evict);
     return base != NULL ? (char *)base + offset : NULL;
 }
 

@@ -8,16 +8,26 @@
 #include "internal.h"
 
 /*
- * munmap, which fails where it would split a mapping past the kernel's map
- * count (vm.max_map_count): then the pages are given back by madvise, which
- * splits nothing, and the addresses stay mapped.  errno is kept either way:
- * the callers are calls that succeed (free, a trim of an aligned map).
+ * munmap, which the kernel refuses past its map count (vm.max_map_count)
+ * where it would cut a mapping in two: it merges neighbouring anonymous
+ * mappings into one, so a block between two others still mapped is such a
+ * cut.  The range is then left as it was.  errno is kept either way: the
+ * callers are calls that succeed (free, a trim of an aligned map).
  */
-static void unmap(void *p, size_t len)
+static bool unmap(void *p, size_t len)
 {
     int saved = errno;
-    if (munmap(p, len) != 0)
-        madvise(p, len, MADV_DONTNEED);
+    bool ok = munmap(p, len) == 0;
+    errno = saved;
+    return ok;
+}
+
+/* The pages of [p, p + len) back to the OS; the addresses stay mapped and
+ * read zero (a range munmap refused, a trim of an aligned map). */
+void hak_os_release(void *p, size_t len)
+{
+    int saved = errno;
+    madvise(p, len, MADV_DONTNEED);
     errno = saved;
 }
 
@@ -44,11 +54,12 @@ void *hak_os_map_aligned(size_t len, size_t align)
     if (raw == NULL)
         return NULL;
     char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
-    if (p > raw)
-        unmap(raw, (size_t)(p - raw));
+    /* the ends cut off are lost if refused: less than align, rarely */
+    if (p > raw && !unmap(raw, (size_t)(p - raw)))
+        hak_os_release(raw, (size_t)(p - raw));
     size_t tail = (size_t)(raw + len + align - (p + len));
-    if (tail)
-        unmap(p + len, tail);
+    if (tail && !unmap(p + len, tail))
+        hak_os_release(p + len, tail);
     return p;
 }
 
@@ -92,9 +103,9 @@ bool hak_os_make_writable(void *p, size_t len)
     return mprotect(p, len, PROT_READ | PROT_WRITE) == 0;
 }
 
-void hak_os_unmap(void *p, size_t len)
+bool hak_os_unmap(void *p, size_t len)
 {
-    unmap(p, len);
+    return unmap(p, len);
 }
 
 /* NULL with mremap's errno: ENOMEM when out of address space or memory,

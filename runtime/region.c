@@ -116,13 +116,15 @@ fail:
     return NULL;
 }
 
-void hak_region_unmap_superslab(void *ss)
+bool hak_region_unmap_superslab(void *ss)
 {
-    hak_os_unmap(ss, HAK_SUPERSLAB_BYTES);
+    if (!hak_os_unmap(ss, HAK_SUPERSLAB_BYTES))
+        return false;
     /* the low part: its place is the next to try, so that the map pages
      * already writable serve again */
     if ((uintptr_t)ss >= LOW_START && (uintptr_t)ss < low_next && hak_region.slabs != HAK_MAP_SLABS)
         low_next = (uintptr_t)ss;
+    return true;
 }
 
 void hak_region_set(uintptr_t start, size_t len, uint8_t code)

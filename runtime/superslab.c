@@ -235,18 +235,26 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
     for (struct hak_superslab **pp = &ss_list; *pp;) {
         struct hak_superslab *ss = *pp;
         if (ss_is_empty(ss) && (all || hak_decay_is_due(now, ss->empty_since))) {
-            if (!hak_heap_marking(ss)) {
-                *pp = ss->next;
-                units_dirty -= ss->dirty_units; /* gone with it */
+            struct hak_superslab *next = ss->next;
+            unsigned dirty_units = ss->dirty_units;
+            bool marking = hak_heap_marking(ss);
+            if (!marking && hak_region_unmap_superslab(ss)) {
+                *pp = next;
+                units_dirty -= dirty_units; /* gone with it */
                 released += HAK_SUPERSLAB_BYTES;
-                hak_region_unmap_superslab(ss);
                 HAK_STAT(hak_stats_superslabs_returned++);
                 continue;
             }
-            /* a remote freer is reading a span header of it (heap.c,
-             * mark_summary): a moment later */
-            if (now + 1 < *next_ms)
+            if (!marking) {
+                /* the kernel refused (its map count, os.c): the superslab
+                 * stays, empty, for the next span; its pages go below, the
+                 * next try is a decay later */
+                ss->empty_since = now;
+            } else if (now + 1 < *next_ms) {
+                /* a remote freer is reading a span header of it (heap.c,
+                 * mark_summary): a moment later */
                 *next_ms = now + 1;
+            }
         }
         if (ss->dirty_units != 0) {
             if (all || hak_decay_is_due(now, ss->dirty_since))

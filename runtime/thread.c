@@ -120,13 +120,22 @@ static bool block_acquire(void)
     return true;
 }
 
+/* A pooled block's slot back to the OS.  Where the kernel refuses (its map
+ * count, os.c) only its pages go: a slot's few pages of address space are
+ * lost, as rare as a thread's exit at the limit. */
+static void unmap_slot(struct pooled *b)
+{
+    if (!hak_os_unmap(slot_of(b), SLOT_BYTES))
+        hak_os_release(slot_of(b), SLOT_BYTES);
+}
+
 /* The thread has exited: its block goes to the pool, the thread to dead_block. */
 static void block_release(void)
 {
     struct pooled *b = (struct pooled *)hak_tls_block;
     hak_tls_block = &dead_block;
     if (HAK_DECAY_MS == 0) {
-        hak_os_unmap(slot_of(b), SLOT_BYTES);
+        unmap_slot(b);
         return;
     }
     hak_lock(&pool_lock);
@@ -173,7 +182,7 @@ void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms)
     hak_unlock(&pool_lock);
     while (due != NULL) {
         struct pooled *next = due->next;
-        hak_os_unmap(slot_of(due), SLOT_BYTES);
+        unmap_slot(due);
         due = next;
     }
 }

@@ -31,6 +31,9 @@
  *   rlimit-at-start-errno  under 256 MiB: SuperSlabs unmapped by malloc_trim
  *                 and mapped again, past others still mapped; every malloc
  *                 succeeds with errno left 0.
+ *   map-count-limit  at vm.max_map_count, where munmap fails: large
+ *                 blocks freed and allocated again for five rounds, every
+ *                 allocation succeeds (see child_map_count).
  *   tiny-huge     malloc(1); impossible sizes (> PTRDIFF_MAX) give ENOMEM;
  *                 malloc, calloc, realloc and posix_memalign of 64 GiB either
  *                 fail with ENOMEM (the old block kept) or succeed without
@@ -598,6 +601,129 @@ static int child_realloc_grow_cached(void)
     return child_failed;
 }
 
+/* ---- the kernel's map count ---- */
+
+/* A whole small file (no stdio: no malloc); its length, or 0. */
+static size_t read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = '\0';
+    return len;
+}
+
+/* The mappings the kernel counts against vm.max_map_count: /proc/self/maps' lines. */
+static size_t count_maps(void)
+{
+    static char buf[1 << 16];
+    int fd = open("/proc/self/maps", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    size_t lines = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    close(fd);
+    return lines;
+}
+
+#define MAP_COUNT_SPARE 40     /* mappings left to the process below the limit */
+#define MAP_COUNT_BLOCKS 3000  /* large blocks a round, 40 to 48 KiB */
+
+/*
+ * At the map count limit munmap fails where it would cut a mapping in two
+ * (adjacent anonymous mappings are merged into one: a large block freed
+ * between two others still mapped is such a cut).  The block's pages go
+ * back, and its addresses must stay the allocator's to reuse: until
+ * 2026-11-29 they were dropped, mapped for good, and every round of the
+ * workload below left its whole size behind (a review's run of 150,000
+ * blocks then failed nearly every malloc from its third round on).  Here
+ * the process is brought to MAP_COUNT_SPARE mappings below the limit by
+ * pages of alternating protection; then five rounds allocate
+ * MAP_COUNT_BLOCKS large blocks (half by calloc), check them, and free
+ * them, every other one first.  Every allocation succeeds, calloc's blocks
+ * read zero, no two blocks overlap (each holds its own byte, checked
+ * whole), and the address space after the fifth round is within one
+ * round's size of what it was after the first.
+ */
+static int child_map_count(void)
+{
+    static char buf[64];
+    static unsigned char *blocks_mc[MAP_COUNT_BLOCKS];
+    if (read_small("/proc/sys/vm/max_map_count", buf, sizeof buf) == 0) {
+        say("  /proc/sys/vm/max_map_count not readable");
+        return 1;
+    }
+    size_t limit = strtoull(buf, NULL, 10), now = count_maps();
+    if (limit < now + MAP_COUNT_SPARE + 100 || limit > (1u << 22)) {
+        say("  max_map_count %zu, %zu mappings: no room for this test", limit, now);
+        return 1;
+    }
+    size_t pieces = (limit - now - MAP_COUNT_SPARE) / 2; /* each mprotect below cuts out 2 more */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *fill = mmap(NULL, (2 * pieces + 1) * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (fill == MAP_FAILED) {
+        say("  mmap of the filler failed");
+        return 1;
+    }
+    for (size_t i = 0; i < pieces; i++)
+        if (mprotect(fill + (2 * i + 1) * page, page, PROT_READ) != 0) {
+            say("  mprotect failed at piece %zu of %zu: errno %d", i, pieces, errno);
+            break;
+        }
+    say("  map count %zu of %zu", count_maps(), limit);
+    size_t vm_first = 0, vm_last = 0, round_bytes = 0;
+    for (unsigned round = 0; round < 5; round++) {
+        size_t failures = 0;
+        round_bytes = 0;
+        for (unsigned i = 0; i < MAP_COUNT_BLOCKS; i++) {
+            size_t n = 40 * 1024 + (i % 3) * 4096 + 8 * (i % 7);
+            round_bytes += n;
+            errno = 0;
+            blocks_mc[i] = i % 2 ? calloc(1, n) : malloc(n);
+            if (blocks_mc[i] == NULL) {
+                CHECK(errno == ENOMEM, "malloc(%zu) = NULL with errno %d", n, errno);
+                failures++;
+                continue;
+            }
+            if (i % 2) {
+                size_t nonzero = 0;
+                for (size_t j = 0; j < n; j++)
+                    nonzero += blocks_mc[i][j] != 0;
+                CHECK(nonzero == 0, "round %u: calloc(1, %zu) has %zu bytes not zero", round, n, nonzero);
+            }
+            memset(blocks_mc[i], (int)(i % 251) + 1, n);
+        }
+        CHECK(failures == 0, "round %u: %zu of %u allocations failed", round, failures, MAP_COUNT_BLOCKS);
+        for (unsigned i = 0; i < MAP_COUNT_BLOCKS; i++) {
+            if (blocks_mc[i] == NULL)
+                continue;
+            size_t n = 40 * 1024 + (i % 3) * 4096 + 8 * (i % 7), bad = 0;
+            for (size_t j = 0; j < n; j++)
+                bad += blocks_mc[i][j] != (unsigned char)(i % 251 + 1);
+            CHECK(bad == 0, "round %u: block %u: %zu bytes changed (overlapping blocks?)", round, i, bad);
+        }
+        for (unsigned odd = 1; odd < 3; odd++)
+            for (unsigned i = odd % 2; i < MAP_COUNT_BLOCKS; i += 2)
+                free(blocks_mc[i]);
+        size_t vm = status_kb("VmSize:");
+        say("  round %u: VmSize %zu MiB, map count %zu", round, vm / MiB, count_maps());
+        if (round == 0)
+            vm_first = vm;
+        vm_last = vm;
+    }
+    CHECK(vm_last <= vm_first + round_bytes, "VmSize grew from %zu to %zu MiB over four rounds of %zu MiB",
+          vm_first / MiB, vm_last / MiB, round_bytes / MiB);
+    return child_failed;
+}
+
 /* ---- 1 B and 64 GiB ---- */
 
 static int child_tiny_huge(void)
@@ -851,6 +977,7 @@ int main(int argc, char **argv)
     run("rlimit-at-start-big-block", child_limited_big);
     run("rlimit-at-start-errno", child_limited_errno);
     run("tiny-huge", child_tiny_huge);
+    run("map-count-limit", child_map_count);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
