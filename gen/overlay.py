@@ -33,7 +33,7 @@ def load_spec(path, display=None, _chain=(), files=None):
     if is_overlay:
         base_node = checked.value["base"]
         base_path = os.path.join(os.path.dirname(path), base_node.value)
-        base_display = os.path.normpath(os.path.join(os.path.dirname(name), base_node.value))
+        base_display = _display(os.path.join(os.path.dirname(name), base_node.value), base_path)
         if not os.path.isfile(base_path):
             what = "is not a file" if os.path.exists(base_path) else "does not exist"
             raise base_node.error("base", f"base spec {base_node.value!r} {what}")
@@ -53,6 +53,17 @@ def load_spec(path, display=None, _chain=(), files=None):
         del checked.value["base"]
     apply_all(checked, all_patch, own)
     return schema.SPEC.check(checked, "", partial=False)
+
+
+def _display(name, path):
+    """The name errors give the file at path, reached as name: tidied (`a/./b`, `a/x/../b`)
+    where the tidy name leads to the same file; as written where a `..` climbs out of where
+    a symlinked directory leads, which the tidy name would not (it names another file)."""
+    tidy = os.path.normpath(name)
+    tidy_path = os.path.normpath(path)
+    if tidy_path == path or os.path.realpath(tidy_path) == os.path.realpath(path):
+        return tidy
+    return name
 
 
 def merge(base, over):

@@ -4,6 +4,7 @@ yaml.safe_load drops positions; yaml.compose keeps a mark on every node.  We
 turn the node graph into `Node` values: mappings become dicts of Node, lists
 become lists of Node, scalars become Python values, each with file and line.
 """
+import bisect
 import re
 
 import yaml
@@ -46,28 +47,42 @@ _scalars = SafeConstructor()
 MAX_NODES = 100_000  # a spec is a few hundred; aliases of aliases can expand to billions
 
 
+class _Lines:
+    """Line numbers as an editor, `wc -l` and the compiler count them: after each "\n" only.
+    PyYAML's marks also count U+0085, U+2028 and U+2029 (YAML 1.1 line breaks), which
+    numbered every line after one of them past where it is."""
+
+    def __init__(self, text):
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def of(self, mark):
+        """The 1-based line of a mark."""
+        return bisect.bisect_left(self.newlines, mark.index) + 1
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that notes the line of every alias used as a list item or a mapping
     value: the composer hands out the anchor's own node for an alias, whose marks are the
     anchor's, and an error in the value should name where the alias is used.
     alias_lines: {(id(parent node), list index or id(key node)): line}."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, lines):
         super().__init__(stream)
         self.alias_lines = {}
+        self.lines = lines
 
     def compose_node(self, parent, index):
         if parent is not None and index is not None and self.check_event(yaml.AliasEvent):
             where = index if isinstance(index, int) else id(index)
-            self.alias_lines[(id(parent), where)] = self.peek_event().start_mark.line + 1
+            self.alias_lines[(id(parent), where)] = self.lines.of(self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
 
-def _convert(node, file, alias_lines, at=None, _open=frozenset(), _budget=None):
+def _convert(node, file, lines, alias_lines, at=None, _open=frozenset(), _budget=None):
     """node as a Node tree.  at: the line of the alias that this node was reached through
     (the outermost one), if any: every line in it is that one, so that an error in a value
     names where the alias is used, not the anchor's text, which may be valid where it is."""
-    line = at or node.start_mark.line + 1
+    line = at or lines.of(node.start_mark)
     if id(node) in _open:  # an alias inside its own anchor: `a: &x [*x]`
         raise SpecError(file, line, "(yaml)", "an alias refers to a node that contains it")
     budget = _budget if _budget is not None else [MAX_NODES]
@@ -79,44 +94,50 @@ def _convert(node, file, alias_lines, at=None, _open=frozenset(), _budget=None):
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
-            key_line = at or key_node.start_mark.line + 1
+            key_line = at or lines.of(key_node.start_mark)
             if not isinstance(key_node, yaml.ScalarNode):
                 raise SpecError(file, key_line, "(key)", "mapping keys must be plain scalars")
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise SpecError(file, key_line, "<<", "YAML merge keys are not supported")
-            key = _scalar(key_node, file)
+            if key_node.tag in (_TIMESTAMP, _BINARY):
+                key = key_node.value  # its text, as for a value (below)
+            else:
+                key = _scalar(key_node, file, key_line)
             if isinstance(key, bool) or key is None:
                 raise SpecError(file, key_line, str(key_node.value), "not a valid key")
             key = str(key) if not isinstance(key, int) else key
             if key in out:
                 raise SpecError(file, key_line, str(key),
                                 f"repeated key (first at line {out[key].line})")
-            value = _convert(value_node, file, alias_lines,
+            value = _convert(value_node, file, lines, alias_lines,
                              at or alias_lines.get((id(node), id(key_node))), inner, budget)
             if isinstance(value.value, (dict, list)):  # a block value below its key: the key's line
                 value.line = min(value.line, key_line)
             out[key] = value
         return Node(out, file, line)
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(item, file, alias_lines, at or alias_lines.get((id(node), i)),
-                              inner, budget)
+        return Node([_convert(item, file, lines, alias_lines,
+                              at or alias_lines.get((id(node), i)), inner, budget)
                      for i, item in enumerate(node.value)], file, line)
-    if node.tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
+    if node.tag in (_TIMESTAMP, _BINARY):
         return Node(node.value, file, line)  # keep as text; the schema rejects it
-    return Node(_scalar(node, file), file, line)
+    return Node(_scalar(node, file, line), file, line)
+
+
+_TIMESTAMP, _BINARY = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"
 
 
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 
 
-def _scalar(node, file):
+def _scalar(node, file, line):
     """A scalar's Python value; a value its explicit tag cannot read (`!!int x`) is an error,
     and so is an integer not written in plain decimal: YAML 1.1 reads 010 as 8 and 1:00 as
     60, which no one writing a spec means."""
-    line, text = node.start_mark.line + 1, _short(node.value)
+    text = _short(node.value)
     try:
         value = _scalars.construct_object(node)
-    except (ValueError, KeyError, IndexError, OverflowError) as e:
+    except (ValueError, KeyError, IndexError, OverflowError, AttributeError, TypeError) as e:
         raise SpecError(file, line, "(yaml)",
                         f"{text} is not a valid {node.tag.rsplit(':', 1)[-1]}") from e
     if node.tag == "tag:yaml.org,2002:int" and not _DECIMAL.fullmatch(node.value):
@@ -142,7 +163,8 @@ def load(path, display=None):
         raise SpecError(name, 0, "(file)", f"cannot read: {e}")
     last_line = text.rstrip().count("\n") + 1
     try:
-        loader = _Loader(text)  # what yaml.compose does, keeping the loader's alias lines
+        lines = _Lines(text)
+        loader = _Loader(text, lines)  # what yaml.compose does, keeping the loader's alias lines
         try:
             root = loader.get_single_node()
         finally:
@@ -153,10 +175,10 @@ def load(path, display=None):
         mark = e.problem_mark or e.context_mark
         if e.context_mark and mark.index >= len(text):  # ran off the end: where the open `[` began
             mark = e.context_mark
-        line = min(mark.line + 1, last_line) if mark else 0
+        line = min(lines.of(mark), last_line) if mark else 0
         what = e.problem or e.context
         if e.problem and e.context:
-            begun = min(e.context_mark.line + 1, last_line) if e.context_mark else line
+            begun = min(lines.of(e.context_mark), last_line) if e.context_mark else line
             what += f" ({e.context})" if begun == line else f" ({e.context} at line {begun})"
         raise SpecError(name, line, "(yaml)", f"malformed YAML: {what}")
     except yaml.reader.ReaderError as e:  # a character YAML does not allow
@@ -168,9 +190,9 @@ def load(path, display=None):
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
         raise SpecError(name, 1, "(file)", "empty spec")
     try:
-        return _convert(root, name, loader.alias_lines)
+        return _convert(root, name, lines, loader.alias_lines)
     except RecursionError:
         raise SpecError(name, 0, "(yaml)", "nested too deeply")
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
-        raise SpecError(name, mark.line + 1 if mark else 0, "(yaml)", str(e.problem))
+        raise SpecError(name, lines.of(mark) if mark else 0, "(yaml)", str(e.problem))

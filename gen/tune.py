@@ -635,7 +635,7 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
                     grid and resolve.model(base, base_path)["size_grid"] > 0,
                     any(r["plan"].get("prewarm") for r in tiny_rows if not r["plan"].get("base")))
     lines.append("base: " + (base_rel if re.fullmatch(r"[A-Za-z0-9_./-]+", base_rel)
-                             else json.dumps(base_rel)))
+                             else yaml_quoted(base_rel)))
     lines += _memory_lines(memory)
     lines += _class_lines(tiny_rows, mid_rows, mid_plan, fit["requests"])
     text = "\n".join(lines) + "\n"
@@ -648,6 +648,25 @@ def tune(profile, profile_name, base_path, out_path, max_classes=None, huge_page
                f"fragmentation at the peak {at_peak}, "
                f"huge pages {'on' if memory['huge_pages'][0] else 'off'}")
     return text, summary
+
+
+def yaml_quoted(text):
+    """text as a YAML double-quoted scalar that reads back as exactly text: backslash and
+    quote escaped, and so is every character YAML would not keep as it is (controls, the
+    line breaks U+0085, U+2028 and U+2029, which it would fold, the BOM, surrogates a path
+    not in UTF-8 decodes to, U+FFFE and U+FFFF).  JSON's quoting is not that: it writes a
+    character beyond U+FFFF as two surrogate escapes, which YAML reads as two characters."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif (o < 0x20 or 0x7f <= o < 0xa0 or o in (0x2028, 0x2029, 0xfeff, 0xfffe, 0xffff)
+              or 0xd800 <= o < 0xe000):
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _output_entry(out_path):
@@ -990,8 +1009,8 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
     with tempfile.TemporaryDirectory(prefix="hakgen-tune-") as scratch:
         check = os.path.join(scratch, os.path.basename(out_path))
         with open(check, "w", encoding="utf-8") as f:
-            f.write(re.sub(r"(?m)^base: .*$", "base: " + json.dumps(os.path.realpath(base_path)),
-                           text, count=1))
+            base_line = "base: " + yaml_quoted(os.path.realpath(base_path))
+            f.write(re.sub(r"(?m)^base: .*$", lambda _: base_line, text, count=1))
         try:
             resolved = resolve.resolve(overlay.load_spec(check, out_path))
         except SpecError as e:  # a bug of tune's: say that nothing was written

@@ -59,6 +59,25 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "name: small\n", "name: small\nname: other\n"),
                    "spec.yaml:3: name: repeated key (first at line 2)")
 
+    def test_lines_counted_by_newlines_only(self):
+        # PyYAML counts U+2028, U+2029 and U+0085 as line breaks too: every line after a
+        # quoted value holding them was named past where it is
+        self.check(edit(SMALL, "name: small\n",
+                        'name: small\nextra: "a\u2028b\u2029c\u0085d"\nname: other\n'),
+                   "spec.yaml:4: name: repeated key (first at line 2)")
+        self.check(edit(SMALL, "name: small\n", 'name: "a\u2028b"\n[\n'),
+                   "spec.yaml:4: (yaml): malformed YAML: could not find expected ':' (while "
+                   "scanning a simple key at line 3)")
+
+    def test_timestamp_and_binary_keys(self):
+        # a key tagged !!timestamp that is none raised AttributeError (a traceback); such
+        # keys are their text, as such values are
+        for key in ("!!timestamp abc", "2001-12-14", "!!binary aGk="):
+            with self.subTest(key=key):
+                self.check(edit(SMALL, "name: small\n", f"name: small\n{key}: 1\n"),
+                           f"spec.yaml:3: {key.split()[-1]}: unknown key (known: base, large, "
+                           "mid, name, options, schema, superslab, tiny)")
+
     def test_repeated_block_key_names_both_key_lines(self):
         self.check(SMALL + "options:\n  metrics: true\n",
                    "spec.yaml:25: options: repeated key (first at line 21)")

@@ -195,6 +195,22 @@ class OverlayTest(TempDirTest):
         self.assertEqual(proc.returncode, 0, proc.stderr)
 
 
+    def test_errors_name_the_base_that_was_read(self):
+        # through a symlinked directory `..` climbs out of where the link leads: errors
+        # named the tidied `b.yaml` beside the link, another file, not the one read
+        self.write("b.yaml", SMALL)
+        self.write("real/b.yaml", SMALL.replace("name: small\n", "name: [bad]\n"))
+        self.write("real/sub/over.yaml", "base: ../b.yaml\n")
+        os.symlink(os.path.join("real", "sub"), os.path.join(self.tmp, "link"))
+        self.assertSpecError(self.hakgen("validate", "link/over.yaml"),
+                             "link/../b.yaml:2: name: expected a name of letters, digits, '_', "
+                             "'-', '.', got a list")
+        # where the tidy name is the same file, it is the name
+        self.write("plain/x.yaml", "base: ./../real/b.yaml\n")
+        self.assertSpecError(self.hakgen("validate", "plain/x.yaml"),
+                             "real/b.yaml:2: name: expected a name of letters, digits, '_', "
+                             "'-', '.', got a list")
+
 class VariantsTest(TempDirTest):
     """Every shipped variant validates; the two examples change only what they say."""
 

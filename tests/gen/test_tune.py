@@ -4,8 +4,11 @@ import itertools
 import json
 import os
 import random
+import re
 import sys
 import unittest
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from genutil import DEFAULT_SPEC, VARIANTS, TempDirTest, run_hakgen  # noqa: E402
@@ -589,6 +592,36 @@ class TuneCommandTest(TempDirTest):
         valid = self.assertOk(self.hakgen("validate", "link/t.yaml"))
         self.assertRegex(valid, r"^link/t\.yaml: ok: t [0-9a-f]{16}\n$")
         self.assertTrue(out.endswith("; spec t " + valid.split()[-1] + "\n"), (out, valid))
+
+    def test_base_path_of_any_characters(self):
+        # a base under a directory whose name YAML or re.sub would read otherwise: tune
+        # crashed (re.error: bad escape \u) where json.dumps escaped a non-ASCII character
+        # for re.sub's replacement, said its own overlay "does not validate" where a
+        # backslash lost its escape there, and wrote a character beyond U+FFFF as two
+        # surrogate escapes, which YAML reads as two characters (another path)
+        with open(DEFAULT_SPEC, encoding="utf-8") as f:
+            base_text = f.read()
+        self.write_profile(profile({64: 10}))
+        names = ["back\\slash \"quoted\" \\u0041", "\u00e9\U0001F600 \u2028\u0085 tab\t",
+                 os.fsdecode(b"not utf-8 \xff")]
+        for i, name in enumerate(names):
+            with self.subTest(name=name):
+                base = os.path.join(name, "b.yaml")
+                self.write(base, base_text)
+                out = f"t{i}.yaml"
+                self.assertOk(self.hakgen("tune", "p.json", "-o", out, "--base", base))
+                with open(os.path.join(self.tmp, out), encoding="utf-8") as f:
+                    written = f.read()
+                base_line = re.search(r"(?m)^base: .*$", written).group(0)
+                self.assertEqual(base_line, "base: " + tune.yaml_quoted(base))
+                self.assertEqual(yaml.safe_load(base_line)["base"], base)
+                valid = self.assertOk(self.hakgen("validate", out))
+                self.assertRegex(valid, rf"^t{i}\.yaml: ok: t{i} [0-9a-f]{{16}}\n$")
+
+    def test_yaml_quoted_reads_back(self):
+        every = "".join(chr(c) for c in range(1, 0x3000)) + "\ud800\udcff\ufeff\ufffe\uffff\U0010FFFD"
+        self.assertEqual(yaml.safe_load("k: " + tune.yaml_quoted(every))["k"], every)
+        self.assertEqual(tune.yaml_quoted('a"b\\c\u2028'), '"a\\"b\\\\c\\u2028"')
 
     def test_classes_no_smaller_than_the_base_slab_allows(self):
         # a span holds at most 4096 blocks: with 128 KiB slabs no class below 32 B, with
