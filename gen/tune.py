@@ -669,6 +669,15 @@ def yaml_quoted(text):
     return '"' + "".join(out) + '"'
 
 
+def _not_a_directory(path):
+    """The nearest existing directory of path that is no directory (a file, where `-o
+    p.json/t.yaml` needs a directory), or None.  os.makedirs says only "File exists"."""
+    d = os.path.dirname(path)
+    while d and not os.path.lexists(d):
+        d = os.path.dirname(d)
+    return d if d and not os.path.isdir(d) else None
+
+
 def _output_entry(out_path):
     """The directory entry that writing out_path replaces, its directory's symlinks resolved
     (os.replace replaces a symlink at out_path itself, not the file it points to)."""
@@ -1032,6 +1041,8 @@ def write_tuned(profile_path, out_path, base_path, max_classes=None, huge_pages=
                 os.unlink(out_path + ".tmp")
             except OSError:
                 pass
-            raise ProfileError(out_path, f"cannot write: {e.strerror or e}")
+            blocker = _not_a_directory(out_path)
+            raise ProfileError(out_path, f"cannot write: {blocker} is not a directory" if blocker
+                               else f"cannot write: {e.strerror or e}")
     return (f"hakgen: {'unchanged' if unchanged else 'wrote'} {out_path}: {summary}; "
             f"spec {resolved['name']} {resolve.spec_hash(resolved)}")

@@ -497,6 +497,10 @@ class TuneCommandTest(TempDirTest):
         self.assertProfileError(self.tune("p.json", "-o", "d.yaml"),
                                 "d.yaml: cannot write: Is a directory")
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "d.yaml.tmp")))
+        # a file where a directory must be: os.makedirs said "File exists"
+        for out in ("p.json/t.yaml", "p.json/sub/t.yaml"):
+            self.assertProfileError(self.tune("p.json", "-o", out),
+                                    f"{out}: cannot write: p.json is not a directory")
         proc = self.hakgen("tune", "p.json")  # argparse: -o is required
         self.assertEqual(proc.returncode, 2)
         self.assertIn("-o", proc.stderr)
