@@ -21,6 +21,8 @@ SPAN_MAX_BLOCKS = 64 * 64  # a span's remote frees are summarised in one 64-bit 
                            # bit per bitmap word of 64 blocks (runtime/heap.c, remote_give)
 LIST_BATCH_MAX = 64        # a list tier's batch to or from the transfer cache goes through a
                            # 64-block buffer (runtime/thread.c, refill and flush)
+PREWARM_BYTES_MAX = 16 << 20  # what every thread caches at its start, over all classes: the
+                              # prewarm variant's is 1 MiB; 64 Ki blocks of 1 MiB were 64 GiB
 
 
 def resolve(spec):
@@ -127,7 +129,21 @@ def _tiny(node, ss, transfers):
                                    f"{ss['slab_bytes']}-byte slab")
         tiers = cf["tiers"].value if "tiers" in cf else default_tiers
         out.append(_caches(cf, field, tiers, c, transfers))
+    _check_prewarm(classes, out)
     return out
+
+
+def _check_prewarm(classes, rows):
+    """Every thread starts by caching each class's `prewarm` blocks: at most
+    PREWARM_BYTES_MAX in all, named at the class that passes it."""
+    total = 0
+    for i, (c, row) in enumerate(zip(classes, rows)):
+        total += row["prewarm"] * row["size"]
+        if total > PREWARM_BYTES_MAX:
+            raise c.value.get("prewarm", c).error(
+                f"tiny.classes[{i}].prewarm", f"{row['prewarm']} blocks of {row['size']} B make "
+                f"{total} bytes cached at every thread's start, over {PREWARM_BYTES_MAX} "
+                f"(16 MiB)")
 
 
 def _caches(cf, field, tiers, node, transfers):
@@ -255,11 +271,13 @@ def _bin_stride(rows):
     rings are a quarter of the tiny ones), up to 36 KiB more resident per
     thread.
 
-    A spec with no ring at all has bins of a bare header: 128 apart, each
-    still at 64 mod 128, and no more bytes than packing them (the smallest
-    of the form, 384, would more than double the block, so such specs had
-    no stride before and free loaded the offset).  At 128 a power of two
-    does no harm: 32 bins share a page, each on a set of its own.  The
+    A spec whose every bin fits in 128 bytes (a header and a ring of at most
+    12 slots; no ring at all in the default spec) has them 128 apart, each
+    still at 64 mod 128, and no more bytes than packing them would take
+    where there is no ring (the smallest of the form, 384, would more than
+    double the block, so such specs had no stride before and free loaded
+    the offset).  At 128 a power of two does no harm: 32 bins share a page,
+    each on a set of its own.  The
     default spec (lists only; then the variant grid16) with this stride and
     _size_grid against the same spec packed with loaded offsets and the
     table for every size, 31 interleaved rounds: mixed ws=256 1.15x,

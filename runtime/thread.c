@@ -599,6 +599,9 @@ void hak_free_slow(unsigned cls, void *p)
     }
     HAK_STAT(hak_tls.stats[cls].free_slow++);
     if (!has_cache(cls)) {
+        /* as below: a first free of it by another thread waits in its span */
+        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key)
+            free_check_key(cls, p);
         give_uncached(thread_heap, cls, p);
         return;
     }

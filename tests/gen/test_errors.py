@@ -253,6 +253,17 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "refill: 64 }", "refill: 64, prewarm: -1 }", count=3),
                    "spec.yaml:9: tiny.classes[0].prewarm: -1 is out of range 0..1048576")
 
+    def test_prewarm_bytes_bounded(self):
+        # within every class's capacity, yet every thread would start by caching 17 MB (a
+        # 1 MiB class's 64 Ki blocks: 64 GiB); up to 16 MiB in all is kept
+        big = "{ size: 256, ring: 4096, sll: 65536, refill: 16, prewarm: %d }"
+        line = "{ size: 256, ring: 32, sll: 64, refill: 16, tiers: [sll, slab] }"
+        self.check(edit(SMALL, line, big % 69632),
+                   "spec.yaml:13: tiny.classes[4].prewarm: 69632 blocks of 256 B make 17825792 "
+                   "bytes cached at every thread's start, over 16777216 (16 MiB)")
+        self.write("ok.yaml", edit(SMALL, line, big % 65536))
+        self.assertOk(self.hakgen("validate", "ok.yaml"))
+
     # ---- tiers
     def test_unknown_tier(self):
         self.check(edit(SMALL, "tiers: [sll, slab]", "tiers: [heap, slab]"),

@@ -379,10 +379,11 @@ class BinPlacementTest(TempDirTest):
             self.assertEqual(stride == 0, resolve._place_bins(rows, resolve._bin_stride(rows)) > 2 * packed)
         if stride:
             # 3, 5 or 9 times a power of two of at least 128, holding the
-            # largest bin; 128 itself when no class has a ring
+            # largest bin; 128 itself when every bin fits in it (rings of at
+            # most 12 slots, or none)
             largest = max(resolve.BIN_HEADER + 8 * c["ring"] for c in m["classes"])
             self.assertEqual(stride % 128, 0)
-            if largest == resolve.BIN_HEADER:
+            if largest <= 128:
                 self.assertEqual(stride, 128)
             else:
                 self.assertIn(stride // (stride & -stride), (3, 5, 9))
@@ -410,8 +411,10 @@ class BinPlacementTest(TempDirTest):
                     self.check_spec(os.path.join(VARIANTS, fname))
 
     def test_strides(self):
-        """The smallest stride of the form for the largest ring of the spec."""
-        for ring, stride in ((256, 2304), (128, 1152), (64, 640), (16, 384), (512, 4608)):
+        """The smallest stride of the form for the largest ring of the spec; 128 while
+        a bin of a header and its ring fits (12 slots)."""
+        for ring, stride in ((256, 2304), (128, 1152), (64, 640), (16, 384), (512, 4608),
+                             (13, 384), (12, 128), (1, 128)):
             with self.subTest(ring):
                 text = re.sub(r"ring: \d+", f"ring: {ring}", SMALL)
                 self.write("s.yaml", re.sub(r"refill: \d+", f"refill: {min(ring, 8)}", text))

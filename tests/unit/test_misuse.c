@@ -291,6 +291,20 @@ static void do_double_free_after_late_free(void *p)
     free(p);
 }
 
+static void *free_once(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+static void do_double_free_after_remote_free(void *p)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_once, p), 0);
+    pthread_join(t, NULL);
+    free(p);
+}
+
 /* The first class with no cache tier (tiers: [slab]), or HAK_NUM_CLASSES. */
 static unsigned uncached_class(void)
 {
@@ -630,6 +644,18 @@ START_TEST(double_free_after_free_by_exited_thread)
 }
 END_TEST
 
+/* A block of a class with no cache freed by another thread, then by its
+ * owner: the first free waits in the span's remote bitmap, where the second
+ * finds it.  Until 2026-11-29 the second went to the span with no look at
+ * the key and passed (and a span it emptied went back with the remote bit
+ * still set: a block freed into that word later was never taken back). */
+START_TEST(double_free_of_uncached_block_freed_remotely)
+{
+    void *p = malloc(hak_class_info[uncached_class()].size);
+    expect_abort(do_double_free_after_remote_free, p, "hakmem: free(): double free", p);
+}
+END_TEST
+
 /* A class with no cache gives a freed block straight back to its span: its
  * realloc is still a freed pointer, reported before anything is copied. */
 START_TEST(realloc_of_freed_uncached_block)
@@ -692,8 +718,10 @@ Suite *suite_misuse(void)
             tcase_add_test(tc, double_free_when_caches_are_full);
         if (hak_transfer_capacity(HAK_NUM_CLASSES - 2) > 0)
             tcase_add_test(tc, double_free_in_transfer_cache);
-        if (uncached_class() < HAK_NUM_CLASSES)
+        if (uncached_class() < HAK_NUM_CLASSES) {
             tcase_add_test(tc, realloc_of_freed_uncached_block);
+            tcase_add_test(tc, double_free_of_uncached_block_freed_remotely);
+        }
         if (hak_class_info[class_64()].tiers & (HAK_TIER_RING | HAK_TIER_SLL))
             tcase_add_test(tc, free_of_block_never_handed_out);
     }
