@@ -189,7 +189,9 @@ static void sleep_until(uint64_t due_ms)
 static void *purger(void *unused)
 {
     (void)unused;
-    uint64_t due = NOTHING_DUE;
+    /* a pass at once: what made a poll start this thread may have waited
+     * for that poll past its due time (a pass finds when the rest is due) */
+    uint64_t due = 0;
     for (;;) {
         hak_lock(&decay_lock);
         while (!work_pending && due == NOTHING_DUE)

@@ -263,6 +263,53 @@ START_TEST(purger_counts_what_is_still_free)
 END_TEST
 
 /* Spans of QUIET_CLASS, `bytes` in all, written and freed: their bases in base[]. */
+static int free_dirty_spans(char **base, size_t bytes);
+
+/* Enough for the purger, freed, and no poll until decay_ms later (a program
+ * that frees and then sleeps or computes): the poll that starts the thread
+ * finds it due, and the thread purges it at once.  Until 2026-11-29 the
+ * thread waited a whole decay_ms more, the pages resident twice as long as
+ * decay_ms says.  In a fork child, where no purger runs yet (a running one
+ * was told of the frees as they came); waits in steps of 10 ms, up to half
+ * of decay_ms, for the dirty bytes to be 0. */
+static int late_purger_child(void)
+{
+    hak_decay_purge_all();
+    if (thread_count() != 1) /* (opendir mallocs: a poll, with nothing to purge) */
+        return 2;
+    static char *base[MAX_SPANS];
+    free_dirty_spans(base, HAK_PURGER_MIN_BYTES + hak_class_info[QUIET_CLASS].span_bytes);
+    usleep((HAK_DECAY_MS + 50) * 1000);
+    hak_decay_poll(); /* starts it */
+    for (int waited = 0; waited < HAK_DECAY_MS / 2; waited += 10) {
+        usleep(10 * 1000);
+        struct hak_usage u = {0};
+        hak_ss_usage(&u);
+        if (u.ss_dirty == 0)
+            return thread_count() == 2 ? 0 : 4;
+    }
+    return 1;
+}
+
+START_TEST(purger_started_late_purges_what_is_due_at_once)
+{
+    if (HAK_DECAY_MS == 0 || HAK_DECAY_MS > 5000)
+        return; /* no purger; or a wait too long for a unit test */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(late_purger_child());
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "child died: status %#x", status);
+    ck_assert_msg(WEXITSTATUS(status) == 0, "status %d: 1 dirty %d ms after the poll that started "
+                  "the purger, 2 a thread running before it, 4 no purger thread",
+                  WEXITSTATUS(status), HAK_DECAY_MS / 2);
+}
+END_TEST
+
+
+/* Spans of QUIET_CLASS, `bytes` in all, written and freed: their bases in base[]. */
 static int free_dirty_spans(char **base, size_t bytes)
 {
     static struct hak_span *sp[MAX_SPANS];
@@ -883,6 +930,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, purge_with_older_clock_leaves_fresh_spans);
     tcase_add_test(tc, purger_waits_for_enough_to_give_back);
     tcase_add_test(tc, purger_counts_what_is_still_free);
+    tcase_add_test(tc, purger_started_late_purges_what_is_due_at_once);
     tcase_add_test(tc, poll_purges_a_little_once_due);
     tcase_add_test(tc, fork_child_purges_what_parent_left_dirty);
     tcase_add_test(tc, region_map_foreign);
