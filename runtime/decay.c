@@ -315,7 +315,7 @@ void hak_decay_poll(void)
     if (HAK_LIKELY(!__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) &&
                    __atomic_load_n(&small_due_ms, __ATOMIC_RELAXED) == NOTHING_DUE))
         return;
-    if (hak_fork_holds_locks) /* inside fork's handlers (internal.h): after them */
+    if (hak_fork_depth) /* inside fork's handlers (internal.h): after them */
         return;
     /* The allocation this is part of may well succeed: it leaves errno
      * alone, as glibc's does, whatever the purge or a failed start of the

@@ -21,27 +21,27 @@
  * thread holds every one of them.  Fork handlers registered before hakmem's
  * run inside that window (glibc runs prepare handlers in the reverse order
  * of their registration, the others in order) and may allocate: the thread
- * that holds them passes through (hak_fork_holds_locks, set and cleared by
+ * that holds them passes through (hak_fork_depth, set and cleared by
  * the handlers; in the child too, where that thread is the one left and its
  * TLS a copy of the parent's).  A trylock fails there: its callers take it
  * to see whether they already hold it, and do without. */
-extern HAK_TLS bool hak_fork_holds_locks HAK_HIDDEN;
+extern HAK_TLS unsigned hak_fork_depth HAK_HIDDEN; /* nonzero: held; forks nest (thread.c) */
 
 static inline void hak_lock(pthread_mutex_t *m)
 {
-    if (!hak_fork_holds_locks)
+    if (!hak_fork_depth)
         pthread_mutex_lock(m);
 }
 
 static inline void hak_unlock(pthread_mutex_t *m)
 {
-    if (!hak_fork_holds_locks)
+    if (!hak_fork_depth)
         pthread_mutex_unlock(m);
 }
 
 static inline bool hak_trylock(pthread_mutex_t *m)
 {
-    return !hak_fork_holds_locks && pthread_mutex_trylock(m) == 0;
+    return !hak_fork_depth && pthread_mutex_trylock(m) == 0;
 }
 
 /* ---- os.c: the only file that calls mmap/munmap/mremap/mprotect ---- */

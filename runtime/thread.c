@@ -637,10 +637,20 @@ void hak_thread_trim(void)
  * purge, the superslab and large locks, then decay's flag lock and the
  * metrics' lock (each held alone elsewhere: nothing is taken under them, and
  * a heap trim notes freed spans under an abandoned-list lock). */
-HAK_TLS bool hak_fork_holds_locks;
+/* How many forks this thread is inside (its locks held since the first's
+ * prepare): a prepare handler registered before hakmem's may fork itself.
+ * Only the outermost takes and releases; a nested child goes on as its
+ * parent did, inside the outer fork, whose handlers then run in it too
+ * (the parent's: that child does not see its other threads gone until a
+ * fork of its own). */
+HAK_TLS unsigned hak_fork_depth;
 
 static void fork_prepare(void)
 {
+    if (hak_fork_depth > 0) {
+        hak_fork_depth++;
+        return;
+    }
     block_lock();
     hak_heap_lock_all();
     hak_transfer_lock_all();
@@ -650,12 +660,13 @@ static void fork_prepare(void)
     hak_decay_lock();
     HAK_STAT(hak_stats_lock());
     /* the handlers registered before these run next, and may allocate */
-    hak_fork_holds_locks = true;
+    hak_fork_depth = 1;
 }
 
 static void fork_parent(void)
 {
-    hak_fork_holds_locks = false;
+    if (--hak_fork_depth > 0)
+        return;
     HAK_STAT(hak_stats_unlock());
     hak_decay_unlock();
     hak_large_unlock();
@@ -668,7 +679,8 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-    hak_fork_holds_locks = false;
+    if (--hak_fork_depth > 0)
+        return;
     /* the one thread the child has */
     __atomic_store_n(&threads_live, hak_tls.state == HAK_THREAD_LIVE, __ATOMIC_RELAXED);
     HAK_STAT(hak_stats_after_fork_child());

@@ -62,7 +62,7 @@ static struct transfer_class transfer[HAK_NUM_CLASSES];
  * fails, a wait passes, an unlock leaves the lock to the handlers. */
 static bool try_lock(struct transfer_class *t)
 {
-    return !hak_fork_holds_locks && !__atomic_load_n(&t->locked, __ATOMIC_RELAXED) &&
+    return !hak_fork_depth && !__atomic_load_n(&t->locked, __ATOMIC_RELAXED) &&
            !__atomic_exchange_n(&t->locked, true, __ATOMIC_ACQUIRE);
 }
 
@@ -72,7 +72,7 @@ void (*hak_test_hook_transfer_lock_nap)(void);
 
 static void lock(struct transfer_class *t)
 {
-    if (hak_fork_holds_locks)
+    if (hak_fork_depth)
         return;
     /* a holder is in the middle of a copy: yield to it; one preempted by a
      * thread of higher priority on this CPU (sched_yield would not let it
@@ -97,7 +97,7 @@ static void lock(struct transfer_class *t)
 
 static void unlock(struct transfer_class *t)
 {
-    if (!hak_fork_holds_locks)
+    if (!hak_fork_depth)
         __atomic_store_n(&t->locked, false, __ATOMIC_RELEASE);
 }
 

@@ -27,9 +27,11 @@
  *                others in order, so these run inside hakmem's (its prepare
  *                has taken its locks, its parent and child handlers have not
  *                released them yet); each counts its calls (atfork_calls)
- *   ROLE_FORK    linked with libatfork.so, hakmem preloaded: forks with
- *                threads alive, in the parent and in the child; every
- *                handler ran and found its contents intact, both allocate after
+ *   ROLE_FORK    linked with libatfork.so, hakmem preloaded: 200 forks
+ *                while two threads allocate, check and free small and large
+ *                blocks; every handler ran and found its contents intact,
+ *                the children allocate; with ATFORK_NEST set each prepare
+ *                forks once more
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -314,6 +316,7 @@ int main(void)
 }
 
 #elif defined(ROLE_ATFORK)
+#include <sys/wait.h>
 
 int atfork_calls[3]; /* prepare, parent, child */
 
@@ -339,7 +342,27 @@ static void allocate(int which)
     atfork_calls[which]++;
 }
 
-static void on_prepare(void) { allocate(0); }
+/* With ATFORK_NEST set the prepare handler forks too, once per fork (a
+ * child that allocates and exits): hakmem's handlers then run inside its
+ * own, nested. */
+static void on_prepare(void)
+{
+    static __thread int nesting;
+    allocate(0);
+    const char *nest = getenv("ATFORK_NEST");
+    if (nest == NULL || *nest == '\0' || nesting)
+        return;
+    nesting = 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        allocate(0);
+        _exit(0);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        abort();
+    nesting = 0;
+}
 static void on_parent(void) { allocate(1); }
 static void on_child(void) { allocate(2); }
 
@@ -353,19 +376,36 @@ __attribute__((constructor)) static void register_handlers(void)
 
 extern int atfork_calls[3];
 
+#define ROUNDS 200
+static volatile int stop, bad;
+
+/* small and large blocks (the large ones take hakmem's locks), checked */
 static void *churn(void *arg)
 {
-    for (int i = 0; i < 20000; i++)
-        free(malloc((size_t)(i % 50) * 40 + 8));
+    unsigned char tag = (unsigned char)(long)arg;
+    unsigned char *held[8] = {0};
+    for (unsigned i = 0; !stop; i++) {
+        unsigned k = i % 8;
+        if (held[k] != NULL && (held[k][0] != tag || held[k][4095] != tag))
+            bad = 1;
+        free(held[k]);
+        size_t n = i % 2 ? (size_t)(i % 50) * 40 + 4096 : (size_t)((i % 5) + 1) << 16;
+        held[k] = malloc(n);
+        if (held[k] == NULL)
+            abort();
+        memset(held[k], tag, 4096);
+    }
+    for (unsigned k = 0; k < 8; k++)
+        free(held[k]);
     return arg;
 }
 
 int main(void)
 {
     pthread_t t[2];
-    for (int i = 0; i < 2; i++)
-        pthread_create(&t[i], NULL, churn, NULL);
-    for (int round = 0; round < 3; round++) {
+    for (long i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, churn, (void *)(i + 1));
+    for (int round = 0; round < ROUNDS; round++) {
         pid_t pid = fork();
         if (pid < 0)
             return 1;
@@ -379,11 +419,15 @@ int main(void)
             return 1;
         }
     }
+    stop = 1;
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
     free(malloc(100));
-    printf("prepare %d parent %d child %d\n", atfork_calls[0], atfork_calls[1], atfork_calls[2]);
-    return atfork_calls[0] != 3 || atfork_calls[1] != 3 || atfork_calls[2] != 0;
+    printf("prepare %d parent %d child %d, blocks %s\n", atfork_calls[0], atfork_calls[1],
+           atfork_calls[2], bad ? "changed" : "intact");
+    const char *nest = getenv("ATFORK_NEST");
+    int forks = ROUNDS * (nest && *nest ? 2 : 1); /* each fork nests one */
+    return bad || atfork_calls[0] != forks || atfork_calls[1] != forks || atfork_calls[2] != 0;
 }
 
 #else

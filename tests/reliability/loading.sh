@@ -126,15 +126,20 @@ print(min(x for x in sizes if x >= 100))' "$GEN/spec.json")
             -L"$W" -latfork -Wl,-rpath,"$W" -lpthread 2>>"$W/build.log"; then
         fail "$V: fork, earlier handlers allocating" "build failed: $(oneline "$W/build.log")"
     else
-        (LD_PRELOAD=$LIB timeout 60 "$W/fork" >"$W/out" 2>&1; echo $? >"$W/rc") 2>/dev/null
-        rc=$(cat "$W/rc")
-        if [ "$rc" -eq 0 ]; then
-            pass "$V: fork, earlier handlers allocating"
-        else
-            why="status $rc"
-            [ "$rc" -eq 124 ] && why="hung (killed after 60 s)"
-            fail "$V: fork, earlier handlers allocating" "$why: $(oneline "$W/out")"
-        fi
+        for nest in "" 1; do
+            label="$V: fork, earlier handlers allocating"
+            [ -n "$nest" ] && label="$label and forking"
+            (ATFORK_NEST=$nest LD_PRELOAD=$LIB timeout 60 "$W/fork" >"$W/out" 2>&1; echo $? >"$W/rc") 2>/dev/null
+            rc=$(cat "$W/rc")
+            if [ "$rc" -eq 0 ]; then
+                pass "$label"
+            else
+                why="status $rc"
+                [ "$rc" -eq 124 ] && why="hung (killed after 60 s)"
+                [ "$rc" -gt 128 ] && [ "$rc" -ne 124 ] && why="killed by SIG$(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"
+                fail "$label" "$why: $(oneline "$W/out")"
+            fi
+        done
     fi
 
     # (f) valgrind memcheck on a program linked with libhakmem.  By default
