@@ -305,7 +305,6 @@ int hak_api_trim(size_t pad)
     hak_thread_trim();
     hak_heap_trim_abandoned(); /* and those the thread's caches just emptied */
     size_t released = hak_decay_purge_all();
-    released += hak_large_trim_kept(); /* only here: see large.c */
     hak_decay_poll(); /* a caller's context: the purger may start here */
     return released > 0;
 }

@@ -1,7 +1,7 @@
 /*
  * internal.h - declarations shared between the runtime's files, one heading
  * per file.  Layers, lowest first (see README.md):
- *   os -> region -> superslab -> heap -> transfer -> thread -> large -> api -> wrappers
+ *   os -> region -> superslab -> heap -> transfer -> thread -> kept -> large -> api -> wrappers
  * A file calls only the layers below it.
  */
 #ifndef HAK_INTERNAL_H
@@ -51,7 +51,8 @@ void *hak_os_map_read_only(size_t len) HAK_HIDDEN;            /* PROT_READ, no r
 void *hak_os_map_at(uintptr_t addr, size_t len) HAK_HIDDEN;   /* NULL + EEXIST: taken */
 bool hak_os_make_writable(void *p, size_t len) HAK_HIDDEN;
 bool hak_os_unmap(void *p, size_t len) HAK_HIDDEN;             /* false: refused, still mapped (os.c) */
-void hak_os_release(void *p, size_t len) HAK_HIDDEN;          /* pages back, addresses kept */
+bool hak_os_release(void *p, size_t len) HAK_HIDDEN;          /* pages back, addresses kept; false: locked */
+bool hak_os_at_map_limit(void) HAK_HIDDEN;                    /* munmap refused once: keep address space */
 void *hak_os_remap(void *p, size_t old_len, size_t new_len) HAK_HIDDEN; /* may move; NULL: mremap's errno */
 void hak_os_write_stderr(const char *s) HAK_HIDDEN;           /* no malloc */
 char *hak_fmt_hex(char *out, uintptr_t v) HAK_HIDDEN;         /* writes "0x..", returns end */
@@ -269,6 +270,11 @@ size_t hak_thread_pool_bytes(void) HAK_HIDDEN;
 void hak_thread_pool_due(uint64_t *next_ms) HAK_HIDDEN;
 void hak_thread_pool_release(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
 
+/* ---- kept.c: address ranges held at the kernel's map count (large.c's lock held) ---- */
+void hak_kept_add(uintptr_t base, size_t len, bool dirty) HAK_HIDDEN; /* dirty: may not read zero */
+bool hak_kept_take(size_t len, uintptr_t *base, bool *dirty) HAK_HIDDEN; /* smallest that fits, cut */
+size_t hak_kept_count(void) HAK_HIDDEN; /* without the lock: 0, nothing to look for */
+
 /* ---- large.c: mmap'd spans above the largest class ---- */
 void *hak_large_alloc(size_t n, size_t align, bool zero) HAK_HIDDEN; /* zero: calloc */
 bool hak_large_free(void *p) HAK_HIDDEN;        /* false: not a large block of ours */
@@ -276,7 +282,6 @@ size_t hak_large_usable(const void *p) HAK_HIDDEN; /* 0: not a large block of ou
 bool hak_large_was_freed(const void *p) HAK_HIDDEN; /* freed lately, pages still cached */
 void *hak_large_realloc(void *p, size_t n) HAK_HIDDEN; /* p is large; NULL: ENOMEM, p kept */
 size_t hak_large_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN; /* as hak_ss_purge */
-size_t hak_large_trim_kept(void) HAK_HIDDEN; /* malloc_trim: ranges once refused unmapped again */
 bool hak_large_cached_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
 void hak_large_usage(struct hak_usage *u) HAK_HIDDEN;
 void hak_large_lock(void) HAK_HIDDEN;

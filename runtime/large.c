@@ -6,11 +6,11 @@
  * the memory it points to.  Freed spans are kept in a small cache (at most
  * HAK_LARGE_CACHE_BYTES of address space) and reused by a later request of
  * about the same size: that saves the mmap, the munmap and the page faults of
- * touching fresh pages; they are unmapped after HAK_DECAY_MS (decay.c).  A
- * range the kernel refuses to unmap (at its map count) is kept, its pages
- * given back, for the next request it fits (below: kept ranges).  One lock
- * guards table, cache and kept ranges; every call that takes it also makes
- * a system call or avoids one, which costs far more.
+ * touching fresh pages; they are unmapped after HAK_DECAY_MS (decay.c).  At
+ * the kernel's map count, ranges are kept instead, their pages given back,
+ * and serve requests before any mmap (kept.c).  One lock guards table,
+ * cache and kept ranges; every call that takes it also makes a system call
+ * or avoids one, which costs far more.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,18 +19,17 @@
 #include "internal.h"
 
 struct span {
-    uintptr_t user;    /* the address handed out; 0: empty slot; 1: deleted slot */
+    uintptr_t user;    /* the address handed out; 0: empty slot */
     uintptr_t base;    /* the mapping */
     size_t len;
     uint64_t freed_ms; /* in the cache: when it was freed */
 };
 
-#define DELETED 1u
 #define CACHE_SLOTS 32
 
 static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct span *table;
-static size_t table_cap, table_used; /* used counts live and deleted slots */
+static size_t table_cap, table_used;
 static struct span cache[CACHE_SLOTS]; /* oldest first; .user unused */
 static unsigned cache_count;
 static size_t cache_bytes;
@@ -39,95 +38,17 @@ static size_t cache_bytes;
 static uintptr_t freed_recent[FREED_RECENT];
 static unsigned freed_next;
 
-/*
- * Kept ranges.  At the kernel's map count (vm.max_map_count) munmap fails
- * where it would cut a mapping in two, and the kernel merges neighbouring
- * anonymous mappings: a block freed between two still mapped is such a
- * cut.  Dropped, its addresses would stay mapped for good, and a program
- * at the limit cycling through large blocks found almost every mmap failing
- * from its third round on (150,000 blocks of 40-48 KiB; glibc serves them
- * from its heap).  Kept instead, with its pages given back, it serves the
- * next request it fits, before any mmap: the smallest that fits (a larger
- * request later may need the larger ones), cut to the request's size, the
- * rest kept.
- *
- * Once refused, large.c unmaps nothing more (at_map_limit): every range
- * given back is address space the process may not get again, since a new
- * mapping needs an entry of its own unless the kernel can merge it with a
- * neighbour (tests/reliability/limits.c's map-count-limit, giving back
- * what a retry or an eviction could unmap, failed 4-13% of the allocations
- * of its later rounds).  Freed ranges are kept instead, until malloc_trim
- * tries them all again (hak_large_trim_kept) and lifts this when every one
- * goes.
- *
- * Each range's record is in its own first page (a page of memory against
- * address space lost for good), on a list by size: one per page count up
- * to KEPT_EXACT_PAGES, then one per power of two.  Lock held for these.
- */
-struct kept {
-    struct kept *next;
-    size_t len;
-};
-
-#define KEPT_EXACT_PAGES 64
-#define KEPT_LISTS (KEPT_EXACT_PAGES + 64)
-static struct kept *kept_list[KEPT_LISTS];
-static size_t kept_count;  /* atomic: read without the lock to skip the lists */
-static bool at_map_limit;  /* atomic: read without the lock */
-
-static unsigned kept_list_of(size_t len)
-{
-    size_t pages = len / HAK_PAGE;
-    if (pages < KEPT_EXACT_PAGES)
-        return (unsigned)pages;
-    return KEPT_EXACT_PAGES + (unsigned)(63 - __builtin_clzll(pages)) - 6; /* 2^6 = KEPT_EXACT_PAGES */
-}
-
-static void kept_push(uintptr_t base, size_t len)
-{
-    struct kept *k = (struct kept *)base;
-    unsigned i = kept_list_of(len);
-    k->next = kept_list[i];
-    k->len = len;
-    kept_list[i] = k;
-    __atomic_store_n(&kept_count, kept_count + 1, __ATOMIC_RELAXED);
-}
-
-/* The smallest kept range of at least len bytes (a multiple of pages) as
- * span *out, cut to len; false: none. */
-static bool kept_take(size_t len, struct span *out)
-{
-    struct kept **best = NULL;
-    for (unsigned i = kept_list_of(len); i < KEPT_LISTS && best == NULL; i++)
-        for (struct kept **pp = &kept_list[i]; *pp; pp = &(*pp)->next) {
-            if ((*pp)->len >= len && (best == NULL || (*pp)->len < (*best)->len))
-                best = pp;
-            if ((*pp)->len == len)
-                break; /* none smaller fits (a list of one page count: the first) */
-        }
-    if (best == NULL)
-        return false;
-    struct kept *k = *best;
-    *best = k->next;
-    __atomic_store_n(&kept_count, kept_count - 1, __ATOMIC_RELAXED);
-    *out = (struct span){.base = (uintptr_t)k, .len = len};
-    if (k->len > len)
-        kept_push((uintptr_t)k + len, k->len - len);
-    return true;
-}
-
-/* Unmap a range that is no longer a span, or keep it (above).  Whether it
- * must be kept is told under no lock; the keeping is done under it
- * (`locked`: the caller holds it). */
+/* Unmap a range that is no longer a span, or keep it (kept.c): at the map
+ * limit, or where the kernel refuses.  Whether to try is told under no
+ * lock; the keeping is done under it (`locked`: the caller holds it). */
 static void unmap_or_keep(uintptr_t base, size_t len, bool locked)
 {
-    if (!__atomic_load_n(&at_map_limit, __ATOMIC_RELAXED) && hak_os_unmap((void *)base, len))
+    if (!hak_os_at_map_limit() && hak_os_unmap((void *)base, len))
         return;
-    __atomic_store_n(&at_map_limit, true, __ATOMIC_RELAXED);
-    hak_os_release((void *)base, len);
+    bool dirty = !hak_os_release((void *)base, len);
     if (!locked)
         hak_lock(&large_lock);
-    kept_push(base, len);
+    hak_kept_add(base, len, dirty);
     if (!locked)
         hak_unlock(&large_lock);
 }
@@ -143,34 +64,17 @@ static size_t unmap_spans(const struct span *s, unsigned n)
     return bytes;
 }
 
-/* malloc_trim: try to unmap every kept range, stopping at KEPT_RETRY_RUN
- * refusals in a row (the limit is still reached: no system call per kept
- * range each time); when none is left, large.c unmaps again.  Their bytes. */
-#define KEPT_RETRY_RUN 16
-size_t hak_large_trim_kept(void)
+/* A kept range of len bytes as span *s (lock held); *dirty: bytes from its
+ * base that may not read zero.  false: none fits. */
+static bool take_kept(size_t len, struct span *s, size_t *dirty)
 {
-    size_t bytes = 0;
-    unsigned refused = 0;
-    hak_lock(&large_lock);
-    for (unsigned i = 0; i < KEPT_LISTS; i++)
-        for (struct kept **pp = &kept_list[i]; *pp && refused < KEPT_RETRY_RUN;) {
-            struct kept *k = *pp;
-            struct kept *next = k->next;
-            size_t len = k->len;
-            if (hak_os_unmap(k, len)) {
-                *pp = next;
-                __atomic_store_n(&kept_count, kept_count - 1, __ATOMIC_RELAXED);
-                bytes += len;
-                refused = 0;
-            } else {
-                refused++;
-                pp = &k->next;
-            }
-        }
-    if (kept_count == 0)
-        __atomic_store_n(&at_map_limit, false, __ATOMIC_RELAXED);
-    hak_unlock(&large_lock);
-    return bytes;
+    uintptr_t base;
+    bool locked_pages;
+    if (!hak_kept_take(len, &base, &locked_pages))
+        return false;
+    *s = (struct span){.base = base, .len = len};
+    *dirty = locked_pages ? len : 0;
+    return true;
 }
 
 static size_t slot_of(uintptr_t user, size_t cap)
@@ -194,32 +98,33 @@ static struct span *find(uintptr_t user)
  * malloc_stats); the lock guards them. */
 static size_t live_count, live_bytes, max_count, max_bytes;
 
-/* Make room for an insert: a table twice the size, or one of the same size
- * when live spans fill under a quarter of it.  Then it is deleted slots that
- * fill it, one left at every address a block was freed from, and a program
- * given new addresses again and again (a block or two live at a time) would
- * double the table each time they filled half of it. */
+/* Make room for an insert: a table twice the size, mapped, or at the map
+ * limit taken from the kept ranges (where no mmap succeeds, a table that
+ * could not grow failed every large malloc from then on). */
 static bool grow(void)
 {
-    size_t cap = table_cap == 0 ? 1024 : live_count * 4 < table_cap ? table_cap : table_cap * 2;
-    struct span *t = hak_os_map(cap * sizeof *t);
-    if (t == NULL)
-        return false;
-    size_t live = 0;
+    size_t cap = table_cap == 0 ? 1024 : table_cap * 2;
+    size_t bytes = cap * sizeof(struct span);
+    struct span *t = hak_os_map(bytes);
+    if (t == NULL) {
+        uintptr_t base;
+        bool dirty;
+        if (!hak_kept_take(bytes, &base, &dirty))
+            return false;
+        t = memset((void *)base, 0, bytes); /* empty slots */
+    }
     for (size_t i = 0; i < table_cap; i++) {
-        if (table[i].user <= DELETED)
+        if (table[i].user == 0)
             continue;
         size_t j = slot_of(table[i].user, cap);
         while (t[j].user)
             j = (j + 1) & (cap - 1);
         t[j] = table[i];
-        live++;
     }
     if (table)
         unmap_or_keep((uintptr_t)table, table_cap * sizeof *table, true);
     table = t;
     table_cap = cap;
-    table_used = live;
     return true;
 }
 
@@ -238,20 +143,33 @@ static bool insert(struct span s)
     if ((table_used + 1) * 2 > table_cap && !grow())
         return false;
     size_t i = slot_of(s.user, table_cap);
-    while (table[i].user > DELETED)
+    while (table[i].user != 0)
         i = (i + 1) & (table_cap - 1);
-    if (table[i].user == 0)
-        table_used++;
+    table_used++;
     table[i] = s;
     count_live(1, (ptrdiff_t)s.len);
     return true;
 }
 
-/* Span s is no longer live: its slot is free for the next insert. */
+/* Span s is no longer live.  Its slot is emptied and the entries after it
+ * in its run moved back where their probe would stop short of them (linear
+ * probing's deletion without markers: the table holds only live spans, so
+ * it never grows for addresses freed long ago). */
 static void delete(struct span *s)
 {
-    s->user = DELETED;
     count_live(-1, -(ptrdiff_t)s->len);
+    size_t mask = table_cap - 1, hole = (size_t)(s - table);
+    for (size_t j = (hole + 1) & mask; table[j].user != 0; j = (j + 1) & mask) {
+        size_t home = slot_of(table[j].user, table_cap);
+        /* j stays if its home lies cyclically in (hole, j] */
+        bool stays = hole < j ? hole < home && home <= j : hole < home || home <= j;
+        if (!stays) {
+            table[hole] = table[j];
+            hole = j;
+        }
+    }
+    table[hole].user = 0;
+    table_used--;
 }
 
 static void cache_remove(unsigned i)
@@ -363,11 +281,10 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
             s.len = len;
         }
     }
-    if (!reused && __atomic_load_n(&kept_count, __ATOMIC_RELAXED) != 0) {
+    if (!reused && hak_kept_count() != 0) {
         hak_lock(&large_lock);
-        reused = kept_take(len, &s);
+        reused = take_kept(len, &s, &dirty);
         hak_unlock(&large_lock);
-        dirty = reused ? sizeof(struct kept) : 0; /* its pages were given back */
     }
     if (!reused) {
         s.base = (uintptr_t)hak_os_map(len);
@@ -380,11 +297,10 @@ void *hak_large_alloc(size_t n, size_t align, bool zero)
         if (s.base == 0) {
             /* what the reclaim could not unmap was kept */
             hak_lock(&large_lock);
-            reused = kept_take(len, &s);
+            reused = take_kept(len, &s, &dirty);
             hak_unlock(&large_lock);
             if (!reused)
                 return NULL;
-            dirty = sizeof(struct kept);
         } else {
             s.len = len;
         }

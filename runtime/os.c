@@ -14,21 +14,37 @@
  * cut.  The range is then left as it was.  errno is kept either way: the
  * callers are calls that succeed (free, a trim of an aligned map).
  */
+static bool at_map_limit; /* atomic */
+
 static bool unmap(void *p, size_t len)
 {
     int saved = errno;
     bool ok = munmap(p, len) == 0;
+    if (!ok && errno == ENOMEM)
+        __atomic_store_n(&at_map_limit, true, __ATOMIC_RELAXED);
     errno = saved;
     return ok;
 }
 
+/* Whether munmap has been refused for the map count: from then on the
+ * process lives at the limit, where address space given back may not be
+ * had again (past it every mmap fails), and superslabs and large ranges are
+ * kept instead (superslab.c, kept.c).  For good: the ranges kept stay in
+ * the mappings they were cut from, and give back only their pages. */
+bool hak_os_at_map_limit(void)
+{
+    return __atomic_load_n(&at_map_limit, __ATOMIC_RELAXED);
+}
+
 /* The pages of [p, p + len) back to the OS; the addresses stay mapped and
- * read zero (a range munmap refused, a trim of an aligned map). */
-void hak_os_release(void *p, size_t len)
+ * read zero.  false where madvise fails: locked pages (mlock, mlockall)
+ * stay, and keep what they held. */
+bool hak_os_release(void *p, size_t len)
 {
     int saved = errno;
-    madvise(p, len, MADV_DONTNEED);
+    bool ok = madvise(p, len, MADV_DONTNEED) == 0;
     errno = saved;
+    return ok;
 }
 
 void *hak_os_map(size_t len)

@@ -228,32 +228,35 @@ void hak_ss_span_free(struct hak_span *sp)
     hak_decay_note(HAK_DECAY_SS, dirty);
 }
 
+/* A pass: dirty units given back once due, empty superslabs unmapped once
+ * due.  Not at the map limit (os.c): there the kernel may refuse, and what
+ * it unmaps may not be had again (past the limit every mmap fails: a
+ * program that freed its small blocks and trimmed then failed a third of
+ * them in its next round), so empty superslabs stay for the next spans,
+ * their pages given back, as a refused one does. */
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
 {
     size_t released = 0;
     hak_lock(&ss_lock);
     for (struct hak_superslab **pp = &ss_list; *pp;) {
         struct hak_superslab *ss = *pp;
-        if (ss_is_empty(ss) && (all || hak_decay_is_due(now, ss->empty_since))) {
+        bool unmapping = ss_is_empty(ss) && !hak_os_at_map_limit();
+        if (unmapping && (all || hak_decay_is_due(now, ss->empty_since))) {
             struct hak_superslab *next = ss->next;
             unsigned dirty_units = ss->dirty_units;
-            bool marking = hak_heap_marking(ss);
-            if (!marking && hak_region_unmap_superslab(ss)) {
+            if (hak_heap_marking(ss)) {
+                /* a remote freer is reading a span header of it (heap.c,
+                 * mark_summary): a moment later */
+                if (now + 1 < *next_ms)
+                    *next_ms = now + 1;
+            } else if (hak_region_unmap_superslab(ss)) {
                 *pp = next;
                 units_dirty -= dirty_units; /* gone with it */
                 released += HAK_SUPERSLAB_BYTES;
                 HAK_STAT(hak_stats_superslabs_returned++);
                 continue;
-            }
-            if (!marking) {
-                /* the kernel refused (its map count, os.c): the superslab
-                 * stays, empty, for the next span; its pages go below, the
-                 * next try is a decay later */
-                ss->empty_since = now;
-            } else if (now + 1 < *next_ms) {
-                /* a remote freer is reading a span header of it (heap.c,
-                 * mark_summary): a moment later */
-                *next_ms = now + 1;
+            } else {
+                unmapping = false; /* refused: at the limit from now on */
             }
         }
         if (ss->dirty_units != 0) {
@@ -262,7 +265,7 @@ size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms)
             else
                 hak_decay_due(next_ms, ss->dirty_since);
         }
-        if (ss_is_empty(ss))
+        if (unmapping)
             hak_decay_due(next_ms, ss->empty_since); /* to unmap later */
         pp = &ss->next;
     }
