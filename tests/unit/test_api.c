@@ -312,10 +312,11 @@ START_TEST(large_purge_with_older_clock_keeps_fresh_span)
 }
 END_TEST
 
-/* Blocks freed leave deleted slots in the table of spans, one per address
- * they had: a program given new addresses again and again, one or two
- * blocks live at a time, doubled the table each time deleted slots filled
- * half of it (a 4 MiB table after 100,000 addresses, never given back). */
+/* Blocks freed leave nothing in the table of spans (deleted without
+ * markers): a program given new addresses again and again, one or two
+ * blocks live at a time, once doubled the table each time deleted slots
+ * filled half of it (a 4 MiB table after 100,000 addresses, never given
+ * back). */
 START_TEST(large_table_stays_small_with_few_live)
 {
     uint64_t next;
@@ -331,6 +332,46 @@ START_TEST(large_table_stays_small_with_few_live)
     }
     ck_assert_uint_le(hak_large_table_slots(), 2 * before);
     free(keep);
+}
+END_TEST
+
+/* The table of large spans under churn: blocks of many sizes allocated,
+ * reallocated and freed in a random order while up to 3000 live, through
+ * the table's growth from 1024 slots; every one found again each time (its
+ * usable size, its first and last bytes), none lost or confused with
+ * another (a deletion moves later entries of its probe run back). */
+START_TEST(large_table_churn)
+{
+    enum { SLOTS = 3000, OPS = 60000 };
+    static unsigned char *blk[SLOTS];
+    static size_t len[SLOTS];
+    uint32_t s = 12345;
+    for (int op = 0; op < OPS; op++) {
+        s = s * 1103515245u + 12345u;
+        unsigned k = (s >> 8) % SLOTS;
+        size_t n = HAK_MAX_CLASS_SIZE + 1 + ((s >> 4) % 64) * 4096 + (s >> 24);
+        if (blk[k] != NULL) {
+            ck_assert_uint_ge(malloc_usable_size(blk[k]), len[k]);
+            ck_assert_uint_eq(blk[k][0], k & 0xff);
+            ck_assert_uint_eq(blk[k][len[k] - 1], (k >> 4) & 0xff);
+            if (s & 0x100) {
+                free(blk[k]);
+                blk[k] = NULL;
+                continue;
+            }
+            blk[k] = realloc(blk[k], n);
+            ck_assert_ptr_nonnull(blk[k]);
+            ck_assert_uint_eq(blk[k][0], k & 0xff);
+        } else {
+            blk[k] = malloc(n);
+            ck_assert_ptr_nonnull(blk[k]);
+            blk[k][0] = (unsigned char)k;
+        }
+        len[k] = n;
+        blk[k][n - 1] = (unsigned char)(k >> 4);
+    }
+    for (unsigned k = 0; k < SLOTS; k++)
+        free(blk[k]);
 }
 END_TEST
 
@@ -609,6 +650,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, aligned_alloc_memalign_valloc_pvalloc);
     tcase_add_test(tc, usable_size_of_null);
     tcase_add_test(tc, large_blocks);
+    tcase_add_test(tc, large_table_churn);
     tcase_add_test(tc, large_realloc_grows_into_cached_neighbour);
     tcase_add_test(tc, large_realloc_growth_releases_cache);
     tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
