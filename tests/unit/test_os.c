@@ -209,10 +209,10 @@ static int superslab_refused_child(void)
         count++;
     } while (u.ss_mapped == before.ss_mapped);
     struct hak_superslab *fresh = hak_ss_of(sp[count - 1]);
-    for (int i = 0; i < count; i++)
-        hak_ss_span_free(sp[i]);
     munmaps_refused = 1;
     munmap_calls = 0;
+    for (int i = 0; i < count; i++)
+        hak_ss_span_free(sp[i]); /* with decay_ms 0 the last one unmaps it */
     hak_ss_purge(hak_now_ms(), true, &next);
     munmaps_refused = 0;
     if (munmap_calls < 1)
