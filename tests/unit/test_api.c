@@ -656,9 +656,9 @@ Suite *suite_api(void)
         tcase_add_test(tc, large_realloc_growth_releases_cache);
         tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
         tcase_add_test(tc, large_calloc_grown_from_cached_span);
+        tcase_add_test(tc, large_realloc_across_two_mappings);
     }
     tcase_add_test(tc, large_table_stays_small_with_few_live);
-    tcase_add_test(tc, large_realloc_across_two_mappings);
     tcase_add_test(tc, libc_names_are_hakmem);
     tcase_add_test(tc, free_sized_and_free_aligned_sized);
     suite_add_tcase(s, tc);
