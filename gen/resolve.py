@@ -277,12 +277,12 @@ def _bin_stride(rows):
     where there is no ring (the smallest of the form, 384, would more than
     double the block, so such specs had no stride before and free loaded
     the offset).  At 128 a power of two does no harm: 32 bins share a page,
-    each on a set of its own.  The
-    default spec (lists only; then the variant grid16) with this stride and
-    _size_grid against the same spec packed with loaded offsets and the
-    table for every size, 31 interleaved rounds: mixed ws=256 1.15x,
-    ws=8192 1.08x, fixed sizes 1.01-1.03x; _size_grid alone makes 1.08x of
-    the 1.15x (bench/NOTES.md, "Lists on a 16-byte grid")."""
+    each on a set of its own.  The default spec (lists only; then the
+    variant grid16) with this stride and _size_grid against the same spec
+    packed with loaded offsets and the table for every size, 31 interleaved
+    rounds: mixed ws=256 1.15x, ws=8192 1.08x, fixed sizes 1.01-1.03x;
+    _size_grid alone makes 1.08x of the 1.15x (bench/NOTES.md, "Lists on a
+    16-byte grid")."""
     need = max(BIN_HEADER + 8 * c["ring"] for c in rows)
     if need <= 128:
         return 128

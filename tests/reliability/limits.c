@@ -95,18 +95,27 @@ static int child_failed;
         }                                                    \
     } while (0)
 
+/* A whole small file (no stdio: no malloc); its length, or 0. */
+static size_t read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = '\0';
+    return len;
+}
+
 /* VmSize or VmRSS from /proc/self/status, in bytes (no stdio: no malloc). */
 static size_t status_kb(const char *key)
 {
     static char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0)
+    if (read_small("/proc/self/status", buf, sizeof buf) == 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     char *p = strstr(buf, key);
     if (p == NULL)
         return 0;
@@ -602,21 +611,6 @@ static int child_realloc_grow_cached(void)
 }
 
 /* ---- the kernel's map count ---- */
-
-/* A whole small file (no stdio: no malloc); its length, or 0. */
-static size_t read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return 0;
-    size_t len = 0;
-    ssize_t n;
-    while (len < cap - 1 && (n = read(fd, buf + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    buf[len] = '\0';
-    return len;
-}
 
 /* The mappings the kernel counts against vm.max_map_count: /proc/self/maps' lines. */
 static size_t count_maps(void)
