@@ -248,7 +248,7 @@ static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
                 got = batch[i];
                 continue;
             }
-            *(void **)batch[i] = b->sll_head;
+            HAK_BLOCK(batch[i])->next = b->sll_head;
             b->sll_head = batch[i];
             b->sll_s++;
         }
@@ -304,7 +304,7 @@ static void flush(unsigned cls, struct hak_bin *b)
         if (n == ci->refill && n <= 64 && may_transfer(cls)) {
             void *batch[64];
             void *q = b->sll_head;
-            for (uint32_t i = 0; i < n; i++, q = *(void **)q)
+            for (uint32_t i = 0; i < n; i++, q = HAK_BLOCK(q)->next)
                 batch[i] = q;
             if (hak_transfer_put(cls, batch)) {
                 HAK_STAT(count_remote(cls, batch, n));
@@ -478,7 +478,7 @@ static bool in_cache(unsigned cls, const void *p)
     for (uint32_t i = 0; i + 1 < b->sll_s && hak_region_code((uintptr_t)q) == cls + 1; i++) {
         if (q == p)
             return true;
-        q = *(void **)q;
+        q = HAK_BLOCK(q)->next;
     }
     return false;
 }
