@@ -231,6 +231,21 @@ extern const struct hak_fast_table hak_fast HAK_HIDDEN;
 #define HAK_BIN_SLL 1u /* in a hak_size_bin entry: the class's first tier is the list */
 
 /*
+ * free's front reads hak_fast through a copy that the region map keeps just
+ * below its codes (region.c), a constant distance from the codes pointer free
+ * has loaded already.  hak_fast itself took a `lea` of its address on every
+ * free: a shared object addresses its tables relative to the instruction
+ * pointer, and such an address takes no index register (mixed 16..1040 B:
+ * 81.1 -> 80.1 instructions a pair).  Only once the map exists, that is after
+ * hak_region_covers has said yes.
+ */
+#define HAK_FAST_COPY_BYTES ((sizeof(struct hak_fast_table) + 4095) & ~(size_t)4095)
+static inline const struct hak_fast_table *hak_fast_near(void)
+{
+    return (const struct hak_fast_table *)(hak_region.codes - HAK_FAST_COPY_BYTES);
+}
+
+/*
  * Whether offset `off` in a span of the class with region code `code` starts
  * one of its blocks (off = q * size with q < blocks), by one multiply and
  * one compare.  With c = div_mul and e = size * c - 2^64 (0 <= e < size),
@@ -242,9 +257,9 @@ extern const struct hak_fast_table hak_fast HAK_HIDDEN;
  * rejects the tail (q >= blocks) too.  A size with e = 0 is a power of two;
  * its spans have no tail, and the bound is 1.
  */
-static inline int hak_block_start(unsigned code, uint32_t off)
+static inline int hak_block_start(const struct hak_fast_table *f, unsigned code, uint32_t off)
 {
-    return (uint64_t)off * hak_fast.div_mul[code] < hak_fast.start_limit[code];
+    return (uint64_t)off * f->div_mul[code] < f->start_limit[code];
 }
 
 /* off / size for any 32-bit off: the high half of off * div_mul (Lemire,

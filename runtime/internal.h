@@ -50,6 +50,7 @@ void *hak_os_map_aligned(size_t len, size_t align) HAK_HIDDEN; /* len, align: pa
 void *hak_os_map_read_only(size_t len) HAK_HIDDEN;            /* PROT_READ, no reserve */
 void *hak_os_map_at(uintptr_t addr, size_t len) HAK_HIDDEN;   /* NULL + EEXIST: taken */
 bool hak_os_make_writable(void *p, size_t len) HAK_HIDDEN;
+bool hak_os_make_read_only(void *p, size_t len) HAK_HIDDEN;
 bool hak_os_unmap(void *p, size_t len) HAK_HIDDEN;             /* false: refused, still mapped (os.c) */
 bool hak_os_release(void *p, size_t len) HAK_HIDDEN;          /* pages back, addresses kept; false: locked */
 bool hak_os_at_map_limit(void) HAK_HIDDEN;                    /* munmap refused once: keep address space */

@@ -119,6 +119,11 @@ bool hak_os_make_writable(void *p, size_t len)
     return mprotect(p, len, PROT_READ | PROT_WRITE) == 0;
 }
 
+bool hak_os_make_read_only(void *p, size_t len)
+{
+    return mprotect(p, len, PROT_READ) == 0;
+}
+
 bool hak_os_unmap(void *p, size_t len)
 {
     return unmap(p, len);

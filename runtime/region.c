@@ -1,5 +1,7 @@
 /* region.c - the region map: which slabs of the address space are live spans,
- * and where SuperSlabs are mapped, so that the map covers them.
+ * and where SuperSlabs are mapped, so that the map covers them.  Just below
+ * the codes, in the same mapping, a read-only copy of hak_fast for free's
+ * front (hak_fast_near, hak_abi.h).
  *
  * One flat array of codes (hak_abi.h), mapped read-only and without a memory
  * reserve before the first SuperSlab is made, so that it commits no memory.
@@ -19,6 +21,7 @@
  * fast path is the same either way: one compare against the slabs covered.
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "internal.h"
@@ -48,17 +51,26 @@ static uintptr_t slabs_to_cover(void)
     return slabs;
 }
 
-/* Map the codes; where even that fails, smaller low parts down to the
- * smallest. */
+/* Map the codes, and below them the copy of hak_fast that free's front
+ * reads (hak_fast_near); where even that fails, smaller low parts down to
+ * the smallest. */
 static bool map_codes(void)
 {
     uintptr_t slabs = slabs_to_cover();
-    void *codes = hak_os_map_read_only(slabs);
-    while (codes == NULL && slabs > LOW_MIN_SLABS)
-        codes = hak_os_map_read_only(slabs /= 2);
-    if (codes == NULL)
+    char *base = hak_os_map_read_only(HAK_FAST_COPY_BYTES + slabs);
+    while (base == NULL && slabs > LOW_MIN_SLABS)
+        base = hak_os_map_read_only(HAK_FAST_COPY_BYTES + (slabs /= 2));
+    if (base == NULL)
         return false;
-    hak_region.codes = codes;
+    if (!hak_os_make_writable(base, HAK_FAST_COPY_BYTES)) {
+        hak_os_unmap(base, HAK_FAST_COPY_BYTES + slabs);
+        return false;
+    }
+    memcpy(base, &hak_fast, sizeof hak_fast);
+    /* read-only again, as the const original; where the kernel refuses (the
+     * map count: it splits the mapping) the copy stays writable, and right */
+    (void)hak_os_make_read_only(base, HAK_FAST_COPY_BYTES);
+    hak_region.codes = (const uint8_t *)(base + HAK_FAST_COPY_BYTES);
     __atomic_store_n(&hak_region.slabs, slabs, __ATOMIC_RELEASE);
     return true;
 }

@@ -101,7 +101,7 @@ START_TEST(block_start_and_index_exact)
         uint32_t wrong_start = UINT32_MAX, wrong_index = UINT32_MAX;
         for (uint32_t off = 0; off < ci->span_bytes; off++) {
             int start = off % ci->size == 0 && off / ci->size < ci->blocks;
-            if (hak_block_start(code, off) != start && wrong_start == UINT32_MAX)
+            if (hak_block_start(&hak_fast, code, off) != start && wrong_start == UINT32_MAX)
                 wrong_start = off;
             if (hak_block_index(code, off) != off / ci->size && wrong_index == UINT32_MAX)
                 wrong_index = off;
@@ -116,7 +116,7 @@ START_TEST(block_start_and_index_exact)
         ck_assert_msg(wrong_index == UINT32_MAX, "class %u (%u B): index wrong at offset %u", cls,
                       ci->size, wrong_index);
     }
-    ck_assert(hak_block_start(0, 0));
+    ck_assert(hak_block_start(&hak_fast, 0, 0));
     ck_assert_uint_eq(hak_fast.span_mask[0], 0);
 }
 END_TEST

@@ -499,6 +499,40 @@ START_TEST(region_map_read_only_but_for_superslabs)
 }
 END_TEST
 
+/* The permissions of the mapping holding address a, from /proc/self/maps
+ * ("" when none does). */
+static void perms_at(uintptr_t a, char perms[5])
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    perms[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char p[5];
+        if (sscanf(line, "%lx-%lx %4s ", &lo, &hi, p) == 3 && lo <= a && a < hi)
+            memcpy(perms, p, 5);
+    }
+    fclose(f);
+}
+
+/* free's front reads hak_fast through the copy just below the map's codes
+ * (hak_fast_near): the same bytes, read-only. */
+START_TEST(region_map_keeps_a_copy_of_the_fast_table)
+{
+    void *p = malloc(64); /* a SuperSlab, so the map exists */
+    const struct hak_fast_table *near = hak_fast_near();
+    ck_assert_ptr_ne(near, &hak_fast);
+    ck_assert_int_eq(memcmp(near, &hak_fast, sizeof hak_fast), 0);
+    char perms[5];
+    perms_at((uintptr_t)near, perms);
+    ck_assert_str_eq(perms, "r--p");
+    perms_at((uintptr_t)near + sizeof hak_fast - 1, perms);
+    ck_assert_str_eq(perms, "r--p");
+    free(p); /* interior and misaligned frees through it: test_misuse.c */
+}
+END_TEST
+
 enum { THREAD_BLOCKS = 100 };
 
 static void *alloc_and_exit(void *arg)
@@ -937,6 +971,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, fork_child_purges_what_parent_left_dirty);
     tcase_add_test(tc, region_map_foreign);
     tcase_add_test(tc, region_map_read_only_but_for_superslabs);
+    tcase_add_test(tc, region_map_keeps_a_copy_of_the_fast_table);
     tcase_add_test(tc, thread_exit_returns_cached_blocks);
     tcase_add_test(tc, abandoned_span_freed_remotely_then_trimmed);
     tcase_add_test(tc, abandoned_span_freed_remotely_goes_back_after_decay);
