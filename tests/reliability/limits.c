@@ -630,6 +630,7 @@ static size_t count_maps(void)
 
 #define MAP_COUNT_SPARE 40     /* mappings left to the process below the limit */
 #define MAP_COUNT_BLOCKS 3000  /* large blocks a round, 40 to 48 KiB */
+#define MAP_COUNT_TIMING 8     /* failures a round may differ by, with the purger's timing */
 
 /*
  * At the map count limit munmap fails where it would cut a mapping in two
@@ -645,11 +646,18 @@ static size_t count_maps(void)
  * them, every other one first.  Each round at most MAP_COUNT_SPARE
  * allocations fail (the blocks unmapped before the kernel first refused:
  * past the limit, where that leaves the count, nothing can be mapped
- * again), and no later round more than the second; calloc's blocks read
+ * again), and no later round more than the second, both give or take
+ * MAP_COUNT_TIMING (below); calloc's blocks read
  * zero, no two blocks overlap (each holds its own byte, checked whole), and
  * the address space after the fifth round is within one round's size of
- * what it was after the first.  (Measured 2026-11-29: 0 or 39 failures a
- * round, by where the count ended.)
+ * what it was after the first.  Where the purger thread runs (decay_ms >
+ * 0), which freed blocks its passes have moved from the large cache into
+ * kept ranges when a round asks again depends on its timing, and with it
+ * how many fit: a round's failures may differ by MAP_COUNT_TIMING.  A leak
+ * of the blocks refused by munmap is thousands a round (2968 of 3000 before
+ * the fix).  (Measured 2026-11-29: 0 failures in round 0, then 37 to 41 a
+ * round over 14 runs with the default spec, 38 every round and run with
+ * decay_ms 0.)
  */
 static int child_map_count(void)
 {
@@ -702,12 +710,12 @@ static int child_map_count(void)
         /* what was unmapped before the kernel first refused is given back for
          * good once past the limit: a block per spare mapping at most (the
          * cache evicts single blocks here); nothing after */
-        CHECK(failures <= MAP_COUNT_SPARE, "round %u: %zu of %u allocations failed", round, failures,
-              MAP_COUNT_BLOCKS);
+        CHECK(failures <= MAP_COUNT_SPARE + MAP_COUNT_TIMING, "round %u: %zu of %u allocations failed", round,
+              failures, MAP_COUNT_BLOCKS);
         if (round == 1)
             failures_after = failures;
-        CHECK(round < 2 || failures <= failures_after, "round %u: %zu allocations failed, %zu in round 1",
-              round, failures, failures_after);
+        CHECK(round < 2 || failures <= failures_after + MAP_COUNT_TIMING,
+              "round %u: %zu allocations failed, %zu in round 1", round, failures, failures_after);
         say("  round %u: %zu of %u allocations failed", round, failures, MAP_COUNT_BLOCKS);
         for (unsigned i = 0; i < MAP_COUNT_BLOCKS; i++) {
             if (blocks_mc[i] == NULL)
