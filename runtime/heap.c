@@ -595,7 +595,7 @@ void *hak_heap_give_list(struct hak_heap *h, unsigned cls, void *head, uint32_t 
     uint32_t given = 0;
     heap_enter(h);
     for (; given < n && head; given++) {
-        void *next = *(void **)head;
+        void *next = HAK_BLOCK(head)->next; /* a cache list's link */
         give_one(h, cls, head, &run);
         head = next;
     }
