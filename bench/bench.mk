@@ -26,6 +26,16 @@ BENCH_CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -Wall -Wextra \
 	-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc \
 	-fno-builtin-realloc
 
+# The static specialized build: the variant's spec with options.tls: static
+# (an overlay written into build/), what spec/README.md names for programs
+# linked with libhakmem.a: such a program is never dlopen()ed, so its thread
+# block can sit in the executable's own TLS, one %fs-relative access from
+# every bin, where the shared library keeps a pointer to it.  A variant that
+# has tls: static already gets the same spec.
+STATIC_VARIANT := $(VARIANT)-static
+STATIC_SPEC := build/$(STATIC_VARIANT).yaml
+STATIC_BUILD := build/$(STATIC_VARIANT)
+STATIC_LIB := $(STATIC_BUILD)/libhakmem.a
 BENCH_STATIC_SIZES := 16 32 64 128 256 512 1024
 BENCH_STATIC_BINS := $(BENCH_STATIC_SIZES:%=$(BUILD)/bench/fixed_static_%)
 BENCH_STATIC_LOG := $(BUILD)/bench/static-build.log
@@ -41,7 +51,7 @@ BENCH_ALLOCS := --peers --alloc hakmem-trusted=$(abspath $(TRUSTED_SO)) \
 BENCH_RUN_FLAGS := $(if $(filter-out 0,$(QUICK)),--quick) \
 	$(if $(BENCH),--bench $(BENCH)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
-.PHONY: bench bench-ir bench-bins bench-static bench-peers bench-floor bench-floor-libs bench-trusted
+.PHONY: bench bench-ir bench-bins bench-static bench-peers bench-floor bench-floor-libs bench-trusted FORCE
 
 $(TRUSTED_SPEC): $(SPEC)
 	@mkdir -p $(@D)
@@ -98,6 +108,17 @@ $(FLOOR_LIBS): $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
 
 bench-static: $(BENCH_STATIC_BINS)
 
+$(STATIC_SPEC): $(SPEC)
+	@mkdir -p $(@D)
+	printf 'base: %s\noptions:\n  tls: static\n' "$(abspath $(SPEC))" >$@
+
+# Made by its own make, which knows the overlay's sources; it touches the
+# archive only when they changed, so the binaries relink only then.
+$(STATIC_LIB): $(STATIC_SPEC) FORCE
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
+		VARIANT=$(STATIC_VARIANT) SPEC=$(STATIC_SPEC) \
+		GEN=$(STATIC_BUILD)/generated $@
+
 # Installs mimalloc, jemalloc, tcmalloc and gnuplot when missing (needs root
 # or sudo); a peer that cannot be installed is skipped later, with a note.
 bench-peers:
@@ -108,7 +129,7 @@ $(BENCH_DIR)/%: bench/src/%.c $(BENCH_HEADERS)
 	$(CC) $(BENCH_CFLAGS) -pthread -o $@ $<
 
 $(BUILD)/bench/fixed_static_%: bench/src/fixed_static.c bench/src/bench.h \
-		$(BUILD)/libhakmem.a $(wildcard include/*.h generated/$(VARIANT)/*.h)
+		$(STATIC_LIB) $(wildcard include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -DBENCH_SIZE=$* -Ibench/src -Iinclude \
-		-Igenerated/$(VARIANT) -o $@ $< $(BUILD)/libhakmem.a -lpthread
+		-I$(STATIC_BUILD)/generated -o $@ $< $(STATIC_LIB) -lpthread
