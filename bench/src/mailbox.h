@@ -16,7 +16,6 @@
 
 #include <sched.h>
 #include <stdatomic.h>
-#include <time.h>
 #include "bench.h"
 
 struct batch {
@@ -97,15 +96,22 @@ static inline uint64_t mailbox_post(struct mailbox *to, struct batch *b,
 
 /* Called by a thread whose own work is done: keep draining m while other
  * threads may still post to it, so that memory stays bounded, then drain
- * once more. `running` counts threads still working (this one excluded). */
+ * once more. `running` counts threads still working (this one excluded).
+ *
+ * It yields between drains, never sleeps: a thread still working posts a
+ * batch every few microseconds and waits once MAILBOX_MAX_PENDING of them
+ * are unread, so a nap (50 us until 2026-11-29, and no nap is shorter than
+ * the timer slack's 50 us) let the last thread run only between the naps, at
+ * about a tenth of its speed: mid_mt 2T runs whose threads were 5-7% apart
+ * when the first finished lost a quarter to a third of their rate to the
+ * timers (bench/NOTES.md, "The mailbox's naps"). */
 static inline uint64_t mailbox_drain_until_idle(struct mailbox *m,
                                                 atomic_int *running)
 {
-    const struct timespec nap = {0, 50 * 1000};
     uint64_t sum = 0;
     while (atomic_load(running) > 0) {
         sum += mailbox_drain(m);
-        nanosleep(&nap, NULL);
+        sched_yield();
     }
     return sum + mailbox_drain(m);
 }
