@@ -27,7 +27,7 @@ BENCH_CFLAGS := -std=c11 -O2 -g -D_GNU_SOURCE -Wall -Wextra \
 	-fno-builtin-realloc
 
 # The static specialized build: the variant's spec with options.tls: static
-# (an overlay written into build/), what spec/README.md names for programs
+# (an overlay, below), what spec/README.md names for programs
 # linked with libhakmem.a: such a program is never dlopen()ed, so its thread
 # block can sit in the executable's own TLS, one %fs-relative access from
 # every bin, where the shared library keeps a pointer to it.  A variant that
@@ -41,7 +41,7 @@ BENCH_STATIC_BINS := $(BENCH_STATIC_SIZES:%=$(BUILD)/bench/fixed_static_%)
 BENCH_STATIC_LOG := $(BUILD)/bench/static-build.log
 
 # The subject's trusted mode: the same spec with free_check: trusted (an
-# overlay written into build/), a row of its own against the best peer that
+# overlay, below), a row of its own against the best peer that
 # shows what guarded mode's checks cost; never counted as a peer (report.py).
 TRUSTED_VARIANT := $(VARIANT)-trusted
 TRUSTED_SPEC := build/$(TRUSTED_VARIANT).yaml
@@ -53,9 +53,13 @@ BENCH_RUN_FLAGS := $(if $(filter-out 0,$(QUICK)),--quick) \
 
 .PHONY: bench bench-ir bench-bins bench-static bench-peers bench-floor bench-floor-libs bench-trusted FORCE
 
-$(TRUSTED_SPEC): $(SPEC)
+# The overlays: the variant's spec with one option changed, written into
+# build/ (build/$(VARIANT)-trusted.yaml, build/$(VARIANT)-static.yaml).
+OVERLAY_OPTION_trusted := free_check: trusted
+OVERLAY_OPTION_static := tls: static
+build/$(VARIANT)-%.yaml: $(SPEC)
 	@mkdir -p $(@D)
-	printf 'base: %s\noptions:\n  free_check: trusted\n' "$(abspath $(SPEC))" >$@
+	printf 'base: %s\noptions:\n  %s\n' "$(abspath $(SPEC))" "$(OVERLAY_OPTION_$*)" >$@
 
 bench-trusted: $(TRUSTED_SPEC)
 	@$(MAKE) --no-print-directory VARIANT=$(TRUSTED_VARIANT) SPEC=$(TRUSTED_SPEC) \
@@ -107,10 +111,6 @@ $(FLOOR_LIBS): $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
 		-DFLOOR_LIST=$(if $(filter list,$*),1,0) -DFLOOR_TOP=$(if $(filter top,$*),1,0) -o $@ $<
 
 bench-static: $(BENCH_STATIC_BINS)
-
-$(STATIC_SPEC): $(SPEC)
-	@mkdir -p $(@D)
-	printf 'base: %s\noptions:\n  tls: static\n' "$(abspath $(SPEC))" >$@
 
 # Made by its own make, which knows the overlay's sources; it touches the
 # archive only when they changed, so the binaries relink only then.
