@@ -258,6 +258,12 @@ static inline struct hak_bin *hak_thread_bin(unsigned cls)
 {
     return (struct hak_bin *)((char *)&hak_tls + hak_class_info[cls].bin_offset);
 }
+/* The blocks bin b of class cls holds in its list (hak_abi.h: the bin
+ * counts the list's room).  An empty list, also one not set up, has no head. */
+static inline uint32_t hak_bin_sll_length(unsigned cls, const struct hak_bin *b)
+{
+    return b->sll_head == NULL ? 0 : hak_class_info[cls].sll - (uint32_t)b->sll_room;
+}
 bool hak_global_init(void) HAK_HIDDEN;
 bool hak_thread_block_freed(unsigned cls, const void *p) HAK_HIDDEN; /* guarded: p has the key */
 void hak_thread_trim(void) HAK_HIDDEN;

@@ -250,7 +250,7 @@ static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
             }
             HAK_BLOCK(batch[i])->next = b->sll_head;
             b->sll_head = batch[i];
-            b->sll_s++;
+            b->sll_room--;
         }
     }
     return got;
@@ -299,7 +299,8 @@ static void flush(unsigned cls, struct hak_bin *b)
     HAK_STAT(hak_tls.stats[cls].flushes++);
     bool last_is_sll = (ci->tiers & HAK_TIER_SLL) && (ci->ring_first || !(ci->tiers & HAK_TIER_RING));
     if (last_is_sll) {
-        uint32_t n = ci->refill < b->sll_s - 1 ? ci->refill : b->sll_s - 1;
+        uint32_t length = hak_bin_sll_length(cls, b);
+        uint32_t n = ci->refill < length ? ci->refill : length;
         HAK_STAT(hak_tls.stats[cls].flush_blocks += n);
         if (n == ci->refill && n <= 64 && may_transfer(cls)) {
             void *batch[64];
@@ -309,12 +310,12 @@ static void flush(unsigned cls, struct hak_bin *b)
             if (hak_transfer_put(cls, batch)) {
                 HAK_STAT(count_remote(cls, batch, n));
                 b->sll_head = q;
-                b->sll_s -= n;
+                b->sll_room += n;
                 return;
             }
         }
         b->sll_head = hak_heap_give_list(thread_heap, cls, b->sll_head, n);
-        b->sll_s -= n;
+        b->sll_room += n;
         return;
     }
     /* the ring is a LIFO stack: give back its oldest blocks, keep the hot top */
@@ -353,7 +354,7 @@ static void set_up(unsigned cls)
 {
     struct hak_bin *b = hak_thread_bin(cls);
     b->ring_s = (hak_class_info[cls].tiers & HAK_TIER_RING) ? 1 : 0;
-    b->sll_s = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? 1 : 0;
+    b->sll_room = (hak_class_info[cls].tiers & HAK_TIER_SLL) ? hak_class_info[cls].sll : 0;
     b->front_lim = hak_fast.cap[cls + 1] ? hak_fast.cap[cls + 1] + 1 : 0; /* last */
     classes_set_up[cls / 64] |= UINT64_C(1) << (cls % 64);
 }
@@ -368,11 +369,12 @@ static void drain(unsigned cls)
     struct hak_bin *b = hak_thread_bin(cls);
     if (b->ring_s > 1)
         hak_heap_give(thread_heap, cls, ring_of(b), b->ring_s - 1);
-    if (b->sll_s > 1)
-        hak_heap_give_list(thread_heap, cls, b->sll_head, b->sll_s - 1);
-    b->front_lim = 0; /* first: front_lim > 0 only over a set-up counter */
+    if (b->sll_head != NULL)
+        hak_heap_give_list(thread_heap, cls, b->sll_head, hak_bin_sll_length(cls, b));
+    /* the limits first: a free's test passes only over a set-up bin */
+    b->front_lim = 0;
+    b->sll_room = 0;
     b->ring_s = 0;
-    b->sll_s = 0;
     b->sll_head = NULL;
 }
 
@@ -475,7 +477,7 @@ static bool in_cache(unsigned cls, const void *p)
         if (ring[i] == p)
             return true;
     void *q = b->sll_head;
-    for (uint32_t i = 0; i + 1 < b->sll_s && hak_region_code((uintptr_t)q) == cls + 1; i++) {
+    for (uint32_t i = 0, length = hak_bin_sll_length(cls, b); i < length && hak_region_code((uintptr_t)q) == cls + 1; i++) {
         if (q == p)
             return true;
         q = HAK_BLOCK(q)->next;
@@ -557,7 +559,7 @@ void *hak_alloc_slow(unsigned cls)
         struct hak_bin *b = hak_thread_bin(cls);
         if (!has_cache(cls))
             p = hak_heap_take(thread_heap, cls, &p, 1) == 1 ? p : NULL;
-        else if (b->ring_s > 1 || b->sll_s > 1) /* prewarmed just now */
+        else if (b->ring_s > 1 || b->sll_head != NULL) /* prewarmed just now */
             return hak_front_alloc_class(cls);
         else if (is_set_up(cls))
             p = refill(cls, b, hak_class_info[cls].refill);

@@ -128,7 +128,7 @@ static bool first_tier_full(unsigned c)
 {
     const struct hak_class_info *ci = &hak_class_info[c];
     const struct hak_bin *b = hak_thread_bin(c);
-    return ci->ring_first ? b->ring_s == ci->ring + 1 : b->sll_s == ci->sll + 1;
+    return ci->ring_first ? b->ring_s == ci->ring + 1 : hak_bin_sll_length(c, b) == ci->sll;
 }
 
 static void do_double_free_full_ring(void *unused)
@@ -232,7 +232,7 @@ static void do_free_twice(void *p)
 static uint32_t cached_count(unsigned c)
 {
     const struct hak_bin *b = hak_thread_bin(c);
-    return (b->ring_s ? b->ring_s - 1 : 0) + (b->sll_s ? b->sll_s - 1 : 0);
+    return (b->ring_s ? b->ring_s - 1 : 0) + hak_bin_sll_length(c, b);
 }
 
 /* Another thread frees the main thread's blocks until its caches are full,
@@ -556,9 +556,9 @@ START_TEST(free_of_block_never_handed_out)
     const struct hak_class_info *ci = &hak_class_info[class_64()];
     struct hak_bin *b = hak_thread_bin(class_64());
     /* the last malloc may have emptied the first tier: one more refills it */
-    for (int i = 0; i < 64 && (ci->ring_first ? b->ring_s : b->sll_s) < 2; i++)
+    for (int i = 0; i < 64 && (ci->ring_first ? b->ring_s < 2 : b->sll_head == NULL); i++)
         (void)malloc(64);
-    ck_assert_uint_ge(ci->ring_first ? b->ring_s : b->sll_s, 2);
+    ck_assert(ci->ring_first ? b->ring_s >= 2 : b->sll_head != NULL);
     void *cached = ci->ring_first ? ((void **)(b + 1))[b->ring_s - 2] : b->sll_head;
     expect_abort(do_free, cached, "hakmem: free(): double free", cached);
 }

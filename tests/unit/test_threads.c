@@ -245,15 +245,14 @@ END_TEST
 #define MAX_REFILL 1024
 struct first_refills {
     size_t size;
-    uintptr_t first, second; /* the bin's counter after the first refill and the second */
+    uintptr_t first, second; /* blocks cached after the first refill and the second */
 };
 
-/* The counter of the class's first cache tier, which a refill fills: both
- * count the cached blocks + 1. */
-static uintptr_t first_tier_s(unsigned cls)
+/* The blocks the class's first cache tier, which a refill fills, holds. */
+static uintptr_t first_tier_cached(unsigned cls)
 {
     struct hak_bin *b = hak_thread_bin(cls); /* the calling thread's */
-    return hak_class_info[cls].ring_first ? b->ring_s : b->sll_s;
+    return hak_class_info[cls].ring_first ? b->ring_s - 1 : hak_bin_sll_length(cls, b);
 }
 
 /* In a new thread: malloc until the class has refilled twice. */
@@ -264,11 +263,11 @@ static void *refill_twice(void *arg)
     void *p[MAX_REFILL + 2];
     unsigned n = 0;
     p[n++] = malloc(r->size);
-    r->first = first_tier_s(cls);
-    while (first_tier_s(cls) > 1 && n <= MAX_REFILL)
+    r->first = first_tier_cached(cls);
+    while (first_tier_cached(cls) > 0 && n <= MAX_REFILL)
         p[n++] = malloc(r->size);
     p[n++] = malloc(r->size);
-    r->second = first_tier_s(cls);
+    r->second = first_tier_cached(cls);
     while (n > 0)
         free(p[--n]);
     return NULL;
@@ -277,8 +276,8 @@ static void *refill_twice(void *arg)
 /* A thread's first refill of a class fetches a page's worth of blocks (one
  * at least), the spec's `refill` from the second on: in guarded mode every
  * block a refill caches is written, and a thread's one block of 32 KiB made
- * 16 pages resident.  The first tier's counter (a ring's or a list's) counts
- * the cached blocks + 1. */
+ * 16 pages resident.  A refill caches all it fetches but the block it
+ * returns. */
 START_TEST(first_refill_a_page_worth)
 {
     static const size_t sizes[] = {16, 1000, 5000, 32768};
@@ -292,8 +291,8 @@ START_TEST(first_refill_a_page_worth)
         pthread_join(t, NULL);
         uint32_t page = HAK_PAGE / ci->size;
         uint32_t want = page < 1 ? 1 : page < ci->refill ? page : ci->refill;
-        ck_assert_uint_eq(r.first, want);
-        ck_assert_uint_eq(r.second, ci->refill);
+        ck_assert_uint_eq(r.first + 1, want);
+        ck_assert_uint_eq(r.second + 1, ci->refill);
     }
 }
 END_TEST

@@ -284,7 +284,7 @@ static uint32_t fill_tiers(unsigned c, void **p)
     const struct hak_class_info *ci = &hak_class_info[c];
     struct hak_bin *b = hak_thread_bin(c);
     uint32_t i = 0;
-    while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || b->sll_s - 1 < ci->sll)
+    while ((ci->ring > 0 && b->ring_s - 1 < ci->ring) || hak_bin_sll_length(c, b) < ci->sll)
         free(p[i++]);
     return i;
 }
@@ -306,7 +306,7 @@ START_TEST(flush_from_the_list_puts_its_head)
     free(p[i]); /* both tiers full: the flush comes first */
     assert_one_batch_held(c, p + i - ci->refill); /* the last refill freed */
     ck_assert(!hak_transfer_holds(c, p[i - ci->refill - 1]));
-    ck_assert_uint_eq(b->sll_s - 1, ci->sll - ci->refill + 1);
+    ck_assert_uint_eq(hak_bin_sll_length(c, b), ci->sll - ci->refill + 1);
     ck_assert_ptr_eq(b->sll_head, p[i]);
     ck_assert_ptr_eq(*(void **)p[i], p[i - ci->refill - 1]);
     free(p);
@@ -365,7 +365,7 @@ START_TEST(only_thread_flushes_the_list_to_spans)
         ck_assert_uint_ge(i, ci->refill);
         free(p[i]); /* both tiers full: the flush */
         ck_assert_uint_eq(hak_transfer_bytes(), 0);
-        ck_assert_uint_eq(b->sll_s - 1, ci->sll - ci->refill + 1);
+        ck_assert_uint_eq(hak_bin_sll_length(c, b), ci->sll - ci->refill + 1);
         for (uint32_t k = i - ci->refill; k < i; k++) /* free in their spans */
             ck_assert(hak_heap_holds_free(hak_tls.heap, c, p[k]));
         ck_assert(!hak_heap_holds_free(hak_tls.heap, c, p[i - ci->refill - 1])); /* cached */
