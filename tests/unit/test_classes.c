@@ -218,6 +218,70 @@ START_TEST(front_lim_set_up_and_kept)
 }
 END_TEST
 
+/* A list counts the room it has left and ends at NULL (hak_abi.h): a bin
+ * not set up has neither head nor room; a thread's first refill caches all
+ * it fetched but the block it returns; a free takes one place and a malloc
+ * gives it back; malloc_trim leaves the bin as it was before set-up.  Read
+ * before any assertion: Check's assertions allocate. */
+struct list_bin {
+    uintptr_t room;
+    void *head;
+};
+
+static struct list_bin read_list_bin(unsigned cls)
+{
+    const struct hak_bin *b = hak_thread_bin(cls); /* the thread's block changes at its start */
+    return (struct list_bin){b->sll_room, b->sll_head};
+}
+
+static void *list_room_through_a_thread(void *arg)
+{
+    unsigned cls = *(const unsigned *)arg;
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    struct list_bin before = read_list_bin(cls);
+    void *p = malloc(ci->size);
+    struct list_bin refilled = read_list_bin(cls);
+    free(p);
+    struct list_bin freed = read_list_bin(cls);
+    void *link = *(void **)p; /* the head p displaced */
+    void *q = malloc(ci->size);
+    struct list_bin taken = read_list_bin(cls);
+    free(q);
+    malloc_trim(0);
+    struct list_bin trimmed = read_list_bin(cls);
+
+    uint32_t page = HAK_PAGE / ci->size;
+    uint32_t fetched = page < 1 ? 1 : page < ci->refill ? page : ci->refill;
+    ck_assert_uint_eq(before.room, 0);
+    ck_assert_ptr_null(before.head);
+    ck_assert_uint_eq(refilled.room, ci->sll - (fetched - 1));
+    if (fetched > 1)
+        ck_assert_ptr_nonnull(refilled.head);
+    else
+        ck_assert_ptr_null(refilled.head);
+    ck_assert_uint_eq(freed.room, refilled.room - 1);
+    ck_assert_ptr_eq(freed.head, p);
+    ck_assert_ptr_eq(link, refilled.head);
+    ck_assert_ptr_eq(q, p);
+    ck_assert_uint_eq(taken.room, refilled.room);
+    ck_assert_ptr_eq(taken.head, refilled.head);
+    ck_assert_uint_eq(trimmed.room, 0);
+    ck_assert_ptr_null(trimmed.head);
+    return NULL;
+}
+
+START_TEST(list_counts_its_room)
+{
+    unsigned cls = hak_size_class[1]; /* 16 B */
+    const struct hak_class_info *ci = &hak_class_info[cls];
+    if (ci->ring_first || !(ci->tiers & HAK_TIER_SLL) || ci->prewarm > 0)
+        return; /* this spec's class does not start with a list, or starts it filled */
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, list_room_through_a_thread, &cls), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+END_TEST
+
 /* Every block is 16-byte aligned and its whole usable size is writable
  * without touching its neighbours. */
 START_TEST(alignment_and_usable_size_writable)
@@ -259,6 +323,7 @@ Suite *suite_classes(void)
     tcase_add_test(tc, alignment_and_usable_size_writable);
     tcase_add_test(tc, bins_at_64_mod_128_in_memory);
     tcase_add_test(tc, front_lim_set_up_and_kept);
+    tcase_add_test(tc, list_counts_its_room);
     suite_add_tcase(s, tc);
     return s;
 }
