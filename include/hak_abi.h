@@ -49,13 +49,13 @@
  * A thread that has not set up its cache (or has exited) has every field 0,
  * so the alloc tests (s > 1, sll_head != NULL) and the free tests (s - 1 <
  * capacity, sll_room > 0) all fail and the slow path runs: no separate
- * "initialized" check on the fast path.  The list's two tests are on what its
- * hit touches anyway: malloc reads the head, free writes the room (against a
- * biased length that both compared and wrote: malloc 17 -> 15 instructions,
- * free 27 -> 26; fixed 64 B 63 -> 60 a pair with the loop).  The table dispatch's free tests a first-tier ring against
- * front_lim instead, its capacity + 1 in a set-up bin and 0 otherwise (s <
- * front_lim: no subtraction to make); zeroed memory is a bin not set up
- * either way.
+ * "initialized" check on the fast path.  The list's two tests are on what
+ * its hit touches anyway: malloc reads the head, free writes the room
+ * (against a biased length that both compared and wrote: malloc 17 -> 15
+ * instructions, free 27 -> 26; fixed 64 B 63 -> 60 a pair with the loop).
+ * The table dispatch's free tests a first-tier ring against front_lim
+ * instead, its capacity + 1 in a set-up bin and 0 otherwise (s < front_lim:
+ * no subtraction to make); zeroed memory is a bin not set up either way.
  */
 struct hak_bin {
     /* words, not 32-bit counts: a count indexes its ring as it is loaded,

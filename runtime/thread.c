@@ -477,7 +477,8 @@ static bool in_cache(unsigned cls, const void *p)
         if (ring[i] == p)
             return true;
     void *q = b->sll_head;
-    for (uint32_t i = 0, length = hak_bin_sll_length(cls, b); i < length && hak_region_code((uintptr_t)q) == cls + 1; i++) {
+    uint32_t length = hak_bin_sll_length(cls, b);
+    for (uint32_t i = 0; i < length && hak_region_code((uintptr_t)q) == cls + 1; i++) {
         if (q == p)
             return true;
         q = HAK_BLOCK(q)->next;
