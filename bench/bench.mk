@@ -61,9 +61,15 @@ build/$(VARIANT)-%.yaml: $(SPEC)
 	@mkdir -p $(@D)
 	printf 'base: %s\noptions:\n  %s\n' "$(abspath $(SPEC))" "$(OVERLAY_OPTION_$*)" >$@
 
+# A make of overlay $(1) (trusted, static) into build/$(VARIANT)-$(1)/: the
+# goals follow the call.  Its own make knows the overlay's sources, and
+# touches its outputs only when they changed.
+OVERLAY_MAKE = $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
+	VARIANT=$(VARIANT)-$(1) SPEC=build/$(VARIANT)-$(1).yaml \
+	GEN=build/$(VARIANT)-$(1)/generated
+
 bench-trusted: $(TRUSTED_SPEC)
-	@$(MAKE) --no-print-directory VARIANT=$(TRUSTED_VARIANT) SPEC=$(TRUSTED_SPEC) \
-		GEN=build/$(TRUSTED_VARIANT)/generated all
+	@$(call OVERLAY_MAKE,trusted) all
 
 bench: deps bench-peers bench-trusted $(BUILD)/libhakmem.so $(BENCH_BINS)
 	@mkdir -p $(BUILD)/bench
@@ -112,12 +118,9 @@ $(FLOOR_LIBS): $(BENCH_DIR)/floor-%.so: bench/floor/floor.c
 
 bench-static: $(BENCH_STATIC_BINS)
 
-# Made by its own make, which knows the overlay's sources; it touches the
-# archive only when they changed, so the binaries relink only then.
+# The binaries relink only when the overlay's make changed the archive.
 $(STATIC_LIB): $(STATIC_SPEC) FORCE
-	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) \
-		VARIANT=$(STATIC_VARIANT) SPEC=$(STATIC_SPEC) \
-		GEN=$(STATIC_BUILD)/generated $@
+	@$(call OVERLAY_MAKE,static) $@
 
 # Installs mimalloc, jemalloc, tcmalloc and gnuplot when missing (needs root
 # or sudo); a peer that cannot be installed is skipped later, with a note.
