@@ -33,6 +33,12 @@ CASES = {
 }
 REFERENCE = "tcmalloc"
 TIMEOUT = 120  # seconds for one run under callgrind (they take 1-2 s)
+# The CPU fetches code in aligned 64-byte lines: guarded malloc's hit path
+# of 65 bytes, its ret the first byte of the next line, ran fixed 16..128 B
+# 8% slower than the same instructions in 63 (bench/NOTES.md, "Malloc in one
+# line of code").  Instruction counts do not show it; the hit paths' bytes do.
+CODE_LINE = 64
+HIT_PATH_MAX = 512  # bytes disassembled from an entry to look for its ret
 
 
 def total_ir(argv, env, tool_args=(), timeout=TIMEOUT):
@@ -68,6 +74,64 @@ def ir_per_pair(argv_for, env, tool_args=(), timeout=TIMEOUT):
     if high is None:
         return None
     return (high - low) / (N2 - N1)
+
+
+def first_ret_end(disassembly):
+    """The address just past the first ret in `objdump -d` output (raw bytes
+    shown), or None.  hakmem's fronts lay the hit out first (HAK_LIKELY), so
+    from the entry to that ret is the hit path."""
+    for line in disassembly.splitlines():
+        m = re.match(r"\s*([0-9a-f]+):\t((?:[0-9a-f]{2} )+)\s*\t(.*)$", line)
+        if m and re.match(r"(?:(?:rep[a-z]*|bnd|notrack) )?ret", m.group(3).strip()):
+            return int(m.group(1), 16) + len(m.group(2).split())
+    return None
+
+
+def code_lines(start, size):
+    """How many aligned CODE_LINE-byte lines [start, start + size) touches."""
+    return (start + size - 1) // CODE_LINE - start // CODE_LINE + 1
+
+
+def hit_path(lib, symbol):
+    """(bytes, code lines) of the exported `symbol`'s hit path in shared
+    library `lib`, or None when nm or objdump cannot say."""
+    try:
+        syms = subprocess.run(["nm", "-D", "--defined-only", str(lib)],
+                              capture_output=True, text=True, check=True).stdout
+        start = next(int(f[0], 16) for f in map(str.split, syms.splitlines())
+                     if len(f) == 3 and f[2] == symbol)
+        dump = subprocess.run(["objdump", "-d", f"--start-address={start:#x}",
+                               f"--stop-address={start + HIT_PATH_MAX:#x}", str(lib)],
+                              capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return None
+    end = first_ret_end(dump)
+    return None if end is None else (end - start, code_lines(start, end - start))
+
+
+def hit_path_table(allocs):
+    """Lines of the hit-path table for the allocators that are hakmem builds."""
+    rows = []
+    for a in allocs:
+        if a.preload and Path(a.preload).name == "libhakmem.so":
+            cells = [a.name]
+            for sym in ("malloc", "free"):
+                hp = hit_path(a.preload, sym)
+                cells.append("-" if hp is None else
+                             f"{hp[0]} B, {hp[1]} line{'s' if hp[1] > 1 else ''}")
+            rows.append(cells)
+    if not rows:
+        return []
+    header = ["allocator", "malloc hit", "free hit"]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(3)]
+    out = [f"\nHit paths in code (objdump: from the entry to the first ret; "
+           f"lines of {CODE_LINE} bytes)"]
+    for i, cells in enumerate([header] + rows):
+        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                             for j, (c, w) in enumerate(zip(cells, widths))))
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
 
 
 def jobs(allocs, args):
@@ -127,6 +191,8 @@ def main():
                         for j, (c, w) in enumerate(zip(cells, widths))))
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    for line in hit_path_table(allocs):
+        print(line)
 
     with open(args.out / "ir.csv", "w", newline="") as f:
         out = csv.writer(f)

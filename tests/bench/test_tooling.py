@@ -335,6 +335,70 @@ class TotalIrTest(unittest.TestCase):
         self.assertGreater(ir.total_ir(["/bin/true"], None), 0)
 
 
+# guarded malloc at 7a3f84b as `objdump -d` shows it: its hit ends with the
+# ret at 0x1847e, the first of its slow jumps follows
+MALLOC_DUMP = """
+0000000000018440 <__libc_malloc>:
+   18440:\t48 81 ff 00 04 00 00 \tcmp    $0x400,%rdi
+   18447:\t77 37                \tja     18480 <__libc_malloc+0x40>
+   18476:\t48 c7 42 08 00 00 00 \tmovq   $0x0,0x8(%rdx)
+   1847d:\t00\x20
+   1847e:\tc3                   \tret
+   1847f:\t90                   \tnop
+   18480:\te9 1b 00 00 00       \tjmp    184a0 <__libc_malloc+0x60>
+   18485:\tc3                   \tret
+"""
+
+
+class HitPathTest(unittest.TestCase):
+    """bench-ir's table of hit paths in code: bytes from the entry to the
+    first ret, and the 64-byte lines they touch."""
+    def test_first_ret_end(self):
+        self.assertEqual(ir.first_ret_end(MALLOC_DUMP), 0x1847f)
+        self.assertEqual(ir.first_ret_end(
+            "  1000:\tf3 c3                \trepz ret\n"), 0x1002)
+        self.assertEqual(ir.first_ret_end(
+            "  1000:\tf2 c3                \tbnd ret\n"), 0x1002)
+        self.assertIsNone(ir.first_ret_end(
+            "  1000:\te9 00 00 00 00       \tjmp    1005 <f+0x5>\n"))
+        # a mnemonic that only starts like one is not a ret
+        self.assertIsNone(ir.first_ret_end(
+            "  1000:\t0f 01 d0             \txgetbv\n"))
+
+    def test_code_lines(self):
+        self.assertEqual(ir.code_lines(0x18440, 63), 1)
+        self.assertEqual(ir.code_lines(0x18440, 64), 1)
+        self.assertEqual(ir.code_lines(0x18440, 65), 2)  # the ret on the next line
+        self.assertEqual(ir.code_lines(0x18430, 16), 1)
+        self.assertEqual(ir.code_lines(0x18430, 17), 2)
+        self.assertEqual(ir.code_lines(0x184c0, 129), 3)
+
+    @unittest.skipUnless(shutil.which("gcc") and shutil.which("objdump"), "no gcc or objdump")
+    def test_a_library(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src, lib = Path(tmp) / "m.c", Path(tmp) / "libhakmem.so"
+            # malloc: xor %eax,%eax; ret (3 bytes); free: ret (1 byte)
+            src.write_text("__attribute__((aligned(64))) void *malloc(unsigned long n)"
+                           " { (void)n; return 0; }\n"
+                           "__attribute__((aligned(64))) void free(void *p) { (void)p; }\n")
+            subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-fcf-protection=none",
+                            "-fno-builtin", "-o", str(lib), str(src)], check=True)
+            self.assertEqual(ir.hit_path(lib, "malloc"), (3, 1))
+            self.assertEqual(ir.hit_path(lib, "free"), (1, 1))
+            self.assertIsNone(ir.hit_path(lib, "calloc"))
+            self.assertIsNone(ir.hit_path(Path(tmp) / "none.so", "malloc"))
+            table = ir.hit_path_table([benchlib.Alloc("glibc", None),
+                                       benchlib.Alloc("tcmalloc", "/x/libtcmalloc.so"),
+                                       benchlib.Alloc("hakmem", str(lib))])
+        self.assertEqual(table, [
+            "\nHit paths in code (objdump: from the entry to the first ret; lines of 64 bytes)",
+            "allocator   malloc hit     free hit",
+            "---------  -----------  -----------",
+            "hakmem     3 B, 1 line  1 B, 1 line"])
+        # only hakmem builds have a row
+        self.assertEqual(ir.hit_path_table([benchlib.Alloc("glibc", None)]), [])
+
+
 BIN = os.path.join(REPO, "build", "bench")
 
 
