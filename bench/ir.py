@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
+import report
 from benchlib import ROOT, STATIC
 
 N1, N2 = 200_000, 400_000
@@ -109,8 +110,8 @@ def hit_path(lib, symbol):
     return None if end is None else (end - start, code_lines(start, end - start))
 
 
-def hit_path_table(allocs):
-    """Lines of the hit-path table for the allocators that are hakmem builds."""
+def hit_path_rows(allocs):
+    """The hit-path table's rows: one per allocator that is a hakmem build."""
     rows = []
     for a in allocs:
         if a.preload and Path(a.preload).name == "libhakmem.so":
@@ -120,18 +121,7 @@ def hit_path_table(allocs):
                 cells.append("-" if hp is None else
                              f"{hp[0]} B, {hp[1]} line{'s' if hp[1] > 1 else ''}")
             rows.append(cells)
-    if not rows:
-        return []
-    header = ["allocator", "malloc hit", "free hit"]
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(3)]
-    out = [f"\nHit paths in code (objdump: from the entry to the first ret; "
-           f"lines of {CODE_LINE} bytes)"]
-    for i, cells in enumerate([header] + rows):
-        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                             for j, (c, w) in enumerate(zip(cells, widths))))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out
+    return rows
 
 
 def jobs(allocs, args):
@@ -183,16 +173,13 @@ def main():
         cells += [f"{row[c] / ref[c]:.2f}" if row.get(c) and ref.get(c) else "-"
                   for c in CASES]
         lines.append(cells)
-    widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
-    print(f"\nInstructions per malloc+free pair (callgrind, "
-          f"(Ir({N2}) - Ir({N1})) / {N2 - N1}, loop included)")
-    for i, cells in enumerate([header] + lines):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                        for j, (c, w) in enumerate(zip(cells, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    for line in hit_path_table(allocs):
-        print(line)
+    report.table(f"Instructions per malloc+free pair (callgrind, "
+                 f"(Ir({N2}) - Ir({N1})) / {N2 - N1}, loop included)", header, lines)
+    hit_rows = hit_path_rows(allocs)
+    if hit_rows:
+        report.table(f"Hit paths in code (objdump: from the entry to the first ret; "
+                     f"lines of {CODE_LINE} bytes)",
+                     ["allocator", "malloc hit", "free hit"], hit_rows)
 
     with open(args.out / "ir.csv", "w", newline="") as f:
         out = csv.writer(f)
