@@ -10,12 +10,14 @@ import hashlib
 import json
 
 CLASS_DEFAULTS = {"ring": 64, "sll": 128, "refill": 32, "prewarm": 0, "transfer": 0}
-OPTION_DEFAULTS = {"dispatch": "table", "tls": "pointer"}
+OPTION_DEFAULTS = {"dispatch": "table", "tls": "pointer", "stride_pad": True}
 RING_MAX, SLL_MAX = 4096, 65536
 MAX_CLASSES = 254          # class codes 1..254 fit the region map's bytes
 HUGE_PAGE = 2 << 20        # x86-64's transparent huge page: superslab.huge_pages needs whole ones
 SPAN_WASTE_LIMIT = 1 / 16  # grow a class's span until its tail waste is below this
 SPAN_MIN_BLOCKS = 8        # ... and it holds this many blocks: fewer means spans churn
+STRIDE_PAD = 16            # options.stride_pad: the gap after each block of a class ...
+STRIDE_PAD_SIZES = 512     # ... whose size is a multiple of this (_stride)
 MAX_CLASS_SIZE = 1 << 20  # the size->class table has a byte per 16 B up to the largest class
 SPAN_MAX_BLOCKS = 64 * 64  # a span's remote frees are summarised in one 64-bit word, one
                            # bit per bitmap word of 64 blocks (runtime/heap.c, remote_give)
@@ -235,15 +237,35 @@ def _span(size, ss):
     return best[0]
 
 
-def _divisibility(size, blocks, span):
-    """Constants to test "off starts a block" and to divide by the size with
+def _stride(c, ss, pad):
+    """The bytes from one block of class c to the next in its span: its size, or
+    with options.stride_pad STRIDE_PAD more for a tiny class whose size is a
+    multiple of STRIDE_PAD_SIZES.  Blocks 512 B apart start in only 8 of the 64
+    sets of a first-level cache of 64-byte lines (AMD Zen 4: 48 KiB, 12 ways),
+    so at most 96 of them can have their first line there at once, 48 at 1024
+    B; 16 B more spreads them over every set.  fixed 512 B and 1024 B (128
+    blocks live) took one first-level miss per malloc+free pair (cachegrind,
+    that cache), none padded: 1.081x and 1.063x, 7 interleaved rounds
+    (bench/NOTES.md, "Blocks 16 bytes apart more").  A 256 B stride reaches 16
+    sets (192 lines) and is left as it is, as are the mid classes: 16 B more
+    would take a block from most of their spans (8 KiB: 8 per 64 KiB span,
+    7 padded), and that is not measured."""
+    size = c["size"]
+    if (pad and c["kind"] == "tiny" and size % STRIDE_PAD_SIZES == 0
+            and size + STRIDE_PAD <= ss["slab_bytes"]):
+        return size + STRIDE_PAD
+    return size
+
+
+def _divisibility(stride, blocks, span):
+    """Constants to test "off starts a block" and to divide by the stride with
     a multiply (the table dispatch; proof at hak_block_start, hak_abi.h):
-    div_mul = ceil(2^64 / size), and start_limit bounds off * div_mul
+    div_mul = ceil(2^64 / stride), and start_limit bounds off * div_mul
     (mod 2^64) for the offsets of the first `blocks` blocks."""
-    div_mul = (1 << 64) // size + (1 if (1 << 64) % size else 0)
-    excess = size * div_mul - (1 << 64)
-    # no tail to reject when the size is a power of two (excess 0)
-    assert excess or blocks * size == span, (size, blocks, span)
+    div_mul = (1 << 64) // stride + (1 if (1 << 64) % stride else 0)
+    excess = stride * div_mul - (1 << 64)
+    # no tail to reject when the stride is a power of two (excess 0)
+    assert excess or blocks * stride == span, (stride, blocks, span)
     return {"div_mul": div_mul, "start_limit": blocks * excess if excess else 1}
 
 
@@ -343,14 +365,16 @@ def model(resolved, spec_path):
               "sll": mid["sll"], "refill": mid["refill"], "prewarm": 0,
               "transfer": mid["transfer"]} for s in mid["classes"]]
     for i, c in enumerate(rows):
-        span = _span(c["size"], ss)
-        blocks = span // c["size"]
-        c.update(index=i, code=i + 1, span_bytes=span, span_units=span // ss["slab_bytes"],
-                 blocks=blocks, waste_bytes=span - blocks * c["size"],
-                 waste_pct=f"{100 * (span - blocks * c['size']) / span:.1f}",
+        stride = _stride(c, ss, resolved["options"]["stride_pad"])
+        span = _span(stride, ss)
+        blocks = span // stride
+        c.update(index=i, code=i + 1, stride=stride, span_bytes=span,
+                 span_units=span // ss["slab_bytes"],
+                 blocks=blocks, waste_bytes=span - blocks * stride,
+                 waste_pct=f"{100 * (span - blocks * stride) / span:.1f}",
                  cache_tiers=[t for t in c["tiers"] if t != "slab"])
     for c in rows:
-        c.update(_divisibility(c["size"], c["blocks"], c["span_bytes"]),
+        c.update(_divisibility(c["stride"], c["blocks"], c["span_bytes"]),
                  table_tier=c["cache_tiers"][0] if c["cache_tiers"] else None)
     # the kinds of first tier the table dispatch's fronts serve (no class with
     # a cache: the ring front, which then always misses into the per-class path)

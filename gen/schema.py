@@ -194,6 +194,7 @@ SPEC = Map({
     "options": Map({"metrics": Bool(), "free_check": Enum("guarded", "trusted"),
                     "dispatch": Enum("table", "switch"),
                     "tls": Enum("pointer", "static"),
+                    "stride_pad": Bool(),
                     "decay_ms": Int(0, 3_600_000)},
                    required=("metrics", "free_check", "decay_ms")),
 }, required=("schema", "name", "superslab", "tiny", "mid", "large", "options"))

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 8
+#define HAK_RUNTIME_VERSION 9
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -229,8 +229,8 @@ struct hak_fast_table {
     uint32_t cap[HAK_NUM_CLASSES + 1];       /* capacity of the first tier (front_lim - 1) */
     uint32_t span_mask[HAK_NUM_CLASSES + 1]; /* span_bytes - 1 */
     uint8_t first_sll[HAK_NUM_CLASSES + 1];  /* 1: the first tier is the list, 0: the ring (or none) */
-    uint64_t div_mul[HAK_NUM_CLASSES + 1];   /* ceil(2^64 / size): hak_block_start, hak_block_index */
-    uint64_t start_limit[HAK_NUM_CLASSES + 1]; /* blocks * (size * div_mul - 2^64), or 1 when that is 0 */
+    uint64_t div_mul[HAK_NUM_CLASSES + 1];   /* ceil(2^64 / stride): hak_block_start, hak_block_index */
+    uint64_t start_limit[HAK_NUM_CLASSES + 1]; /* blocks * (stride * div_mul - 2^64), or 1 when that is 0 */
 };
 /* Indexed by region code: class + 1, and 0 for memory not in a span (its
  * only offset, 0, passes hak_block_start; no cache tier).  An array per
@@ -257,14 +257,15 @@ static inline const struct hak_fast_table *hak_fast_near(void)
 
 /*
  * Whether offset `off` in a span of the class with region code `code` starts
- * one of its blocks (off = q * size with q < blocks), by one multiply and
- * one compare.  With c = div_mul and e = size * c - 2^64 (0 <= e < size),
- * the 64-bit product off * c wraps to q * e when size divides off, and to
- * at least c when it does not (off = q * size + r, 0 < r < size: q * e +
- * r * c, below 2^64 because (q + 1) * e < off + size < 2^33 <= c for a
- * 32-bit off and a size below 2^31).  A block start in the span has
+ * one of its blocks (off = q * stride with q < blocks; the stride is the class's
+ * size, or more with options.stride_pad), by one multiply and
+ * one compare.  With c = div_mul and e = stride * c - 2^64 (0 <= e < stride),
+ * the 64-bit product off * c wraps to q * e when stride divides off, and to
+ * at least c when it does not (off = q * stride + r, 0 < r < stride: q * e +
+ * r * c, below 2^64 because (q + 1) * e < off + stride < 2^33 <= c for a
+ * 32-bit off and a stride below 2^31).  A block start in the span has
  * q * e < blocks * e < span < 2^32 < c, so one bound tells both apart and
- * rejects the tail (q >= blocks) too.  A size with e = 0 is a power of two;
+ * rejects the tail (q >= blocks) too.  A stride with e = 0 is a power of two;
  * its spans have no tail, and the bound is 1.
  */
 static inline int hak_block_start(const struct hak_fast_table *f, unsigned code, uint32_t off)
@@ -272,7 +273,7 @@ static inline int hak_block_start(const struct hak_fast_table *f, unsigned code,
     return (uint64_t)off * f->div_mul[code] < f->start_limit[code];
 }
 
-/* off / size for any 32-bit off: the high half of off * div_mul (Lemire,
+/* off / stride for any 32-bit off: the high half of off * div_mul (Lemire,
  * Kaser and Kurz, "Faster remainder by direct computation", 2019). */
 static inline uint32_t hak_block_index(unsigned code, uint32_t off)
 {

@@ -77,7 +77,7 @@ static unsigned class_of_block(const char *fn, unsigned code, const void *p)
     const struct hak_class_info *ci = &hak_class_info[cls];
     if (HAK_GUARDED) {
         uint32_t off = (uint32_t)((uintptr_t)p & (ci->span_bytes - 1));
-        if (off % ci->size != 0 || off / ci->size >= ci->blocks)
+        if (off % ci->stride != 0 || off / ci->stride >= ci->blocks)
             hak_report_invalid(fn, p);
         if (HAK_KEY_WORD(p) == hak_cache_key && hak_thread_block_freed(cls, p))
             report(fn, "freed pointer", p);
@@ -222,16 +222,17 @@ void *hak_api_reallocarray(void *p, size_t n, size_t size)
     return hak_api_realloc(p, total);
 }
 
-/* align: a power of two.  A class whose size is a multiple of align has every
- * block aligned (spans are aligned to their length, a multiple of the size's
- * power-of-two factor), so small aligned requests stay in the classes. */
+/* align: a power of two.  A class whose stride (its size, or more) is a
+ * multiple of align has every block aligned (spans are aligned to their
+ * length, a multiple of the stride's power-of-two factor), so small aligned
+ * requests stay in the classes. */
 static void *aligned(size_t align, size_t n)
 {
     if (align <= 16)
         return hak_front_malloc(n);
     if (n <= HAK_MAX_CLASS_SIZE && align <= HAK_SLAB_BYTES) {
         for (unsigned cls = hak_size_class[(n + 15) >> 4]; cls < HAK_NUM_CLASSES; cls++) {
-            if (hak_class_info[cls].size % align == 0)
+            if (hak_class_info[cls].stride % align == 0)
                 return hak_front_alloc_class(cls);
         }
     }

@@ -188,7 +188,7 @@ static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void 
 /* The block at index i of sp: block_index's inverse. */
 static void *block_at(const struct hak_span *sp, const struct hak_class_info *ci, uint32_t i)
 {
-    return hak_span_base(sp) + (size_t)i * ci->size;
+    return hak_span_base(sp) + (size_t)i * ci->stride;
 }
 
 /* Give p back: clear its live bit; a bit already clear means p was freed
@@ -505,7 +505,7 @@ static void remote_set_word(struct hak_heap *h, unsigned cls, struct remote_run 
         return;
     struct hak_heap *now = remote_give(h, run->sp, cls, run->w, run->bits, run->sp_owner);
     if (now == NULL || now == &shared_heap) /* no thread's heap takes them back */
-        run->to_abandoned += (size_t)__builtin_popcountll(run->bits) * hak_class_info[cls].size;
+        run->to_abandoned += (size_t)__builtin_popcountll(run->bits) * hak_class_info[cls].stride;
     if (now != run->owner)
         remote_hint(run, cls);
     run->owner = now;

@@ -202,7 +202,7 @@ size_t hak_transfer_bytes(void)
     size_t bytes = 0;
     for (unsigned cls = 0; cls < HAK_NUM_CLASSES; cls++)
         bytes += (size_t)__atomic_load_n(&transfer[cls].held, __ATOMIC_RELAXED) * transfer[cls].batch *
-                 hak_class_info[cls].size;
+                 hak_class_info[cls].stride;
     return bytes;
 }
 

@@ -202,7 +202,8 @@ class SpecErrorTest(TempDirTest):
 
     def test_unknown_key_in_options(self):
         self.check(edit(SMALL, "  metrics: false\n", "  metrics: false\n  verbose: true\n"),
-                   "spec.yaml:23: options.verbose: unknown key (known: decay_ms, dispatch, free_check, metrics, tls)")
+                   "spec.yaml:23: options.verbose: unknown key (known: decay_ms, dispatch, free_check, metrics, "
+                   "stride_pad, tls)")
 
     def test_string_for_int(self):
         self.check(edit(SMALL, "{ size: 64, ring: 128", '{ size: 64, ring: "128"'),
@@ -211,6 +212,8 @@ class SpecErrorTest(TempDirTest):
     def test_int_for_bool(self):
         self.check(edit(SMALL, "metrics: false", "metrics: 1"),
                    "spec.yaml:22: options.metrics: expected true or false, got 1")
+        self.check(edit(SMALL, "  decay_ms: 1000\n", "  decay_ms: 1000\n  stride_pad: 16\n"),
+                   "spec.yaml:25: options.stride_pad: expected true or false, got 16")
 
     def test_list_for_mapping(self):
         self.check(edit(SMALL, "large:\n  cache_bytes: 64MiB\n", "large: [64MiB]\n"),

@@ -237,8 +237,8 @@ class OneFieldEditTest(TempDirTest):
         self.assertEqual(b[name], expect(
             a[name],
             (row, row.replace("    256     0", "    128     0")),
-            ("{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 256,",
-             "{ .size = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,"),
+            ("{ .size = 64, .stride = 64, .span_bytes = 65536, .blocks = 1024, .ring = 256,",
+             "{ .size = 64, .stride = 64, .span_bytes = 65536, .blocks = 1024, .ring = 128,"),
             (caps, caps_b),
             (cstr(a["spec.json"]), cstr(b["spec.json"]))))
 
@@ -603,11 +603,75 @@ class SizeTableTest(TempDirTest):
             self.assertEqual(span % slab, 0)
             self.assertEqual(span & (span - 1), 0)
             self.assertLessEqual(span, total // 4)
-            self.assertEqual(c["blocks"], span // c["size"])
-            self.assertEqual(c["waste_bytes"], span - c["blocks"] * c["size"])
+            self.assertEqual(c["blocks"], span // c["stride"])
+            self.assertEqual(c["waste_bytes"], span - c["blocks"] * c["stride"])
             smaller = [s for s in (span // 2, span // 4) if s >= slab]
             if c["waste_bytes"] <= span * resolve.SPAN_WASTE_LIMIT:
                 self.assertGreaterEqual(c["blocks"], resolve.SPAN_MIN_BLOCKS, c)
                 for s in smaller:  # a smaller span wastes more or holds too few blocks
-                    self.assertTrue(s % c["size"] > s * resolve.SPAN_WASTE_LIMIT
-                                    or s // c["size"] < resolve.SPAN_MIN_BLOCKS, c)
+                    self.assertTrue(s % c["stride"] > s * resolve.SPAN_WASTE_LIMIT
+                                    or s // c["stride"] < resolve.SPAN_MIN_BLOCKS, c)
+
+
+class StridePadTest(TempDirTest):
+    """options.stride_pad (default true): a tiny class whose size is a multiple
+    of 512 B has its blocks 16 B further apart than its size, so that their
+    first lines do not all fall in 8 of the first-level cache's sets."""
+
+    def generate(self, text):
+        self.write("s.yaml", text)
+        self.assertOk(self.hakgen("generate", "s.yaml", "o"))
+        out = read_outputs(os.path.join(self.tmp, "o"))
+        m = resolve.model(resolve.resolve(load_spec(os.path.join(self.tmp, "s.yaml"))), "s.yaml")
+        return m, out
+
+    def test_default_spec(self):
+        m = resolve.model(resolve.resolve(load_spec(DEFAULT_SPEC)), DEFAULT_SPEC)
+        padded = {c["size"]: (c["stride"], c["blocks"], c["span_bytes"])
+                  for c in m["classes"] if c["stride"] != c["size"]}
+        self.assertEqual(padded, {512: (528, 124, 65536), 1024: (1040, 63, 65536)})
+        # the mid classes keep their sizes, multiples of 512 or not
+        self.assertEqual([c["size"] for c in m["classes"] if c["kind"] == "mid"][:4],
+                         [1280, 1536, 1792, 2048])
+
+    def test_generated_constants(self):
+        """On and off: the class table, free's per-class offset check, and the
+        block-start constants, which follow the stride."""
+        text = edit(SMALL, "    - { size: 256, ring: 32, sll: 64, refill: 16, tiers: [sll, slab] }\n",
+                    "    - { size: 256, ring: 32, sll: 64, refill: 16, tiers: [sll, slab] }\n"
+                    "    - { size: 512, ring: 32, sll: 64, refill: 16 }\n"
+                    "    - { size: 1536, ring: 16, sll: 32, refill: 8 }\n")
+        text = edit(text, "classes: [384, 512, 1024, 2048]", "classes: [2048, 4096]")
+        for pad, stride512, blocks512 in ((True, 528, 124), (False, 512, 128)):
+            with self.subTest(pad=pad):
+                m, out = self.generate(edit(text, "options:\n",
+                                            f"options:\n  stride_pad: {str(pad).lower()}\n"))
+                strides = [(c["size"], c["stride"]) for c in m["classes"]]
+                self.assertEqual(strides, [(16, 16), (32, 32), (64, 64), (128, 128), (256, 256),
+                                           (512, stride512), (1536, 1536 + (16 if pad else 0)),
+                                           (2048, 2048), (4096, 4096)])
+                c512 = m["classes"][5]
+                self.assertEqual(c512["blocks"], blocks512)
+                self.assertIn(f"{{ .size = 512, .stride = {stride512}, .span_bytes = 65536, "
+                              f".blocks = {blocks512},", out["hak_tables.c"])
+                check = (f"off % {stride512}u != 0 || off >= {blocks512 * stride512}u)" if pad
+                         else "off % 512u != 0))")
+                free_c5 = out["hak_front.h"].split("HAK_INLINE void hak_free_c5(void *p)")[1]
+                self.assertIn(check, free_c5.split("\n}\n")[0])
+                div_mul = -(-(1 << 64) // stride512)
+                self.assertEqual(c512["div_mul"], div_mul)
+                excess = stride512 * div_mul - (1 << 64)
+                self.assertEqual(c512["start_limit"], blocks512 * excess if excess else 1)
+
+    def test_not_past_a_slab(self):
+        """A size that fills a slab keeps it as its stride: 16 B more would
+        not fit."""
+        text = edit(edit(SMALL, "  slab_bytes: 64KiB", "  slab_bytes: 4KiB"),
+                    "    - { size: 256, ring: 32, sll: 64, refill: 16, tiers: [sll, slab] }\n",
+                    "    - { size: 256, ring: 32, sll: 64, refill: 16, tiers: [sll, slab] }\n"
+                    "    - { size: 3584, ring: 32, sll: 64, refill: 16 }\n"
+                    "    - { size: 4096, ring: 32, sll: 64, refill: 16 }\n")
+        text = edit(text, "classes: [384, 512, 1024, 2048]", "classes: [8192]")
+        m, _ = self.generate(text)
+        self.assertEqual([(c["size"], c["stride"]) for c in m["classes"][5:]],
+                         [(3584, 3600), (4096, 4096), (8192, 8192)])

@@ -178,7 +178,7 @@ class OverlayTest(TempDirTest):
         b = resolve.resolve(load_spec(os.path.join(self.tmp, "v/b.yaml")))
         self.assertEqual((a["name"], b["name"]), ("a", "b"))
         self.assertEqual(b["options"], {"metrics": True, "free_check": "guarded", "decay_ms": 0,
-                                        "dispatch": "table", "tls": "pointer"})
+                                        "dispatch": "table", "tls": "pointer", "stride_pad": True})
         got = by_size(b)
         self.assertEqual((got[64]["ring"], got[64]["refill"]), (8, 8))
         self.assertEqual((got[16]["ring"], got[16]["refill"]), (32, 16))

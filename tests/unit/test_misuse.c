@@ -349,7 +349,7 @@ END_TEST
  * The offset check of every class, with the offset in the span.  For each
  * class, a block past the span's first slab (where the span has more than
  * one): its interior is an invalid pointer, and so is the start of the span's
- * second slab where no block starts there (a multiple of the size in its
+ * second slab where no block starts there (a multiple of the stride in its
  * slab, not in its span: a check of the offset in the slab would take it).
  * The block itself is freed (and handed out again, where the class caches).
  */
@@ -367,8 +367,10 @@ START_TEST(offset_check_of_every_class)
             ck_assert_uint_eq(hak_region_code((uintptr_t)p), cls + 1);
         } while (ci->span_bytes > HAK_SLAB_BYTES && ((uintptr_t)p & span_mask) < HAK_SLAB_BYTES);
         expect_abort(do_free, p + ci->size / 2, "hakmem: free(): invalid pointer", p + ci->size / 2);
+        if (ci->stride != ci->size) /* where the next block would start were it not padded */
+            expect_abort(do_free, p + ci->size, "hakmem: free(): invalid pointer", p + ci->size);
         char *second_slab = (char *)((uintptr_t)p & ~span_mask) + HAK_SLAB_BYTES;
-        if (ci->span_bytes > HAK_SLAB_BYTES && HAK_SLAB_BYTES % ci->size != 0)
+        if (ci->span_bytes > HAK_SLAB_BYTES && HAK_SLAB_BYTES % ci->stride != 0)
             expect_abort(do_free, second_slab, "hakmem: free(): invalid pointer", second_slab);
         for (uint32_t i = 0; i < n; i++)
             free(got[i]);

@@ -35,7 +35,7 @@ START_TEST(carve_in_order)
     ck_assert_ptr_eq(out[0], base);
     ck_assert_uint_eq((uintptr_t)base % ci->span_bytes, 0);
     for (int i = 0; i < 8 && i < (int)ci->blocks; i++) {
-        ck_assert_ptr_eq(out[i], base + (size_t)i * ci->size);
+        ck_assert_ptr_eq(out[i], base + (size_t)i * ci->stride);
         ck_assert_uint_eq(hak_region_code((uintptr_t)out[i]), QUIET_CLASS + 1);
     }
 }
@@ -55,7 +55,7 @@ START_TEST(reuse_before_carving)
     ck_assert_uint_eq(hak_heap_take(h, QUIET_CLASS, again, 3), 3);
     ck_assert_ptr_eq(again[0], out[0]);
     ck_assert_ptr_eq(again[1], out[2]);
-    ck_assert_ptr_eq(again[2], (char *)out[0] + 3 * ci->size);
+    ck_assert_ptr_eq(again[2], (char *)out[0] + 3 * ci->stride);
 }
 END_TEST
 
@@ -581,7 +581,7 @@ START_TEST(thread_exit_returns_cached_blocks)
      * overflow the class's caches (the default spec's mid list of 64), a flush
      * put at least one there. */
     const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
-    size_t batch_bytes = (size_t)batch * ci->size;
+    size_t batch_bytes = (size_t)batch * ci->stride;
     if (cap > 0) {
         ck_assert_uint_eq(hak_transfer_bytes() % batch_bytes, 0);
         ck_assert_uint_le(hak_transfer_bytes(), cap * batch_bytes);

@@ -58,7 +58,7 @@ START_TEST(batches_move_whole)
     for (uint32_t k = 0; k < cap; k++)
         ck_assert(hak_transfer_put(CLS, b + k * batch));
     ck_assert(!hak_transfer_put(CLS, b + cap * batch)); /* full */
-    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)cap * batch * hak_class_info[CLS].size);
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)cap * batch * hak_class_info[CLS].stride);
     for (uint32_t i = 0; i < cap * batch; i++)
         ck_assert(hak_transfer_holds(CLS, b[i]));
     ck_assert(!hak_transfer_holds(CLS, b[cap * batch]));
@@ -156,7 +156,7 @@ static void **malloc_blocks(unsigned cls, uint32_t n)
 static void assert_one_batch_held(unsigned cls, void *const *blocks)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
-    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->stride);
     for (uint32_t k = 0; k < ci->refill; k++) {
         ck_assert(hak_transfer_holds(cls, blocks[k]));
         if (HAK_GUARDED)
@@ -256,7 +256,7 @@ START_TEST(fork_child_flushes_to_spans)
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     free(p[fill_ring(p, oldest)]);
-    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->size);
+    ck_assert_uint_eq(hak_transfer_bytes(), (size_t)ci->refill * ci->stride);
     ck_assert(hak_transfer_holds(CLS, oldest[0]));
     ring_flush_stop(&f);
 }
