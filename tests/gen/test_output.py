@@ -654,14 +654,16 @@ class StridePadTest(TempDirTest):
                 self.assertEqual(c512["blocks"], blocks512)
                 self.assertIn(f"{{ .size = 512, .stride = {stride512}, .span_bytes = 65536, "
                               f".blocks = {blocks512},", out["hak_tables.c"])
-                check = (f"off % {stride512}u != 0 || off >= {blocks512 * stride512}u)" if pad
-                         else "off % 512u != 0))")
-                free_c5 = out["hak_front.h"].split("HAK_INLINE void hak_free_c5(void *p)")[1]
-                self.assertIn(check, free_c5.split("\n}\n")[0])
                 div_mul = -(-(1 << 64) // stride512)
                 self.assertEqual(c512["div_mul"], div_mul)
                 excess = stride512 * div_mul - (1 << 64)
                 self.assertEqual(c512["start_limit"], blocks512 * excess if excess else 1)
+                # a power of two: the offset's low bits; otherwise the one multiply and
+                # compare of the table front, which rejects the span's tail too
+                check = (f"if (HAK_UNLIKELY((uint64_t)off * {div_mul}ull >= {blocks512 * excess}ull))"
+                         if pad else "if (HAK_UNLIKELY(off % 512u != 0))")
+                free_c5 = out["hak_front.h"].split("HAK_INLINE void hak_free_c5(void *p)")[1]
+                self.assertIn(check, free_c5.split("\n}\n")[0])
 
     def test_not_past_a_slab(self):
         """A size that fills a slab keeps it as its stride: 16 B more would
