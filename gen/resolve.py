@@ -247,9 +247,13 @@ def _stride(c, ss, pad):
     blocks live) took one first-level miss per malloc+free pair (cachegrind,
     that cache), none padded: 1.081x and 1.063x, 7 interleaved rounds
     (bench/NOTES.md, "Blocks 16 bytes apart more").  A 256 B stride reaches 16
-    sets (192 lines) and is left as it is, as are the mid classes: 16 B more
-    would take a block from most of their spans (8 KiB: 8 per 64 KiB span,
-    7 padded), and that is not measured."""
+    sets (192 lines) and is left as it is.  So are the mid classes, though a
+    line more a block (their spans hold too few blocks for 16 B to spread
+    them) ran fixed 4 KiB and 8 KiB 1.22x and 1.19x and mid_mt 4T 1.14x:
+    their blocks are the aligned ones.  A class serves an aligned request only
+    where its stride is a multiple of the alignment (runtime/api.c, aligned),
+    and a padded 4 KiB class would send every posix_memalign(4096, n <= 4096)
+    and valloc to a mapping of its own."""
     size = c["size"]
     if (pad and c["kind"] == "tiny" and size % STRIDE_PAD_SIZES == 0
             and size + STRIDE_PAD <= ss["slab_bytes"]):

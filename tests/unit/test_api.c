@@ -156,6 +156,46 @@ START_TEST(posix_memalign_semantics)
 }
 END_TEST
 
+/* A small aligned request takes a block of the first class at or above its
+ * size whose stride is a multiple of the alignment (runtime/api.c, aligned:
+ * then every block of it is aligned), and a mapping of its own only where
+ * there is none.  The padded strides (options.stride_pad) must leave such a
+ * class for page-aligned requests: valloc and posix_memalign(4096, n). */
+START_TEST(small_aligned_requests_stay_in_the_classes)
+{
+    static const size_t sizes[] = {1, 100, 512, 1000, 4096};
+    unsigned in_classes = 0;
+    for (size_t align = 32; align <= 4096; align *= 2) {
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            size_t n = sizes[s];
+            unsigned want = HAK_NUM_CLASSES; /* none: a mapping */
+            for (unsigned cls = hak_size_class[(n + 15) >> 4]; cls < HAK_NUM_CLASSES; cls++)
+                if (hak_class_info[cls].stride % align == 0) {
+                    want = cls;
+                    break;
+                }
+            void *p = NULL;
+            ck_assert_int_eq(posix_memalign(&p, align, n), 0);
+            ck_assert_uint_eq((uintptr_t)p % align, 0);
+            unsigned code = hak_region_code((uintptr_t)p);
+            ck_assert_msg(code == (want < HAK_NUM_CLASSES ? want + 1 : 0),
+                          "posix_memalign(%zu, %zu): region code %u, class %u expected", align, n, code,
+                          want);
+            in_classes += code != 0;
+            free(p);
+        }
+    }
+    /* the default spec: every one of them (512 B aligned ones of 1536 B, the
+     * 512 and 1024 B classes' strides being padded), valloc's of 4096 B */
+    if (strcmp(HAK_SPEC_NAME, "default") == 0) {
+        ck_assert_uint_eq(in_classes, 8 * 5);
+        void *v = valloc(10);
+        ck_assert_uint_eq(hak_region_code((uintptr_t)v), hak_size_class[4096 >> 4] + 1u);
+        free(v);
+    }
+}
+END_TEST
+
 START_TEST(aligned_alloc_memalign_valloc_pvalloc)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -648,6 +688,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, realloc_null_and_zero);
     tcase_add_test(tc, posix_memalign_semantics);
     tcase_add_test(tc, aligned_alloc_memalign_valloc_pvalloc);
+    tcase_add_test(tc, small_aligned_requests_stay_in_the_classes);
     tcase_add_test(tc, usable_size_of_null);
     tcase_add_test(tc, large_blocks);
     tcase_add_test(tc, large_table_churn);
