@@ -245,7 +245,7 @@ def _stride(c, ss, pad):
     so at most 96 of them can have their first line there at once, 48 at 1024
     B; 16 B more spreads them over every set.  fixed 512 B and 1024 B (128
     blocks live) took one first-level miss per malloc+free pair (cachegrind,
-    that cache), none padded: 1.081x and 1.063x, 7 interleaved rounds
+    that cache), none padded: 1.077x and 1.060x, 9 interleaved rounds
     (bench/NOTES.md, "Blocks 16 bytes apart more").  A 256 B stride reaches 16
     sets (192 lines) and is left as it is.  So are the mid classes, though a
     line more a block (their spans hold too few blocks for 16 B to spread
