@@ -74,10 +74,9 @@ void hak_free_other(void *p)
 static unsigned class_of_block(const char *fn, unsigned code, const void *p)
 {
     unsigned cls = code - 1;
-    const struct hak_class_info *ci = &hak_class_info[cls];
     if (HAK_GUARDED) {
-        uint32_t off = (uint32_t)((uintptr_t)p & (ci->span_bytes - 1));
-        if (off % ci->stride != 0 || off / ci->stride >= ci->blocks)
+        uint32_t off = (uint32_t)((uintptr_t)p & hak_fast.span_mask[code]);
+        if (!hak_block_start(&hak_fast, code, off)) /* free's own test (hak_abi.h) */
             hak_report_invalid(fn, p);
         if (HAK_KEY_WORD(p) == hak_cache_key && hak_thread_block_freed(cls, p))
             report(fn, "freed pointer", p);
