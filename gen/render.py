@@ -11,7 +11,7 @@ from specload import SpecError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = os.path.join(ROOT, "templates")
 OUTPUTS = ("hak_spec.h", "hak_front.h", "hak_tables.c")
-GENERATOR_VERSION = 9  # bump with the runtime's HAK_RUNTIME_VERSION (include/hak_abi.h)
+GENERATOR_VERSION = 10  # bump with the runtime's HAK_RUNTIME_VERSION (include/hak_abi.h)
 
 
 def yaml_value(v):

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HAK_RUNTIME_VERSION 9
+#define HAK_RUNTIME_VERSION 10
 
 #ifndef HAK_GENERATED_VERSION
 #error "include the generated hak_spec.h, not hak_abi.h directly"
@@ -53,6 +53,13 @@
  * its hit touches anyway: malloc reads the head, free writes the room
  * (against a biased length that both compared and wrote: malloc 17 -> 15
  * instructions, free 27 -> 26; fixed 64 B 63 -> 60 a pair with the loop).
+ * free's test is its write: one subtraction in memory, whose sign the jump
+ * reads (a load, a subtraction and a store took 26 -> 24).  So it writes the
+ * room before it knows whether the bin is a thread's or a shared block of
+ * threads not started or exited (runtime/thread.c): a miss writes the room
+ * back as 0, which is what a bin's room is when it misses (it is never
+ * negative) and all a shared block's room is ever read as (never above 0:
+ * every write there is 0 or a room at most 0, less 1).
  * The table dispatch's free tests a first-tier ring against front_lim
  * instead, its capacity + 1 in a set-up bin and 0 otherwise (s < front_lim:
  * no subtraction to make); zeroed memory is a bin not set up either way.
@@ -87,13 +94,12 @@ struct hak_cached_block {
 
 /*
  * Guarded mode (hak_front.h): a block in a thread's cache carries
- * hak_cache_key in its second word (every class is at least 16 bytes, and the
- * list links through the first); a block handed out has it cleared.  The key
- * is random, set once before any thread has a cache (runtime/thread.c), and
- * never 0.  hak_free_keyed: a free met a block that carries it.
+ * hak_cache_key() in its second word (every class is at least 16 bytes, and
+ * the list links through the first); a block handed out has it cleared.  The
+ * key is below, with the region map.  hak_free_keyed: a free met a block
+ * that carries it.
  */
 #define HAK_KEY_WORD(p) (HAK_BLOCK(p)->key)
-extern uintptr_t hak_cache_key HAK_HIDDEN;
 
 /*
  * Per-class counters of a metrics build (options.metrics: true), one set per
@@ -204,6 +210,23 @@ static inline unsigned hak_region_covered_code(uintptr_t a)
     return __atomic_load_n(&hak_region.codes[a >> HAK_SLAB_SHIFT], __ATOMIC_RELAXED);
 }
 
+/*
+ * Guarded mode's cache key: the region map's own address.  Free's front has
+ * it in a register already, loaded to read p's code, so its test of the key
+ * is a compare with no load of its own (a random key in a variable took one:
+ * 24 -> 23 instructions a free).  It is set before any block exists (the
+ * first SuperSlab maps the map) and never changes; it is never 0 (the word of
+ * a block handed out), and no program object lies at it: the map is
+ * hakmem's, and outside every span (hak_region_code gives 0 for it), so a
+ * block's second word holds it only where a program computed it by chance.
+ * Like the random key before it, a chance match costs a search, never a
+ * false report (hak_free_keyed).
+ */
+static inline uintptr_t hak_cache_key(void)
+{
+    return (uintptr_t)hak_region.codes;
+}
+
 /* The class code of the slab holding address a; 0 when not ours. */
 static inline unsigned hak_region_code(uintptr_t a)
 {
@@ -307,5 +330,8 @@ void hak_front_invalid(const void *p) HAK_HIDDEN HAK_NOINLINE;
  * the thread's caches or free in its span; otherwise frees p (a tail call from
  * the front, for the same reason). */
 void hak_free_keyed(void *p) HAK_HIDDEN HAK_NOINLINE;
+/* The same, from a list tier's front, which has taken a place in its bin for
+ * p before it read the key (hak_front.h): the place is given back first. */
+void hak_free_keyed_listed(void *p) HAK_HIDDEN HAK_NOINLINE;
 
 #endif /* HAK_ABI_H */

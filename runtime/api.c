@@ -78,7 +78,7 @@ static unsigned class_of_block(const char *fn, unsigned code, const void *p)
         uint32_t off = (uint32_t)((uintptr_t)p & hak_fast.span_mask[code]);
         if (!hak_block_start(&hak_fast, code, off)) /* free's own test (hak_abi.h) */
             hak_report_invalid(fn, p);
-        if (HAK_KEY_WORD(p) == hak_cache_key && hak_thread_block_freed(cls, p))
+        if (HAK_KEY_WORD(p) == hak_cache_key() && hak_thread_block_freed(cls, p))
             report(fn, "freed pointer", p);
     }
     return cls;

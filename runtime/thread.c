@@ -14,15 +14,15 @@
  * With options.tls: pointer (hak_spec.h) "zeroed" is a shared block: every
  * thread's hak_tls_block starts at new_block; thread_start gives the thread
  * a block of its own from a pool, thread_exit returns it and points the thread
- * at dead_block.  Nothing writes the shared blocks.
+ * at dead_block.  Only a free's front writes the shared blocks: the room of
+ * a bin, which it decrements before its test and sets back to 0 when the
+ * test fails (hak_abi.h, struct hak_bin), so that it is never above 0 there.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
-#include <sys/random.h>
 
 #include "internal.h"
 
@@ -200,7 +200,7 @@ static void block_unlock(void) { hak_unlock(&pool_lock); }
 static void stamp(void *const *blocks, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        HAK_KEY_WORD(blocks[i]) = hak_cache_key;
+        HAK_KEY_WORD(blocks[i]) = hak_cache_key();
 }
 
 /* Fill class cls's first cache tier (empty) from the thread's heap, `want`
@@ -445,26 +445,7 @@ static bool thread_start(void)
     return true;
 }
 
-/* ---- guarded mode: the cache key (hak_abi.h) ---- */
-
-uintptr_t hak_cache_key;
-
-/* Random, so that a program's data equals it only by chance, and odd: never
- * 0 (the word of a block handed out) nor a pointer to anything aligned,
- * which is what a block's second word most often holds. */
-static void set_cache_key(void)
-{
-    uintptr_t key = 0;
-    if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
-        /* no entropy yet (early boot) or no syscall: the kernel's bytes for
-         * this process, bytes 0-7 being the stack protector's */
-        const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
-        if (r != NULL)
-            memcpy(&key, r + 8, sizeof key);
-        key ^= (uintptr_t)&key * UINT64_C(0x9E3779B97F4A7C15);
-    }
-    hak_cache_key = key | 1;
-}
+/* ---- guarded mode: blocks carrying the cache key (hak_abi.h) ---- */
 
 /* Whether p is one of the blocks class cls's caches hold.  The list is walked
  * only through blocks of the class: a block the program wrote to after
@@ -515,6 +496,16 @@ void hak_free_keyed(void *p)
     }
     free_check_key(code - 1, p);
     hak_front_free_class(code, p);
+}
+
+/* The list tier's call: its front took a place in the bin for p before it
+ * read the key (hak_front.h), which goes back before p is freed anew. */
+void hak_free_keyed_listed(void *p)
+{
+    unsigned code = hak_region_code((uintptr_t)p);
+    if (HAK_LIKELY(code != 0)) /* 0: the span went away, and hak_free_other reports p */
+        hak_thread_bin(code - 1)->sll_room++;
+    hak_free_keyed(p);
 }
 
 /* ---- the slow paths the generated fronts call ---- */
@@ -587,7 +578,7 @@ void *hak_alloc_slow(unsigned cls)
 static void give_uncached(struct hak_heap *h, unsigned cls, void *p)
 {
     if (HAK_GUARDED)
-        HAK_KEY_WORD(p) = hak_cache_key;
+        HAK_KEY_WORD(p) = hak_cache_key();
     hak_heap_give(h, cls, &p, 1);
 }
 
@@ -603,7 +594,7 @@ void hak_free_slow(unsigned cls, void *p)
     HAK_STAT(hak_tls.stats[cls].free_slow++);
     if (!has_cache(cls)) {
         /* as below: a first free of it by another thread waits in its span */
-        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key)
+        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key())
             free_check_key(cls, p);
         give_uncached(thread_heap, cls, p);
         return;
@@ -614,7 +605,7 @@ void hak_free_slow(unsigned cls, void *p)
     } else {
         /* the key first: the flush may give p's first copy back, to a span
          * of another heap, where it is no longer found */
-        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key)
+        if (HAK_GUARDED && HAK_KEY_WORD(p) == hak_cache_key())
             free_check_key(cls, p);
         flush(cls, b);
     }
@@ -717,13 +708,12 @@ bool hak_global_init(void)
     if (in_global_init)
         return false;
     /* a malloc that succeeds leaves errno alone, also the first, which may
-     * come before main: getrandom() and pthread_* may set it on the way */
+     * come before main: pthread_* may set it on the way */
     int saved_errno = errno;
     pthread_mutex_lock(&init_lock);
     if (global_state != 2) {
         in_global_init = true;
         global_state = 1;
-        set_cache_key(); /* before any thread has a cache, for good */
         hak_transfer_init();
         pthread_key_create(&thread_key, thread_exit);
         pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -515,15 +515,32 @@ START_TEST(realloc_and_usable_size_of_freed_block)
 }
 END_TEST
 
+/* Blocks on the class's list, counted by walking it to its end. */
+static uint32_t list_walk_length(unsigned c)
+{
+    const struct hak_bin *b = hak_thread_bin(c);
+    uint32_t n = 0;
+    for (void *q = b->sll_head; q != NULL && n <= hak_class_info[c].sll; q = HAK_BLOCK(q)->next)
+        n++;
+    return n;
+}
+
 /* A block whose second word equals the key by chance (the program's data) is
- * freed as any other, and handed out again exactly once, the word cleared. */
+ * freed as any other, and handed out again exactly once, the word cleared.
+ * The list's front took a place for it before it read the key: the cache
+ * holds one block more, and the list's room agrees with its length. */
 START_TEST(program_data_equal_to_key_is_no_double_free)
 {
-    ck_assert_uint_eq(hak_cache_key & 1, 1);
+    ck_assert_uint_ne(hak_cache_key(), 0);
+    ck_assert_uint_eq(hak_region_code(hak_cache_key()), 0); /* no block lies at the key */
+    unsigned c = class_64();
     uintptr_t *q = malloc(64);
     q[0] = 7;
-    q[1] = hak_cache_key;
+    q[1] = hak_cache_key();
+    uint32_t cached = cached_count(c);
     free(q);
+    ck_assert_uint_eq(cached_count(c), cached + 1);
+    ck_assert_uint_eq(list_walk_length(c), hak_bin_sll_length(c, hak_thread_bin(c)));
     uintptr_t *again = malloc(64), *next = malloc(64);
     ck_assert_ptr_eq(again, q);
     ck_assert_uint_eq(again[1], 0);
@@ -681,7 +698,7 @@ START_TEST(blocks_handed_out_carry_no_key)
         free(blocks[i]);
     for (int i = 0; i < N; i++) {
         blocks[i] = malloc(64);
-        ck_assert_msg(blocks[i][1] != hak_cache_key, "block %d handed out with the key", i);
+        ck_assert_msg(blocks[i][1] != hak_cache_key(), "block %d handed out with the key", i);
     }
 }
 END_TEST

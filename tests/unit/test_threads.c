@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -297,6 +298,56 @@ START_TEST(first_refill_a_page_worth)
 }
 END_TEST
 
+#if !HAK_TLS_STATIC
+/* ---- the shared blocks: what a free that misses writes there ---- */
+
+/* A free's front takes a place in the bin (room - 1 in memory) before it
+ * knows whether the bin is a thread's or the shared block of threads that
+ * have not started (thread.c); a miss writes the room back as 0.  Threads
+ * whose first call is a free, all at once: the shared block they all met is
+ * all zeros again afterwards, as every fast path needs it to be. */
+#define FIRST_FREES 8
+struct first_free {
+    void *block;
+    const struct hak_thread_block *shared;
+};
+static pthread_barrier_t first_frees_ready;
+
+static void *first_call_free(void *arg)
+{
+    struct first_free *f = arg;
+    f->shared = hak_tls_block; /* no caches yet: the shared new block */
+    pthread_barrier_wait(&first_frees_ready);
+    if (f->block == NULL) {
+        free(NULL); /* code 0: the empty bin, and no start */
+        f->block = malloc(64);
+    }
+    free(f->block);
+    return NULL;
+}
+
+START_TEST(first_frees_leave_the_shared_block_zero)
+{
+    struct first_free f[FIRST_FREES];
+    pthread_t t[FIRST_FREES];
+    ck_assert_int_eq(pthread_barrier_init(&first_frees_ready, NULL, FIRST_FREES), 0);
+    for (int i = 0; i < FIRST_FREES; i++) {
+        f[i].block = i % 2 ? malloc(16 << (i % 6)) : NULL;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, first_call_free, &f[i]), 0);
+    }
+    for (int i = 0; i < FIRST_FREES; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&first_frees_ready);
+    static const struct hak_thread_block zero;
+    for (int i = 0; i < FIRST_FREES; i++) {
+        ck_assert_ptr_eq(f[i].shared, f[0].shared);
+        ck_assert_ptr_ne(f[i].shared, hak_tls_block);
+    }
+    ck_assert_int_eq(memcmp(f[0].shared, &zero, sizeof zero), 0);
+}
+END_TEST
+#endif
+
 /* ---- allocations after the thread's own exit ---- */
 
 /* A mid class the harness does not use. */
@@ -359,6 +410,7 @@ Suite *suite_threads(void)
     tcase_add_test(tc, exited_threads_blocks_go_back_after_decay);
     tcase_add_test(tc, thread_touches_only_bins_it_uses);
     tcase_add_test(tc, pooled_block_reset_writes_its_header_only);
+    tcase_add_test(tc, first_frees_leave_the_shared_block_zero);
 #endif
     tcase_add_test(tc, first_refill_a_page_worth);
     tcase_add_test(tc, blocks_allocated_after_exit_go_back);

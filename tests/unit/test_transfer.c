@@ -39,7 +39,7 @@ static void **put_cached_batch(void)
     void **b = blocks_of(hak_heap_acquire(), 1);
     if (HAK_GUARDED)
         for (uint32_t i = 0; i < hak_class_info[CLS].refill; i++)
-            HAK_KEY_WORD(b[i]) = hak_cache_key;
+            HAK_KEY_WORD(b[i]) = hak_cache_key();
     ck_assert(hak_transfer_put(CLS, b));
     return b;
 }
@@ -160,7 +160,7 @@ static void assert_one_batch_held(unsigned cls, void *const *blocks)
     for (uint32_t k = 0; k < ci->refill; k++) {
         ck_assert(hak_transfer_holds(cls, blocks[k]));
         if (HAK_GUARDED)
-            ck_assert_uint_eq(HAK_KEY_WORD(blocks[k]), hak_cache_key);
+            ck_assert_uint_eq(HAK_KEY_WORD(blocks[k]), hak_cache_key());
     }
 }
 
