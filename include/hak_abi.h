@@ -28,6 +28,16 @@
 #define HAK_NORETURN __attribute__((noreturn))
 #define HAK_HIDDEN __attribute__((visibility("hidden")))
 #define HAK_EXPORT __attribute__((visibility("default")))
+
+/* Built with thread-sanitizer: the few races the fast paths make on purpose
+ * are made with atomics there (HAK_REGION_SLABS, HAK_ROOM_TAKE). */
+#if defined(__SANITIZE_THREAD__) /* gcc */
+#define HAK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) /* clang */
+#define HAK_TSAN 1
+#endif
+#endif
 /*
  * The TLS model of everything thread-local: initial-exec, one GOT load and an
  * %fs-relative access.  Its storage is the static TLS area, of which glibc
@@ -54,12 +64,11 @@
  * (against a biased length that both compared and wrote: malloc 17 -> 15
  * instructions, free 27 -> 26; fixed 64 B 63 -> 60 a pair with the loop).
  * free's test is its write: one subtraction in memory, whose sign the jump
- * reads (a load, a subtraction and a store took 26 -> 24).  So it writes the
- * room before it knows whether the bin is a thread's or a shared block of
- * threads not started or exited (runtime/thread.c): a miss writes the room
- * back as 0, which is what a bin's room is when it misses (it is never
- * negative) and all a shared block's room is ever read as (never above 0:
- * every write there is 0 or a room at most 0, less 1).
+ * reads (where a load, a subtraction and a store took 26 -> 24).  So it
+ * writes the room before it knows whether the bin is a thread's or a shared
+ * block of threads not started or exited (runtime/thread.c): a miss writes
+ * the room back as 0, which is what a bin's room is when it misses (it is
+ * never negative); see HAK_ROOM_TAKE below.
  * The table dispatch's free tests a first-tier ring against front_lim
  * instead, its capacity + 1 in a set-up bin and 0 otherwise (s < front_lim:
  * no subtraction to make); zeroed memory is a bin not set up either way.
@@ -76,6 +85,25 @@ struct hak_bin {
     uintptr_t ring_s;    /* L0: used slots of the ring + 1 */
     uintptr_t front_lim; /* first tier's capacity + 1 once set up (hak_fast.cap); a ring's free reads it */
 };
+
+/*
+ * free's take of a place in its list: the room, less 1, written back and
+ * tested for a sign (one `subq` in memory); and the room written back as 0
+ * after a miss.  Threads not started, or exited, share one block (thread.c),
+ * and their frees write its rooms at once: a race made on purpose, harmless
+ * because each write is 0 or a room of at most 0 less 1, so that no room
+ * there is ever read above 0.  Thread-sanitizer builds make it with relaxed
+ * atomics, so that it is not reported (a locked subtraction: such builds are
+ * not measured); atomics everywhere would cost free a load and a store of
+ * their own, gcc folding no atomic access into the subtraction.
+ */
+#if defined(HAK_TSAN)
+#define HAK_ROOM_TAKE(b) ((intptr_t)__atomic_sub_fetch(&(b)->sll_room, 1, __ATOMIC_RELAXED))
+#define HAK_ROOM_RESET(b) __atomic_store_n(&(b)->sll_room, 0, __ATOMIC_RELAXED)
+#else
+#define HAK_ROOM_TAKE(b) ((intptr_t)--(b)->sll_room)
+#define HAK_ROOM_RESET(b) ((void)((b)->sll_room = 0))
+#endif
 
 /*
  * A block in a thread's cache, as the fronts and the runtime read and write
@@ -184,13 +212,6 @@ extern struct hak_region_map hak_region HAK_HIDDEN;
  * The one store the plain load may meet is that release; thread-sanitizer
  * builds, and other machines, read slabs with an acquire.
  */
-#if defined(__SANITIZE_THREAD__) /* gcc */
-#define HAK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) /* clang */
-#define HAK_TSAN 1
-#endif
-#endif
 #if defined(__x86_64__) && !defined(HAK_TSAN)
 #define HAK_REGION_SLABS() (hak_region.slabs)
 #else

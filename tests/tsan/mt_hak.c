@@ -261,6 +261,48 @@ static int realloc_calloc_mt(void)
     return 0;
 }
 
+/* ---- threads whose first call is a free, all at once ---- */
+
+/* Before its first miss a thread's caches are a block shared by every such
+ * thread, whose rooms free's front writes (HAK_ROOM_TAKE, hak_abi.h): the
+ * blocks freed must each come back once, and the writes be no race. */
+enum { FIRST_THREADS = 8 };
+static unsigned char *first_blocks[FIRST_THREADS];
+static pthread_barrier_t first_ready;
+
+static void *free_first(void *arg)
+{
+    uintptr_t k = (uintptr_t)arg;
+    pthread_barrier_wait(&first_ready);
+    hak_free(first_blocks[k]);
+    unsigned char *again = hak_malloc(64);
+    fill(again, 64, k);
+    int ok = verify(again, 64, k);
+    hak_free(again);
+    return ok ? NULL : arg;
+}
+
+static int first_call_free(void)
+{
+    for (int round = 0; round < 20; round++) {
+        for (int k = 0; k < FIRST_THREADS; k++) {
+            first_blocks[k] = hak_malloc(64);
+            fill(first_blocks[k], 64, 100 + (uint64_t)k);
+        }
+        CHECK(pthread_barrier_init(&first_ready, NULL, FIRST_THREADS) == 0, "barrier");
+        pthread_t t[FIRST_THREADS];
+        for (uintptr_t k = 0; k < FIRST_THREADS; k++)
+            CHECK(pthread_create(&t[k], NULL, free_first, (void *)k) == 0, "pthread_create failed");
+        for (int k = 0; k < FIRST_THREADS; k++) {
+            void *bad;
+            pthread_join(t[k], &bad);
+            CHECK(bad == NULL, "thread %d: its block was overwritten", k);
+        }
+        pthread_barrier_destroy(&first_ready);
+    }
+    return 0;
+}
+
 int main(void)
 {
     struct {
@@ -271,6 +313,7 @@ int main(void)
         {"mpsc_remote_frees", mpsc_remote_frees},
         {"thread_churn", thread_churn},
         {"realloc_calloc_mt", realloc_calloc_mt},
+        {"first_call_free", first_call_free},
     };
     int passed = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
