@@ -486,26 +486,29 @@ static void free_check_key(unsigned cls, void *p)
     HAK_KEY_WORD(p) = 0;
 }
 
-/* The front's call when p carries the key (hak_front.h). */
-void hak_free_keyed(void *p)
+/* p, of region code `code`, carries the key; `taken`: the list's front took
+ * a place in the bin for it, which goes back before p is freed anew. */
+static void free_keyed(void *p, unsigned code, bool taken)
 {
-    unsigned code = hak_region_code((uintptr_t)p);
     if (HAK_UNLIKELY(code == 0)) { /* its span went away since the front looked */
         hak_free_other(p);
         return;
     }
+    if (taken)
+        hak_thread_bin(code - 1)->sll_room++;
     free_check_key(code - 1, p);
     hak_front_free_class(code, p);
 }
 
-/* The list tier's call: its front took a place in the bin for p before it
- * read the key (hak_front.h), which goes back before p is freed anew. */
+/* The front's calls when p carries the key (hak_front.h). */
+void hak_free_keyed(void *p)
+{
+    free_keyed(p, hak_region_code((uintptr_t)p), false);
+}
+
 void hak_free_keyed_listed(void *p)
 {
-    unsigned code = hak_region_code((uintptr_t)p);
-    if (HAK_LIKELY(code != 0)) /* 0: the span went away, and hak_free_other reports p */
-        hak_thread_bin(code - 1)->sll_room++;
-    hak_free_keyed(p);
+    free_keyed(p, hak_region_code((uintptr_t)p), true);
 }
 
 /* ---- the slow paths the generated fronts call ---- */
