@@ -207,6 +207,21 @@ static void stamp(void *const *blocks, uint32_t n)
  * blocks at most; return one more block for the caller, or NULL when memory
  * is exhausted.  A transfer batch is taken whole (its blocks are cached ones,
  * written already). */
+/* hak_heap_take gives blocks in address order; a cache pops its newest
+ * first, so each is loaded in reverse to hand them out in that order.  A
+ * program that walks what it allocated then walks memory upward, as the
+ * CPU's prefetchers expect: against blocks handed out downward within each
+ * batch, mixed ws=8192 ran 1.05x, phases 1.04x, appmix 1.05x (bench/NOTES.md,
+ * "Blocks handed out upward"). */
+static void reverse(void **blocks, uint32_t n)
+{
+    for (uint32_t i = 0, j = n - 1; i < j; i++, j--) {
+        void *t = blocks[i];
+        blocks[i] = blocks[j];
+        blocks[j] = t;
+    }
+}
+
 static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
@@ -219,6 +234,7 @@ static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
             n = hak_heap_take(thread_heap, cls, ring, want);
             if (n == 0)
                 return NULL;
+            reverse(ring, n); /* popped from the top: lowest address first */
             if (HAK_GUARDED)
                 stamp(ring, n - 1);
         }
@@ -243,11 +259,10 @@ static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
         HAK_STAT(hak_tls.stats[cls].refill_blocks += n);
         if (HAK_GUARDED)
             stamp(batch, n); /* got's too: hak_alloc_slow clears it */
-        for (uint32_t i = 0; i < n; i++) {
-            if (got == NULL) {
-                got = batch[i];
-                continue;
-            }
+        uint32_t first = 0;
+        if (got == NULL)
+            got = batch[first++];
+        for (uint32_t i = n; i-- > first;) { /* the list's head: the lowest left */
             HAK_BLOCK(batch[i])->next = b->sll_head;
             b->sll_head = batch[i];
             b->sll_room--;

@@ -41,6 +41,30 @@ START_TEST(carve_in_order)
 }
 END_TEST
 
+/* malloc hands a fresh span's blocks out in address order too, whatever the
+ * class's first tier: a refill loads its cache in reverse, the cache pops
+ * its newest first.  Consecutive blocks of one span are one stride apart,
+ * upward (they went downward within each refill before). */
+START_TEST(malloc_hands_out_in_address_order)
+{
+    const struct hak_class_info *ci = &hak_class_info[QUIET_CLASS];
+    enum { N = 40 };
+    char *p[N];
+    for (int i = 0; i < N; i++)
+        ck_assert_ptr_nonnull(p[i] = malloc(ci->size));
+    int same_span = 0;
+    for (int i = 0; i + 1 < N; i++) {
+        if (span_base_of(p[i]) != span_base_of(p[i + 1]))
+            continue;
+        ck_assert_ptr_eq(p[i + 1], p[i] + ci->stride);
+        same_span++;
+    }
+    ck_assert_int_ge(same_span, N / 2);
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+}
+END_TEST
+
 /* Given-back blocks are reused (found in the live bitmap, lowest first)
  * before carving goes on. */
 START_TEST(reuse_before_carving)
@@ -957,6 +981,7 @@ Suite *suite_slabs(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, no_background_huge_pages, NULL);
     tcase_add_test(tc, carve_in_order);
+    tcase_add_test(tc, malloc_hands_out_in_address_order);
     tcase_add_test(tc, reuse_before_carving);
     tcase_add_test(tc, empty_span_returned);
     if (HAK_DECAY_MS > 0) { /* freed units stay resident until a purge; with 0 they go at once */

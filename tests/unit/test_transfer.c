@@ -87,7 +87,7 @@ static void *malloc_two(void *arg)
  * worth; CLS's blocks are larger than a page).  A ring: its first malloc
  * returns the batch's last block, the next one the block before it (the
  * ring is a stack).  A list: the first returns the batch's first block, and
- * the others went onto the list in order, so the next one is its last. */
+ * the others went onto the list last first, so the next one is its second. */
 START_TEST(refill_takes_a_batch_first)
 {
     uint32_t batch = hak_class_info[CLS].refill;
@@ -99,7 +99,7 @@ START_TEST(refill_takes_a_batch_first)
     ck_assert_int_eq(pthread_create(&t, NULL, malloc_two, got), 0);
     pthread_join(t, NULL);
     ck_assert_ptr_eq(got[0], b[hak_class_info[CLS].ring_first ? batch - 1 : 0]);
-    ck_assert_ptr_eq(got[1], b[batch - (hak_class_info[CLS].ring_first ? 2 : 1)]);
+    ck_assert_ptr_eq(got[1], b[hak_class_info[CLS].ring_first ? batch - 2 : 1]);
     if (HAK_GUARDED)
         ck_assert_uint_eq(HAK_KEY_WORD(got[0]), 0); /* handed out: no key */
     ck_assert_uint_eq(hak_transfer_bytes(), 0);
