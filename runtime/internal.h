@@ -133,8 +133,14 @@ struct hak_span {
 };
 _Static_assert(sizeof(struct hak_span) == 128, "span meta: the owner's line, then the shared one");
 
+/* A superslab's place on one of superslab.c's lists of those with free units. */
+struct hak_ss_link {
+    struct hak_superslab *next, *prev;
+};
+
 struct hak_superslab {
     struct hak_superslab *next;                 /* every superslab (superslab.c's lock) */
+    struct hak_ss_link with[2];                 /* with free units, with dirty ones (superslab.c) */
     uint32_t free_units;                        /* units in no span */
     uint32_t dirty_units;                       /* free units not yet given back to the OS */
     uint64_t dirty_since;                       /* hak_now_ms() when the oldest became dirty */
@@ -177,6 +183,7 @@ void hak_ss_span_free(struct hak_span *sp) HAK_HIDDEN;
  * bytes released, and lowers *next_ms to when the rest will be due. */
 size_t hak_ss_purge(uint64_t now, bool all, uint64_t *next_ms) HAK_HIDDEN;
 bool hak_ss_purgeable_locked(void) HAK_HIDDEN; /* fork child: anything for a purge? */
+bool hak_ss_lists_valid(void) HAK_HIDDEN; /* tests: the lists of superslabs with free units agree */
 /* What the allocator holds, for mallinfo2 and malloc_stats (api.c). */
 struct hak_usage {
     size_t ss_mapped;     /* superslabs mapped */

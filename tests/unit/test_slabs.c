@@ -169,6 +169,39 @@ START_TEST(unmapping_forgets_dirty_units)
 }
 END_TEST
 
+/* A new span looks for units only in the superslabs that have free ones,
+ * dirty ones first: each superslab is on those lists exactly while it has
+ * such units, through spans taken and freed, purges and unmapping. */
+START_TEST(superslab_lists_follow_the_units)
+{
+    enum { SPANS = 48, ROUNDS = 2 }; /* spans of 4 units: seven superslabs */
+    static struct hak_span *sp[SPANS];
+    uint64_t next = UINT64_MAX;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < SPANS; i++) {
+            ck_assert_ptr_nonnull(sp[i] = hak_ss_span_alloc(QUIET_CLASS));
+            ck_assert(hak_ss_lists_valid());
+        }
+        for (int i = 0; i < SPANS; i += 3) {
+            hak_ss_span_free(sp[i]);
+            ck_assert(hak_ss_lists_valid());
+        }
+        hak_ss_purge(hak_now_ms(), true, &next); /* the holes: clean now */
+        ck_assert(hak_ss_lists_valid());
+        for (int i = 0; i < SPANS; i += 3) {
+            ck_assert_ptr_nonnull(sp[i] = hak_ss_span_alloc(QUIET_CLASS));
+            ck_assert(hak_ss_lists_valid());
+        }
+        for (int i = 0; i < SPANS; i++) {
+            hak_ss_span_free(sp[i]);
+            ck_assert(hak_ss_lists_valid());
+        }
+        hak_ss_purge(hak_now_ms(), true, &next); /* empty superslabs: unmapped */
+        ck_assert(hak_ss_lists_valid());
+    }
+}
+END_TEST
+
 /* A pass whose clock was read before a span was freed (it reads it before
  * it takes the lock; the free stamps its units under it) leaves that span
  * for later: it is not due yet, not due "2^64 ms ago".  Some superslab here
@@ -984,6 +1017,7 @@ Suite *suite_slabs(void)
     tcase_add_test(tc, malloc_hands_out_in_address_order);
     tcase_add_test(tc, reuse_before_carving);
     tcase_add_test(tc, empty_span_returned);
+    tcase_add_test(tc, superslab_lists_follow_the_units);
     if (HAK_DECAY_MS > 0) { /* freed units stay resident until a purge; with 0 they go at once */
         tcase_add_test(tc, span_reuses_resident_units);
         tcase_add_test(tc, unmapping_forgets_dirty_units);
