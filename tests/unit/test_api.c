@@ -125,6 +125,30 @@ START_TEST(realloc_null_and_zero)
 }
 END_TEST
 
+/* A realloc that succeeds leaves errno as the caller had it, whether it
+ * keeps the block, moves it to another class, moves a large block with
+ * mremap or shrinks one into a class; the contents go along byte by byte. */
+START_TEST(realloc_leaves_errno_alone)
+{
+    size_t sizes[] = {10, 16, 100, 40, 5000, 1000, 200000, 3000000, 300, 7};
+    unsigned char *p = NULL;
+    size_t had = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        errno = 1234;
+        unsigned char *q = realloc(p, sizes[i]);
+        ck_assert_ptr_nonnull(q);
+        ck_assert_int_eq(errno, 1234);
+        for (size_t j = 0; j < had && j < sizes[i]; j++)
+            ck_assert_uint_eq(q[j], (unsigned char)(j * 7 + had));
+        had = sizes[i];
+        for (size_t j = 0; j < had; j++)
+            q[j] = (unsigned char)(j * 7 + had);
+        p = q;
+    }
+    free(p);
+}
+END_TEST
+
 START_TEST(posix_memalign_semantics)
 {
     void *p = (void *)0x1;
@@ -686,6 +710,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, realloc_keeps_content_across_classes);
     tcase_add_test(tc, realloc_failure_keeps_block);
     tcase_add_test(tc, realloc_null_and_zero);
+    tcase_add_test(tc, realloc_leaves_errno_alone);
     tcase_add_test(tc, posix_memalign_semantics);
     tcase_add_test(tc, aligned_alloc_memalign_valloc_pvalloc);
     tcase_add_test(tc, small_aligned_requests_stay_in_the_classes);
