@@ -211,8 +211,8 @@ static void stamp(void *const *blocks, uint32_t n)
  * first, so each is loaded in reverse to hand them out in that order.  A
  * program that walks what it allocated then walks memory upward, as the
  * CPU's prefetchers expect: against blocks handed out downward within each
- * batch, mixed ws=8192 ran 1.05x, phases 1.04x, appmix 1.05x (bench/NOTES.md,
- * "Blocks handed out upward"). */
+ * batch, mixed ws=8192 ran 1.05x and 1.08x in two runs, phases 1.04x and
+ * 1.01x (bench/NOTES.md, "Blocks handed out upward"). */
 static void reverse(void **blocks, uint32_t n)
 {
     for (uint32_t i = 0, j = n - 1; i < j; i++, j--) {
