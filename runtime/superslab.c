@@ -14,9 +14,10 @@
  * page fault, so a new span takes dirty units before clean ones: spans that come and go (mid_mt:
  * a few thousand a second) then reuse resident memory instead of faulting in
  * clean units while the dirty ones pile up toward the cap.  Dirty units
- * are also capped (DIRTY_MIN_UNITS, 16 MiB, or an eighth of the units in spans): a
- * program that frees most of its memory at once gets it back at once, not
- * after the decay, and keeps what it reuses soon.
+ * are also capped (16 MiB, or an eighth of the units in spans): a program
+ * that frees most of its memory at once gets it back at once, not after
+ * the decay, and keeps what it reuses soon.  Where what the cap gave back
+ * is faulted in again soon after, the cap's floor rises (cap_floor_units).
  *
  * With superslab.huge_pages (HAK_HUGE_PAGES) a superslab asks for transparent
  * huge pages when it is mapped; purging a unit of one splits it back into
@@ -42,6 +43,18 @@ static size_t units_in_spans;         /* over all superslabs */
 static size_t units_dirty;            /* over all superslabs: the sum of their dirty_units */
 
 #define DIRTY_MIN_UNITS ((16u << 20) / HAK_SLAB_BYTES) /* 16 MiB of dirty units are always fine */
+
+/* The cap's floor: DIRTY_MIN_UNITS, doubled (up to the most units spans
+ * have held) when a new span faults in clean units within HAK_DECAY_MS of a
+ * purge by the cap, and halved for every HAK_DECAY_MS since.  A program that
+ * frees all its blocks and takes them again, round after round, had every
+ * round fault in again what the cap had given back the round before: 5000
+ * blocks of 25-75 KB, 20 rounds, 1.5x tcmalloc's time (bench/NOTES.md, "The
+ * cap learns what is taken again").  The decay gives it all back anyway. */
+static size_t cap_floor_units = DIRTY_MIN_UNITS;
+static uint64_t cap_raised_ms;
+static uint64_t cap_purged_ms; /* when the cap last purged; 0: not since the last raise */
+static size_t units_in_spans_peak;
 
 static bool bit_get(const uint64_t *bits, unsigned i)
 {
@@ -89,6 +102,28 @@ static void set_units(struct hak_superslab *ss, uint32_t free_units, uint32_t di
         (dirty_units != 0 ? list_add : list_remove)(WITH_DIRTY, ss);
     ss->free_units = free_units;
     ss->dirty_units = dirty_units;
+}
+
+static size_t cap_floor(uint64_t now)
+{
+    if (HAK_DECAY_MS == 0 || cap_floor_units <= DIRTY_MIN_UNITS)
+        return DIRTY_MIN_UNITS;
+    uint64_t halvings = now > cap_raised_ms ? (now - cap_raised_ms) / (HAK_DECAY_MS ? HAK_DECAY_MS : 1) : 0;
+    size_t least = halvings < 32 ? cap_floor_units >> halvings : 0;
+    return least > DIRTY_MIN_UNITS ? least : DIRTY_MIN_UNITS;
+}
+
+/* A new span faults in clean units: if the cap purged within HAK_DECAY_MS,
+ * what it gave back is wanted again, and its floor doubles (once a purge). */
+static void cap_refaulted(void)
+{
+    uint64_t now = hak_now_ms();
+    if (now - cap_purged_ms < HAK_DECAY_MS) {
+        size_t raised = 2 * cap_floor(now);
+        cap_floor_units = raised < units_in_spans_peak ? raised : units_in_spans_peak;
+        cap_raised_ms = now;
+    }
+    cap_purged_ms = 0;
 }
 
 static bool ss_is_empty(const struct hak_superslab *ss)
@@ -185,6 +220,10 @@ struct hak_span *hak_ss_span_alloc(unsigned cls)
     set_units(ss, ss->free_units - k, ss->dirty_units - reused_dirty);
     units_dirty -= reused_dirty;
     units_in_spans += k;
+    if (units_in_spans > units_in_spans_peak)
+        units_in_spans_peak = units_in_spans;
+    if (reused_dirty < k && cap_purged_ms != 0)
+        cap_refaulted();
     bits_set(ss->unit_free, (unsigned)first, k, false);
     bits_set(ss->unit_dirty, (unsigned)first, k, false);
     struct hak_span *sp = &ss->span[first];
@@ -229,9 +268,10 @@ static size_t purge_units(struct hak_superslab *ss)
 /* Dirty units over the cap: purge whole superslabs' dirty units, emptiest
  * first (their units are the least likely to be reused soon), until under
  * half the cap.  Called with the lock held. */
-static void purge_over_cap(void)
+static void purge_over_cap(size_t least, uint64_t now)
 {
-    size_t target = units_in_spans / 16 > DIRTY_MIN_UNITS / 2 ? units_in_spans / 16 : DIRTY_MIN_UNITS / 2;
+    size_t target = units_in_spans / 16 > least / 2 ? units_in_spans / 16 : least / 2;
+    cap_purged_ms = now ? now : 1;
     while (units_dirty > target) {
         struct hak_superslab *pick = NULL;
         for (struct hak_superslab *ss = with_units[WITH_DIRTY]; ss; ss = ss->with[WITH_DIRTY].next)
@@ -260,8 +300,9 @@ void hak_ss_span_free(struct hak_span *sp)
     units_in_spans -= k;
     if (ss_is_empty(ss))
         ss->empty_since = now;
-    if (units_dirty > DIRTY_MIN_UNITS && units_dirty > units_in_spans / 8)
-        purge_over_cap();
+    size_t least = cap_floor(now);
+    if (units_dirty > least && units_dirty > units_in_spans / 8)
+        purge_over_cap(least, now);
     size_t dirty = units_dirty * HAK_SLAB_BYTES;
     hak_unlock(&ss_lock);
     hak_decay_note(HAK_DECAY_SS, dirty);

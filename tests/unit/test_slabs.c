@@ -263,6 +263,34 @@ static int alloc_dirty_spans(struct hak_span **sp, int max, size_t bytes)
 
 enum { MAX_SPANS = (int)(2 * HAK_PURGER_MIN_BYTES / (16 << 10)) }; /* 16 KiB slabs and up */
 
+/* The cap on dirty units gives back at once what a program frees at once.
+ * When a new span faults in clean units soon after such a purge, what it
+ * gave back was wanted again: the cap's floor rises, and the same amount
+ * freed again stays resident for the next round (superslab.c, cap_floor). */
+START_TEST(cap_rises_when_its_purge_is_faulted_in_again)
+{
+    if (HAK_DECAY_MS == 0)
+        return; /* every free purges at once */
+    const size_t MiB = (size_t)1 << 20, span = hak_class_info[QUIET_CLASS].span_bytes;
+    hak_decay_purge_all(); /* what the harness left: nothing is dirty now */
+    struct hak_span **sp = malloc((24 * MiB / span + 1) * sizeof *sp);
+    ck_assert_ptr_nonnull(sp);
+    for (int round = 0; round < 2; round++) {
+        int n = alloc_dirty_spans(sp, (int)(24 * MiB / span + 1), 24 * MiB);
+        for (int i = 0; i < n; i++)
+            hak_ss_span_free(sp[i]);
+        struct hak_usage u = {0};
+        hak_ss_usage(&u);
+        if (round == 0)
+            ck_assert_uint_le(u.ss_dirty, 16 * MiB); /* over the cap: purged */
+        else
+            ck_assert_uint_ge(u.ss_dirty, 24 * MiB); /* all of it kept */
+    }
+    free(sp);
+    hak_decay_purge_all();
+}
+END_TEST
+
 /* Less than HAK_PURGER_MIN_BYTES to give back starts no purger thread: a
  * program stays single-threaded (unshare(CLONE_NEWUSER) needs that); once
  * that much is dirty, the next poll starts it. */
@@ -1023,6 +1051,7 @@ Suite *suite_slabs(void)
         tcase_add_test(tc, unmapping_forgets_dirty_units);
         tcase_add_test(tc, purge_with_older_clock_leaves_fresh_spans);
     }
+    tcase_add_test(tc, cap_rises_when_its_purge_is_faulted_in_again);
     tcase_add_test(tc, purger_waits_for_enough_to_give_back);
     tcase_add_test(tc, purger_counts_what_is_still_free);
     tcase_add_test(tc, purger_started_late_purges_what_is_due_at_once);
