@@ -44,9 +44,10 @@ static size_t units_dirty;            /* over all superslabs: the sum of their d
 
 #define DIRTY_MIN_UNITS ((16u << 20) / HAK_SLAB_BYTES) /* 16 MiB of dirty units are always fine */
 
-/* The cap's floor: DIRTY_MIN_UNITS, doubled (up to the most units spans
- * have held) when a new span faults in clean units within HAK_DECAY_MS of a
- * purge by the cap, and halved for every HAK_DECAY_MS since.  A program that
+/* The cap's floor: DIRTY_MIN_UNITS, raised when a new span faults in clean
+ * units within HAK_DECAY_MS of purges by the cap, by what they gave back
+ * (at least doubled, at most the most units spans have held), and halved
+ * for every HAK_DECAY_MS since.  A program that
  * frees all its blocks and takes them again, round after round, had every
  * round fault in again what the cap had given back the round before: 5000
  * blocks of 25-75 KB, 20 rounds, 1.5x tcmalloc's time (bench/NOTES.md, "The
@@ -54,6 +55,7 @@ static size_t units_dirty;            /* over all superslabs: the sum of their d
 static size_t cap_floor_units = DIRTY_MIN_UNITS;
 static uint64_t cap_raised_ms;
 static uint64_t cap_purged_ms; /* when the cap last purged; 0: not since the last raise */
+static size_t cap_purged_units; /* what it gave back since the last raise */
 static size_t units_in_spans_peak;
 
 static bool bit_get(const uint64_t *bits, unsigned i)
@@ -114,16 +116,18 @@ static size_t cap_floor(uint64_t now)
 }
 
 /* A new span faults in clean units: if the cap purged within HAK_DECAY_MS,
- * what it gave back is wanted again, and its floor doubles (once a purge). */
+ * what it gave back is wanted again, and its floor rises by that much. */
 static void cap_refaulted(void)
 {
     uint64_t now = hak_now_ms();
     if (now - cap_purged_ms < HAK_DECAY_MS) {
-        size_t raised = 2 * cap_floor(now);
+        size_t least = cap_floor(now);
+        size_t raised = least + (cap_purged_units > least ? cap_purged_units : least);
         cap_floor_units = raised < units_in_spans_peak ? raised : units_in_spans_peak;
         cap_raised_ms = now;
     }
     cap_purged_ms = 0;
+    cap_purged_units = 0;
 }
 
 static bool ss_is_empty(const struct hak_superslab *ss)
@@ -271,7 +275,10 @@ static size_t purge_units(struct hak_superslab *ss)
 static void purge_over_cap(size_t least, uint64_t now)
 {
     size_t target = units_in_spans / 16 > least / 2 ? units_in_spans / 16 : least / 2;
+    if (now - cap_purged_ms >= HAK_DECAY_MS)
+        cap_purged_units = 0; /* an older episode's */
     cap_purged_ms = now ? now : 1;
+    cap_purged_units += units_dirty - target;
     while (units_dirty > target) {
         struct hak_superslab *pick = NULL;
         for (struct hak_superslab *ss = with_units[WITH_DIRTY]; ss; ss = ss->with[WITH_DIRTY].next)
