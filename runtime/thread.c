@@ -203,10 +203,6 @@ static void stamp(void *const *blocks, uint32_t n)
         HAK_KEY_WORD(blocks[i]) = hak_cache_key();
 }
 
-/* Fill class cls's first cache tier (empty) from the thread's heap, `want`
- * blocks at most; return one more block for the caller, or NULL when memory
- * is exhausted.  A transfer batch is taken whole (its blocks are cached ones,
- * written already). */
 /* hak_heap_take gives blocks in address order; a cache pops its newest
  * first, so each is loaded in reverse to hand them out in that order.  A
  * program that walks what it allocated then walks memory upward, as the
@@ -215,13 +211,17 @@ static void stamp(void *const *blocks, uint32_t n)
  * 1.01x (bench/NOTES.md, "Blocks handed out upward"). */
 static void reverse(void **blocks, uint32_t n)
 {
-    for (uint32_t i = 0, j = n - 1; i < j; i++, j--) {
+    for (uint32_t i = 0; i < n / 2; i++) {
         void *t = blocks[i];
-        blocks[i] = blocks[j];
-        blocks[j] = t;
+        blocks[i] = blocks[n - 1 - i];
+        blocks[n - 1 - i] = t;
     }
 }
 
+/* Fill class cls's first cache tier (empty) from the thread's heap, `want`
+ * blocks at most; return one more block for the caller, or NULL when memory
+ * is exhausted.  A transfer batch is taken whole (its blocks are cached ones,
+ * written already). */
 static void *refill(unsigned cls, struct hak_bin *b, uint32_t want)
 {
     const struct hak_class_info *ci = &hak_class_info[cls];
