@@ -193,7 +193,7 @@ static void *block_at(const struct hak_span *sp, const struct hak_class_info *ci
 
 /* Give p back: clear its live bit; a bit already clear means p was freed
  * twice. */
-static void release_block(struct hak_span *sp, unsigned cls, void *p)
+HAK_INLINE void release_block(struct hak_span *sp, unsigned cls, void *p)
 {
     uint32_t i = block_index(sp, cls, p);
     uint64_t bit = UINT64_C(1) << (i % 64), *word = &live_bits(sp)[i / 64];
