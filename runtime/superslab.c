@@ -110,6 +110,7 @@ static size_t cap_floor(uint64_t now)
 {
     if (HAK_DECAY_MS == 0 || cap_floor_units <= DIRTY_MIN_UNITS)
         return DIRTY_MIN_UNITS;
+    /* never 0 here; the divisor says so for a decay_ms: 0 build's compiler */
     uint64_t halvings = now > cap_raised_ms ? (now - cap_raised_ms) / (HAK_DECAY_MS ? HAK_DECAY_MS : 1) : 0;
     size_t least = halvings < 32 ? cap_floor_units >> halvings : 0;
     return least > DIRTY_MIN_UNITS ? least : DIRTY_MIN_UNITS;
@@ -120,7 +121,7 @@ static size_t cap_floor(uint64_t now)
 static void cap_refaulted(void)
 {
     uint64_t now = hak_now_ms();
-    if (now - cap_purged_ms < HAK_DECAY_MS) {
+    if (!hak_decay_is_due(now, cap_purged_ms)) {
         size_t least = cap_floor(now);
         size_t raised = least + (cap_purged_units > least ? cap_purged_units : least);
         cap_floor_units = raised < units_in_spans_peak ? raised : units_in_spans_peak;
@@ -275,7 +276,7 @@ static size_t purge_units(struct hak_superslab *ss)
 static void purge_over_cap(size_t least, uint64_t now)
 {
     size_t target = units_in_spans / 16 > least / 2 ? units_in_spans / 16 : least / 2;
-    if (now - cap_purged_ms >= HAK_DECAY_MS)
+    if (hak_decay_is_due(now, cap_purged_ms))
         cap_purged_units = 0; /* an older episode's */
     cap_purged_ms = now ? now : 1;
     cap_purged_units += units_dirty - target;
