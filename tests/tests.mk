@@ -35,7 +35,7 @@ test-gen: deps
 test-bench: deps bench-bins
 	$(PYTHON) -m unittest discover -s tests/bench -t . -q
 
-$(UNIT_BIN): $(UNIT_SRCS) $(BUILD)/libhakmem.a
+$(UNIT_BIN): $(UNIT_SRCS) tests/unit/quiet_class.h $(BUILD)/libhakmem.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -std=gnu11 -Wall -Wextra -Iinclude -I$(GEN) -Iruntime \
 		-fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
@@ -44,7 +44,7 @@ $(UNIT_BIN): $(UNIT_SRCS) $(BUILD)/libhakmem.a
 # Race points: the runtime without wrappers.c, compiled in with HAK_TEST_HOOKS.
 HOOKS_BIN := $(BUILD)/tests/hooks
 HOOKS_SRCS := $(filter-out runtime/wrappers.c,$(RUNTIME_SRCS)) $(GEN)/hak_tables.c tests/hooks/test_races.c
-$(HOOKS_BIN): $(HOOKS_SRCS) $(wildcard runtime/*.h include/*.h) $(GEN)/.stamp
+$(HOOKS_BIN): $(HOOKS_SRCS) tests/unit/quiet_class.h $(wildcard runtime/*.h include/*.h) $(GEN)/.stamp
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -std=gnu11 -Wall -Wextra -fvisibility=hidden -DHAK_TEST_HOOKS -Iinclude \
 		-I$(GEN) -Iruntime -o $@ $(HOOKS_SRCS) $$(pkg-config --cflags --libs check) -lpthread

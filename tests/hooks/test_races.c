@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "../unit/quiet_class.h"
 
-/* A mid class: 4-unit spans of a few blocks. */
-#define CLS (HAK_NUM_CLASSES - 2)
+/* A mid class: spans of several units and a few blocks (28 KiB blocks in
+ * 4-unit spans of 9 in the default spec). */
+#define CLS (quiet_class())
 
 static struct hak_span *span_of(void *p)
 {

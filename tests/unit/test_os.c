@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "quiet_class.h"
 
 static int stderr_writes_taking_nothing; /* armed: fd 2 writes return 0 */
 static int stderr_writes_failing;         /* armed: fd 2 writes fail with EBADF */
@@ -191,7 +192,7 @@ END_TEST
 /* Steps of superslab_unmap_refused_kept. */
 static int superslab_refused_child(void)
 {
-    unsigned cls = HAK_NUM_CLASSES - 2;
+    unsigned cls = quiet_class();
     uint64_t next = UINT64_MAX;
     hak_ss_purge(hak_now_ms(), true, &next);
     struct hak_usage before = {0}, u = {0};

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "quiet_class.h"
 
 #if !HAK_TLS_STATIC
 /* ---- the pool of exited threads' blocks ---- */
@@ -351,7 +352,7 @@ END_TEST
 /* ---- allocations after the thread's own exit ---- */
 
 /* A mid class the harness does not use. */
-#define LATE_CLS (HAK_NUM_CLASSES - 3)
+#define LATE_CLS (quiet_class() - 1)
 #define LATE_BLOCKS 64
 static pthread_key_t late_key;
 static void *late_blocks[LATE_BLOCKS];
