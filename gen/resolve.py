@@ -208,9 +208,31 @@ def _mid(node, tiny, ss, transfers):
                               f"(at most a quarter superslab, {ss['bytes'] // 4})")
     caches = _caches({k: f[k] for k in ("ring", "sll", "refill", "transfer") if k in f}, "mid",
                      f["tiers"].value, node, transfers)
+    bound = f["class_cache_bytes"].value if "class_cache_bytes" in f else 0
     return {"tiers": caches["tiers"], "ring": caches["ring"], "sll": caches["sll"],
             "refill": caches["refill"], "transfer": caches["transfer"],
-            "classes": [n.value for n in sizes]}
+            "class_cache_bytes": bound, "classes": [n.value for n in sizes]}
+
+
+def mid_caches(mid, size):
+    """One mid class's ring, sll, refill and transfer: mid's, or where a full cache tier
+    would hold more than mid.class_cache_bytes (0: no bound), lowered to what that holds,
+    at least one block, and the refill in the same proportion as the first tier (so a
+    batch stays within the tiers, and transfer is kept; it is checked as _caches does).
+    So the large mid classes keep a few blocks each: 64 of 256 KiB were 16 MiB a thread."""
+    got = {k: mid[k] for k in ("ring", "sll", "refill", "transfer")}
+    bound = mid["class_cache_bytes"]
+    if not bound:
+        return got
+    for tier in ("ring", "sll"):
+        if got[tier]:
+            got[tier] = min(got[tier], max(1, bound // size))
+    first = next((t for t in mid["tiers"] if t != "slab"), None)
+    if first is not None:
+        got["refill"] = max(1, mid["refill"] * got[first] // mid[first])
+    if not moves_batches(mid["tiers"], got):
+        got["transfer"] = 0
+    return got
 
 
 def canonical_json(resolved):
@@ -365,9 +387,8 @@ def model(resolved, spec_path):
     ss = resolved["superslab"]
     rows = [dict(c, kind="tiny") for c in resolved["tiny"]["classes"]]
     mid = resolved["mid"]
-    rows += [{"size": s, "kind": "mid", "tiers": mid["tiers"], "ring": mid["ring"],
-              "sll": mid["sll"], "refill": mid["refill"], "prewarm": 0,
-              "transfer": mid["transfer"]} for s in mid["classes"]]
+    rows += [{"size": s, "kind": "mid", "tiers": mid["tiers"], **mid_caches(mid, s),
+              "prewarm": 0} for s in mid["classes"]]
     for i, c in enumerate(rows):
         stride = _stride(c, ss, resolved["options"]["stride_pad"])
         span = _span(stride, ss)

@@ -188,7 +188,7 @@ SPEC = Map({
                 required=("tiers", "classes")),
     "mid": Map({"tiers": Tiers(), "ring": Int(0, 1 << 20), "sll": Int(0, 1 << 20),
                 "refill": Int(0, 1 << 20), "transfer": Int(0, 1 << 20),
-                "classes": List(Int(1, 1 << 30))},
+                "class_cache_bytes": Bytes(0, 1 << 40), "classes": List(Int(1, 1 << 30))},
                required=("tiers", "refill", "classes")),
     "large": Map({"cache_bytes": Bytes(0, 1 << 40)}, required=("cache_bytes",)),
     "options": Map({"metrics": Bool(), "free_check": Enum("guarded", "trusted"),

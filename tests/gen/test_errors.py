@@ -223,6 +223,11 @@ class SpecErrorTest(TempDirTest):
         self.check(edit(SMALL, "slab_bytes: 64KiB", "slab_bytes: 64 KB"),
                    "spec.yaml:5: superslab.slab_bytes: expected a byte size such as 65536 or 64KiB, "
                    "got '64 KB'")
+        self.check(edit(SMALL, "  refill: 8\n", "  refill: 8\n  class_cache_bytes: 2 MB\n"),
+                   "spec.yaml:18: mid.class_cache_bytes: expected a byte size such as 65536 or "
+                   "64KiB, got '2 MB'")
+        self.check(edit(SMALL, "  refill: 8\n", "  refill: 8\n  class_cache_bytes: -1\n"),
+                   "spec.yaml:18: mid.class_cache_bytes: -1 is out of range 0..1099511627776")
 
     def test_bad_enum(self):
         self.check(edit(SMALL, "free_check: guarded", "free_check: paranoid"),

@@ -354,6 +354,56 @@ class TableFrontTest(TempDirTest):
         self.assertEqual(json.loads(ring["spec.json"])["mid"]["ring"], 64)
 
 
+class MidCacheBytesTest(TempDirTest):
+    """mid.class_cache_bytes: a mid class whose full cache tier would hold more bytes
+    keeps as many blocks as fit (at least one), its refill lowered in proportion."""
+
+    def generate(self, text):
+        self.write("s.yaml", text)
+        self.assertOk(self.hakgen("generate", "s.yaml", "out"))
+        return read_outputs(os.path.join(self.tmp, "out"))
+
+    @staticmethod
+    def mid_rows(tables_c):
+        """(size, ring, sll, refill, transfer) of each mid class in hak_class_info."""
+        return [tuple(int(v) for v in m) for m in re.findall(
+            r"\{ \.size = (\d+), .*?\.ring = (\d+), \.sll = (\d+),\s+\.refill = (\d+), "
+            r"\.prewarm = 0, \.transfer = (\d+),", tables_c, re.S) if int(m[0]) > 256]
+
+    def test_ring_lowered_by_bytes(self):
+        # ring 16, refill 8, transfer 3: 16 KiB a class holds 16 of 384, 512 and 1024 B
+        # (16 KiB exactly), 8 of 2048 B with a refill of 4; 4 KiB: 10, 8, 4 and 2 blocks
+        text = edit(SMALL, "  refill: 8\n", "  refill: 8\n  transfer: 3\n  class_cache_bytes: 16KiB\n")
+        self.assertEqual(self.mid_rows(self.generate(text)["hak_tables.c"]),
+                         [(384, 16, 0, 8, 3), (512, 16, 0, 8, 3), (1024, 16, 0, 8, 3),
+                          (2048, 8, 0, 4, 3)])
+        out = self.generate(edit(text, "16KiB", "4KiB"))
+        self.assertEqual(self.mid_rows(out["hak_tables.c"]),
+                         [(384, 10, 0, 5, 3), (512, 8, 0, 4, 3), (1024, 4, 0, 2, 3),
+                          (2048, 2, 0, 1, 3)])
+        self.assertEqual(json.loads(out["spec.json"])["mid"]["class_cache_bytes"], 4096)
+        # the fronts test a ring against each class's own capacity (hak_fast.cap)
+        caps = re.search(r"^    \.cap = \{(.*)\},$", out["hak_tables.c"], re.M).group(1)
+        self.assertEqual([int(c) for c in re.findall(r"\d+", caps)][-4:], [10, 8, 4, 2])
+
+    def test_at_least_one_block_and_lists(self):
+        # a list tier: a bound below the class's size still leaves one block, refill 1
+        text = edit(SMALL, "  tiers: [ring, slab]\n  ring: 16\n  refill: 8\n",
+                    "  tiers: [sll, slab]\n  sll: 64\n  refill: 16\n  class_cache_bytes: 1000\n")
+        self.assertEqual(self.mid_rows(self.generate(text)["hak_tables.c"]),
+                         [(384, 0, 2, 1, 0), (512, 0, 1, 1, 0), (1024, 0, 1, 1, 0),
+                          (2048, 0, 1, 1, 0)])
+
+    def test_no_bound(self):
+        # 0, as when it is left out: every mid class has mid's caches
+        for extra in ("", "  class_cache_bytes: 0\n"):
+            with self.subTest(extra):
+                out = self.generate(edit(SMALL, "  refill: 8\n", "  refill: 8\n" + extra))
+                self.assertEqual(self.mid_rows(out["hak_tables.c"]),
+                                 [(size, 16, 0, 8, 0) for size in (384, 512, 1024, 2048)])
+                self.assertEqual(json.loads(out["spec.json"])["mid"]["class_cache_bytes"], 0)
+
+
 class BinPlacementTest(TempDirTest):
     """Bins in struct hak_thread_block sit where no block of a class sized in
     multiples of 128 starts within a page (4K aliasing): at multiples of 128

@@ -126,12 +126,14 @@ class OverlayTest(TempDirTest):
     def test_mid_list_replaces(self):
         got = self.overlay("mid:\n  classes: [512]\n  ring: 4\n  refill: 2\n")
         self.assertOnly(got, name="over", mid={"tiers": ["ring", "slab"], "ring": 4, "sll": 0,
-                                               "refill": 2, "transfer": 0, "classes": [512]})
+                                               "refill": 2, "transfer": 0, "class_cache_bytes": 0,
+                                               "classes": [512]})
 
     def test_mid_list_first(self):
         got = self.overlay("mid:\n  tiers: [sll, ring, slab]\n  sll: 32\n")
         self.assertOnly(got, name="over", mid={"tiers": ["sll", "ring", "slab"], "ring": 16,
                                                "sll": 32, "refill": 8, "transfer": 0,
+                                               "class_cache_bytes": 0,
                                                "classes": [384, 512, 1024, 2048]})
 
     def test_transfer_needs_a_cache_tier(self):
