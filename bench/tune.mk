@@ -13,7 +13,7 @@
 #     the file only changes when the profile, the tuner or the base does,
 #     and tests/metrics/run.sh fails until it is written anew; against the
 #     default it keeps the 64 grid classes and their lists and chooses the
-#     20 mid classes);
+#     32 mid classes);
 #  4. make ab A=default B=appmix BENCH=appmix: the throughput ratio B/A with
 #     its 95% interval over interleaved rounds;
 #  5. from the same runs (build/ab/default-vs-appmix-rounds.csv) the peak RSS

@@ -394,6 +394,17 @@ class MidCacheBytesTest(TempDirTest):
                          [(384, 0, 2, 1, 0), (512, 0, 1, 1, 0), (1024, 0, 1, 1, 0),
                           (2048, 0, 1, 1, 0)])
 
+    def test_default_spec(self):
+        # classes on to 256 KiB, as tcmalloc's; 2 MiB a class: the classes up to 32 KiB
+        # keep the list of 64 and the refill of 16, the larger ones fewer
+        m = resolve.model(resolve.resolve(load_spec(DEFAULT_SPEC)), "spec/classes.yaml")
+        mid = {c["size"]: (c["sll"], c["refill"], c["transfer"]) for c in m["classes"]
+               if c["kind"] == "mid"}
+        self.assertEqual(max(mid), 262144)
+        self.assertTrue(all(v == (64, 16, 4) for size, v in mid.items() if size <= 32768))
+        self.assertEqual([mid[s] for s in (40960, 65536, 131072, 262144)],
+                         [(51, 12, 4), (32, 8, 4), (16, 4, 4), (8, 2, 4)])
+
     def test_no_bound(self):
         # 0, as when it is left out: every mid class has mid's caches
         for extra in ("", "  class_cache_bytes: 0\n"):
@@ -644,23 +655,28 @@ class SizeTableTest(TempDirTest):
     def test_model_spans(self):
         """Each class's span: a power-of-two number of slabs, at most a quarter superslab,
         the first whose tail waste is within SPAN_WASTE_LIMIT and that holds
-        SPAN_MIN_BLOCKS blocks (when one does)."""
+        SPAN_MIN_BLOCKS blocks; where none does (the classes above 64 KiB), the first
+        of those that waste the least share of their bytes."""
         r = resolve.resolve(load_spec(DEFAULT_SPEC))
         m = resolve.model(r, "spec/classes.yaml")
         slab, total = r["superslab"]["slab_bytes"], r["superslab"]["bytes"]
+        spans = [slab << k for k in range(64) if slab << k <= total // 4]
+        few = 0
         for c in m["classes"]:
-            span = c["span_bytes"]
-            self.assertEqual(span % slab, 0)
-            self.assertEqual(span & (span - 1), 0)
-            self.assertLessEqual(span, total // 4)
-            self.assertEqual(c["blocks"], span // c["stride"])
-            self.assertEqual(c["waste_bytes"], span - c["blocks"] * c["stride"])
-            smaller = [s for s in (span // 2, span // 4) if s >= slab]
-            if c["waste_bytes"] <= span * resolve.SPAN_WASTE_LIMIT:
-                self.assertGreaterEqual(c["blocks"], resolve.SPAN_MIN_BLOCKS, c)
-                for s in smaller:  # a smaller span wastes more or holds too few blocks
-                    self.assertTrue(s % c["stride"] > s * resolve.SPAN_WASTE_LIMIT
-                                    or s // c["stride"] < resolve.SPAN_MIN_BLOCKS, c)
+            span, stride = c["span_bytes"], c["stride"]
+            self.assertIn(span, spans)
+            self.assertEqual(c["blocks"], span // stride)
+            self.assertEqual(c["waste_bytes"], span - c["blocks"] * stride)
+            fits = [s for s in spans if s % stride <= s * resolve.SPAN_WASTE_LIMIT
+                    and s // stride >= resolve.SPAN_MIN_BLOCKS]
+            if fits:
+                self.assertEqual(span, fits[0], c)
+            else:
+                few += 1
+                held = [s for s in spans if s >= stride]
+                least = min(held, key=lambda s: (s % stride) / s)
+                self.assertEqual(span, least, c)
+        self.assertEqual(few, 8)  # 81920 B and up: 3 to a span of 81920 B, 1 of 262144 B
 
 
 class StridePadTest(TempDirTest):

@@ -235,7 +235,8 @@ class VariantsTest(TempDirTest):
 
     def test_ring_is_the_old_default(self):
         """ring.yaml on the default: 20 ring-first tiny classes of 256 blocks,
-        mid rings of 64, no lists, the default's transfers."""
+        mid rings of 64 and the default's mid classes up to 32 KiB, no lists, the
+        default's transfers."""
         got = resolve.resolve(load_spec(os.path.join(VARIANTS, "ring.yaml")))
         base = resolve.resolve(load_spec(DEFAULT_SPEC))
         sizes = [16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
@@ -245,7 +246,8 @@ class VariantsTest(TempDirTest):
             self.assertEqual((c["tiers"], c["ring"], c["sll"], c["transfer"]),
                              (["ring", "slab"], 256, 0, 32), c["size"])
             self.assertEqual(c["refill"], 64 if c["size"] <= 64 else 32 if c["size"] <= 256 else 16)
-        self.assertEqual(got["mid"], dict(base["mid"], tiers=["ring", "slab"], ring=64, sll=0))
+        self.assertEqual(got["mid"], dict(base["mid"], tiers=["ring", "slab"], ring=64, sll=0,
+                                          classes=[s for s in base["mid"]["classes"] if s <= 32768]))
         self.assertEqual(dict(got, name="default", tiny=None, mid=None), dict(base, tiny=None, mid=None))
 
     def test_trusted(self):

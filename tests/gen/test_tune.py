@@ -340,7 +340,7 @@ class TuneCommandTest(TempDirTest):
         self.assertLessEqual(len(sizes), 20)
         for s in hist:
             self.assertIn(s, sizes)  # every size seen gets its exact class here
-        self.assertEqual(sizes[-1], 32768)
+        self.assertEqual(sizes[-1], 262144)
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
         entries = [ln for ln in lines if ln.lstrip().startswith("- ")]
@@ -353,13 +353,13 @@ class TuneCommandTest(TempDirTest):
         rng = random.Random(5)
         hist = {16 * rng.randint(1, 2048): rng.randint(1, 100) for _ in range(500)}
         self.write_profile(profile(hist))
-        for k in ("11", "25", "40"):
+        for k in ("14", "25", "40"):
             self.assertOk(self.tune("p.json", "-o", f"k{k}.yaml", "--max-classes", k))
             sizes, _ = tuned_sizes(os.path.join(self.tmp, f"k{k}.yaml"))
             self.assertLessEqual(len(sizes), int(k))
-        proc = self.tune("p.json", "-o", "few.yaml", "--max-classes", "10")
-        self.assertSpecError(proc, "--max-classes: 10 is too few: 11 classes are needed to "
-                                   "cover 16..32768 B with each class at most twice the one "
+        proc = self.tune("p.json", "-o", "few.yaml", "--max-classes", "13")
+        self.assertSpecError(proc, "--max-classes: 13 is too few: 14 classes are needed to "
+                                   "cover 16..262144 B with each class at most twice the one "
                                    "before it")
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "few.yaml")))
 
@@ -527,19 +527,19 @@ class TuneCommandTest(TempDirTest):
         self.assertEqual(proc.returncode, 2)
 
     def test_requests_beyond_the_base_classes(self):
-        # a profile of a spec whose classes go past the base's 32 KiB: the base's fit
+        # a profile of a spec whose classes go past the base's 256 KiB: the base's fit
         # leaves those requests out (they are large blocks there), the tuned classes keep
         # the largest request (it was a StopIteration traceback)
         p = profile({64: 10})
-        p["size_histogram"].append([40960, 3])
-        p["classes"].append({"size": 40960, "allocs": 3, "frees": 3, "peak_out": 3,
+        p["size_histogram"].append([327680, 3])
+        p["classes"].append({"size": 327680, "allocs": 3, "frees": 3, "peak_out": 3,
                              "remote_frees": 0, "alloc_bursts": [[1, 3]], "free_bursts": [[1, 3]]})
         self.write_profile(p)
         self.assertOk(self.tune("p.json", "-o", "t.yaml"))
         sizes, _ = tuned_sizes(os.path.join(self.tmp, "t.yaml"))
-        self.assertEqual(sizes[-1], 40960)
+        self.assertEqual(sizes[-1], 327680)
         self.assertIn(64, sizes)
-        self.assertEqual(tune.waste({48: 2, 40960: 3}, [64, 128]), 32)
+        self.assertEqual(tune.waste({48: 2, 327680: 3}, [64, 128]), 32)
 
     def test_output_never_replaces_a_file_of_the_base(self):
         # the overlay written over its own base (or a base under it) made it an overlay on
@@ -678,9 +678,9 @@ class TuneCommandTest(TempDirTest):
         tiny = {c["size"]: c for c in r["tiny"]["classes"]}
         self.assertEqual(sorted(tiny), list(range(16, 1025, 16)))
         self.assertEqual(resolve.model(r, path)["size_grid"], 1024)
-        self.assertEqual(len(sizes), 84)  # the base's count: 20 mid classes
+        self.assertEqual(len(sizes), 96)  # the base's count: 32 mid classes
         self.assertTrue({1040, 1200, 4112} <= set(r["mid"]["classes"]))
-        self.assertEqual(r["mid"]["classes"][-1], 32768)
+        self.assertEqual(r["mid"]["classes"][-1], 262144)
         self.assertTrue(all(c["tiers"] == ["sll", "slab"] for c in tiny.values()))
         self.assertEqual((tiny[32]["sll"], tiny[32]["refill"]), (2048, 64))  # raised
         self.assertEqual((tiny[48]["sll"], tiny[48]["refill"]), (256, 64))   # the base's
@@ -695,7 +695,7 @@ class TuneCommandTest(TempDirTest):
                          (["sll", "slab"], 64, 16))
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        self.assertIn("(64 tiny, 20 mid; at most 84): the base's 64 tiny classes,\n# every "
+        self.assertIn("(64 tiny, 32 mid; at most 96): the base's 64 tiny classes,\n# every "
                       "16 B up to 1024 B, kept (no class rounds a size less, and malloc finds "
                       "them by arithmetic);\n# the mid classes chosen by dynamic programming",
                       text)
@@ -713,10 +713,10 @@ class TuneCommandTest(TempDirTest):
                       "beyond half the base's list of 256: kept\n", text)
 
     def test_grid_dropped_when_too_few_classes(self):
-        # 69 classes keep the grid (64, then doubling to 32 KiB); 68 cannot: every class
+        # 72 classes keep the grid (64, then doubling to 256 KiB); 71 cannot: every class
         # is chosen, still list-first as the base's
         self.write_profile(profile({32: 500, 48: 300, 144: 200, 4112: 5}))
-        for k, grid in (("69", True), ("68", False), ("20", False)):
+        for k, grid in (("72", True), ("71", False), ("20", False)):
             with self.subTest(max_classes=k):
                 self.assertOk(self.tune("p.json", "-o", "t.yaml", "--max-classes", k))
                 path = os.path.join(self.tmp, "t.yaml")
