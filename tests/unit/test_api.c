@@ -528,6 +528,25 @@ START_TEST(large_calloc_grown_from_cached_span)
 }
 END_TEST
 
+/* A calloc of a class above 32 KiB makes none of its pages resident: it is
+ * a fresh mapping, not a class block cleared whole (200 KiB: 49 pages).
+ * The same size from malloc is a class's block where a class serves it. */
+START_TEST(calloc_of_many_pages_leaves_them_untouched)
+{
+    const size_t len = 200000;
+    malloc_trim(0); /* no cached large span, which would be cleared */
+    unsigned char *p = calloc(1, len);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 4096, 0);
+    ck_assert_uint_eq(resident_pages(p, len), 0);
+    assert_zero(p, len);
+    free(p);
+    unsigned char *q = malloc(len);
+    ck_assert_uint_eq(hak_region_code((uintptr_t)q) != 0, len <= HAK_MAX_CLASS_SIZE);
+    free(q);
+}
+END_TEST
+
 /* glibc's internal names are hakmem's too: a block from one frees with the other. */
 void *__libc_malloc(size_t);
 void __libc_free(void *);
@@ -717,6 +736,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, usable_size_of_null);
     tcase_add_test(tc, large_blocks);
     tcase_add_test(tc, large_table_churn);
+    tcase_add_test(tc, calloc_of_many_pages_leaves_them_untouched);
     if (HAK_DECAY_MS > 0) { /* freed large blocks are cached; with 0 they are unmapped at once */
         tcase_add_test(tc, large_realloc_grows_into_cached_neighbour);
         tcase_add_test(tc, large_realloc_growth_releases_cache);
