@@ -213,7 +213,11 @@ static bool cache_take(size_t len, struct span *out, bool *grow)
 
 /* Keep a freed mapping, merged with a cached neighbour (address ranges, not
  * mappings, are what the cache holds, so a split-off tail can rejoin); the
- * evicted ones are returned in *evict (their count returned). */
+ * evicted ones are returned in *evict (their count returned).  A merged
+ * range is as old as its oldest part, and takes its place in the cache's
+ * order (oldest first): had it the time of the last free, a program taking
+ * a small part of a large cached range now and then, and giving it back,
+ * would keep the whole range from ever being due. */
 static unsigned cache_put(struct span s, struct span *evict)
 {
     unsigned n = 0;
@@ -221,6 +225,8 @@ static unsigned cache_put(struct span s, struct span *evict)
         if (cache[i].base + cache[i].len == s.base || s.base + s.len == cache[i].base) {
             s.base = s.base < cache[i].base ? s.base : cache[i].base;
             s.len += cache[i].len;
+            if (cache[i].freed_ms < s.freed_ms)
+                s.freed_ms = cache[i].freed_ms;
             cache_remove(i);
             continue;
         }
@@ -234,7 +240,11 @@ static unsigned cache_put(struct span s, struct span *evict)
         evict[n++] = cache[0];
         cache_remove(0);
     }
-    cache[cache_count++] = s;
+    unsigned at = cache_count;
+    for (; at > 0 && cache[at - 1].freed_ms > s.freed_ms; at--)
+        cache[at] = cache[at - 1];
+    cache[at] = s;
+    cache_count++;
     cache_bytes += s.len;
     return n;
 }

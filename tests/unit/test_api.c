@@ -376,6 +376,32 @@ START_TEST(large_purge_with_older_clock_keeps_fresh_span)
 }
 END_TEST
 
+/* A span freed next to one cached earlier is as old as the earlier: merged,
+ * they go back when it is due.  (The merged range took the time of the last
+ * free, so that a program taking a small part of a large cached range now
+ * and then, and freeing it, kept the whole range cached for good.) */
+START_TEST(large_cache_merge_keeps_the_older_time)
+{
+    size_t big = cacheable((size_t)8 << 20), part = big / 8;
+    if (part <= HAK_MAX_CLASS_SIZE)
+        return; /* nothing large is ever cached */
+    malloc_trim(0);
+    uint64_t t0 = hak_now_ms();
+    unsigned char *x = malloc(big);
+    ck_assert_ptr_nonnull(x);
+    memset(x, 0x33, big);
+    free(x); /* cached, freed within a few ms of t0 */
+    usleep(100 * 1000);
+    unsigned char *y = malloc(part); /* cut from it; the rest stays cached */
+    ck_assert_ptr_eq(y, x);
+    free(y); /* merged with the rest again, 100 ms later */
+    uint64_t next = UINT64_MAX;
+    ck_assert_uint_ge(hak_large_purge(t0 + HAK_DECAY_MS + 50, false, &next), big);
+    ck_assert(!mapped(x));
+    ck_assert(!mapped(x + big - 1));
+}
+END_TEST
+
 /* Blocks freed leave nothing in the table of spans (deleted without
  * markers): a program given new addresses again and again, one or two
  * blocks live at a time, once doubled the table each time deleted slots
@@ -741,6 +767,7 @@ Suite *suite_api(void)
         tcase_add_test(tc, large_realloc_grows_into_cached_neighbour);
         tcase_add_test(tc, large_realloc_growth_releases_cache);
         tcase_add_test(tc, large_purge_with_older_clock_keeps_fresh_span);
+        tcase_add_test(tc, large_cache_merge_keeps_the_older_time);
         tcase_add_test(tc, large_calloc_grown_from_cached_span);
         tcase_add_test(tc, large_realloc_across_two_mappings);
     }
