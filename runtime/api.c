@@ -96,17 +96,6 @@ void hak_api_free(void *p)
     hak_front_free(p);
 }
 
-/*
- * A calloc of more than this many bytes is a large block even where a class
- * would serve it (the default's classes go on to 256 KiB): a fresh mapping
- * reads zero without being written, where a class's block is cleared whole
- * and every page of it made resident.  A program that callocs a table of 200
- * KiB and touches a few of its entries keeps them, not the table, resident;
- * a span of the large cache is cleared as before.  malloc of the same sizes
- * takes the class, its list and no lock.
- */
-#define CALLOC_MAPPED_ABOVE ((size_t)32 << 10)
-
 void *hak_api_calloc(size_t n, size_t size)
 {
     size_t total;
@@ -114,7 +103,14 @@ void *hak_api_calloc(size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (total > HAK_MAX_CLASS_SIZE || total > CALLOC_MAPPED_ABOVE) {
+    /* A calloc of a big block is a large block even where a class would
+     * serve it (the default's classes go on to 256 KiB): a fresh mapping reads
+     * zero without being written, where a class's block is cleared whole and
+     * every page of it made resident.  A program that callocs a table of 200
+     * KiB and touches a few of its entries keeps them, not the table,
+     * resident; a span of the large cache is cleared as before.  malloc of
+     * the same sizes takes the class, its list and no lock. */
+    if (total > HAK_MAX_CLASS_SIZE || total > HAK_BIG_BLOCK_BYTES) {
         return hak_large_alloc(total, 16, true);
     }
     void *p = hak_front_malloc(total);

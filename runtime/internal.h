@@ -84,6 +84,7 @@ static inline void hak_decay_due(uint64_t *next_ms, uint64_t since)
 }
 void hak_decay_poll(void) HAK_HIDDEN;   /* only where no lock can be held: see decay.c */
 size_t hak_decay_purge_all(void) HAK_HIDDEN; /* malloc_trim: everything, now */
+uint32_t hak_decay_passes(void) HAK_HIDDEN;  /* passes made so far (wraps): thread.c's big lists */
 size_t hak_decay_reclaim_all(void) HAK_HIDDEN; /* mmap or mremap failed: blocks parked and spans emptied too */
 void hak_decay_release_blocks(void) HAK_HIDDEN; /* malloc_trim: every transfer batch back, abandoned spans trimmed */
 void hak_decay_lock(void) HAK_HIDDEN;   /* fork: prepare */
@@ -275,6 +276,10 @@ bool hak_global_init(void) HAK_HIDDEN;
 bool hak_thread_block_freed(unsigned cls, const void *p) HAK_HIDDEN; /* guarded: p has the key */
 void hak_thread_trim(void) HAK_HIDDEN;
 void hak_thread_poll(void) HAK_HIDDEN; /* an allocation slow path: hak_decay_poll, unless exited */
+/* Blocks above this many bytes (8 pages): the caches of their classes go back
+ * after a decay pass (thread.c), and a calloc of them is a fresh mapping
+ * (api.c), as they were large blocks before the classes went on to 256 KiB. */
+#define HAK_BIG_BLOCK_BYTES ((size_t)32 << 10)
 /* The pool of exited threads' blocks (options.tls: pointer; none with
  * static TLS): its bytes, when what it holds will be due, and the blocks
  * idle for HAK_DECAY_MS (all: every one) unmapped, *next_ms lowered to when

@@ -554,10 +554,36 @@ static bool has_cache(unsigned cls)
 
 /* Where an allocation slow path (a class's refill, a large block) lets the
  * purger start: not on a thread past its exit (see hak_decay_poll). */
+/*
+ * The caches of the classes of big blocks (above HAK_BIG_BLOCK_BYTES) go back
+ * at the thread's first allocation slow path after a decay pass, to be set up
+ * again at their next miss.  Their lists hold up to mid.class_cache_bytes
+ * each (2 MiB in the default): after a program freed all its blocks of
+ * 33-256 KiB and waited past decay_ms, its lists held 16 MiB, where those
+ * blocks, when they were large, had all gone back.  The smaller classes'
+ * caches stay: a pass comes every decay_ms while anything waits to go back,
+ * and their refills are what the fast paths run on.
+ */
+static HAK_TLS uint32_t passes_seen;
+
+static void drain_big_after_pass(void)
+{
+    uint32_t passes = hak_decay_passes();
+    if (HAK_LIKELY(passes == passes_seen))
+        return;
+    passes_seen = passes;
+    if (HAK_MAX_CLASS_SIZE <= HAK_BIG_BLOCK_BYTES)
+        return;
+    for (unsigned cls = hak_size_class[(HAK_BIG_BLOCK_BYTES + 16) >> 4]; cls < HAK_NUM_CLASSES; cls++)
+        drain(cls);
+}
+
 void hak_thread_poll(void)
 {
     if (hak_tls.state != HAK_THREAD_DEAD)
         hak_decay_poll();
+    if (hak_tls.state == HAK_THREAD_LIVE)
+        drain_big_after_pass();
 }
 
 void *hak_alloc_slow(unsigned cls)

@@ -299,6 +299,39 @@ START_TEST(first_refill_a_page_worth)
 }
 END_TEST
 
+/* The cache of a class of big blocks (above HAK_BIG_BLOCK_BYTES) goes back
+ * at the thread's first allocation slow path after a decay pass, not at one
+ * before it; a smaller class's stays.  The largest class's block and a
+ * block of 64 B, freed into their caches; a large malloc is the slow path. */
+START_TEST(big_caches_go_back_after_a_decay_pass)
+{
+    unsigned big = HAK_NUM_CLASSES - 1, small = hak_size_class[64 >> 4];
+    const struct hak_class_info *ci = &hak_class_info[big];
+    if (ci->size <= HAK_BIG_BLOCK_BYTES || !(ci->tiers & (HAK_TIER_RING | HAK_TIER_SLL)) ||
+        !(hak_class_info[small].tiers & (HAK_TIER_RING | HAK_TIER_SLL)))
+        return; /* no class of big blocks, or no cache */
+    void *p = malloc(ci->size), *q = malloc(64);
+    free(p);
+    free(q);
+    const struct hak_bin *b = hak_thread_bin(big), *s = hak_thread_bin(small);
+    ck_assert(b->ring_s > 1 || b->sll_head != NULL);
+    free(malloc(HAK_MAX_CLASS_SIZE + 1)); /* a slow path, no pass since the last */
+    ck_assert(b->ring_s > 1 || b->sll_head != NULL);
+    hak_decay_purge_all();
+    free(malloc(HAK_MAX_CLASS_SIZE + 1)); /* the first slow path since a pass */
+    ck_assert_uint_eq(b->ring_s, 0);
+    ck_assert_ptr_null(b->sll_head);
+    ck_assert_uint_eq(b->front_lim, 0); /* set up again at its next miss */
+    ck_assert(s->ring_s > 1 || s->sll_head != NULL);
+    ck_assert_ptr_eq(malloc(64), q); /* still cached */
+    free(q);
+    void *again = malloc(ci->size); /* the class works on: set up, refilled */
+    ck_assert_uint_eq(hak_region_code((uintptr_t)again), big + 1);
+    free(again);
+    ck_assert(b->ring_s > 1 || b->sll_head != NULL);
+}
+END_TEST
+
 #if !HAK_TLS_STATIC
 /* ---- the shared blocks: what a free that misses writes there ---- */
 
@@ -414,6 +447,7 @@ Suite *suite_threads(void)
     tcase_add_test(tc, first_frees_leave_the_shared_block_zero);
 #endif
     tcase_add_test(tc, first_refill_a_page_worth);
+    tcase_add_test(tc, big_caches_go_back_after_a_decay_pass);
     tcase_add_test(tc, blocks_allocated_after_exit_go_back);
     suite_add_tcase(s, tc);
     return s;
