@@ -151,13 +151,10 @@ static uint64_t release_blocks(bool all)
     return next;
 }
 
-/* One pass over everything that may be purged; returns when what is left
- * will be due (NOTHING_DUE: nothing is left), `next` (the transfer caches'
- * due time) included. */
 /* Passes made so far, read by every thread's allocation slow path: one came
- * since the thread's last look, and the lists of its big blocks go back
+ * since the thread's last look, and the caches of its big blocks go back
  * (thread.c, drain_big_after_pass).  Relaxed: a look that misses one only
- * leaves the lists until the next. */
+ * leaves the caches until the next. */
 static uint32_t passes;
 
 uint32_t hak_decay_passes(void)
@@ -165,6 +162,9 @@ uint32_t hak_decay_passes(void)
     return __atomic_load_n(&passes, __ATOMIC_RELAXED);
 }
 
+/* One pass over everything that may be purged; returns when what is left
+ * will be due (NOTHING_DUE: nothing is left), `next` (the transfer caches'
+ * due time) included. */
 static uint64_t purge_pass(bool all, size_t *released, uint64_t next)
 {
     __atomic_add_fetch(&passes, 1, __ATOMIC_RELAXED);

@@ -552,17 +552,15 @@ static bool has_cache(unsigned cls)
     return hak_class_info[cls].tiers & (HAK_TIER_RING | HAK_TIER_SLL);
 }
 
-/* Where an allocation slow path (a class's refill, a large block) lets the
- * purger start: not on a thread past its exit (see hak_decay_poll). */
 /*
  * The caches of the classes of big blocks (above HAK_BIG_BLOCK_BYTES) go back
  * at the thread's first allocation slow path after a decay pass, to be set up
  * again at their next miss.  Their lists hold up to mid.class_cache_bytes
  * each (2 MiB in the default): after a program freed all its blocks of
- * 33-256 KiB and waited past decay_ms, its lists held 16 MiB, where those
- * blocks, when they were large, had all gone back.  The smaller classes'
- * caches stay: a pass comes every decay_ms while anything waits to go back,
- * and their refills are what the fast paths run on.
+ * 33-256 KiB and waited past decay_ms, 22 MB stayed resident in them, where
+ * those blocks, when they were large, had all gone back.  The smaller
+ * classes' caches stay: a pass comes every decay_ms while anything waits to
+ * go back, and their refills are what the fast paths run on.
  */
 static HAK_TLS uint32_t passes_seen;
 
@@ -572,12 +570,13 @@ static void drain_big_after_pass(void)
     if (HAK_LIKELY(passes == passes_seen))
         return;
     passes_seen = passes;
-    if (HAK_MAX_CLASS_SIZE <= HAK_BIG_BLOCK_BYTES)
-        return;
-    for (unsigned cls = hak_size_class[(HAK_BIG_BLOCK_BYTES + 16) >> 4]; cls < HAK_NUM_CLASSES; cls++)
-        drain(cls);
+    for (unsigned cls = HAK_NUM_CLASSES; cls > 0 && hak_class_info[cls - 1].size > HAK_BIG_BLOCK_BYTES; cls--)
+        drain(cls - 1);
 }
 
+/* Where an allocation slow path (a class's refill, a large block) lets the
+ * purger start: not on a thread past its exit (see hak_decay_poll); and a
+ * live thread's caches of big blocks go back after a pass. */
 void hak_thread_poll(void)
 {
     if (hak_tls.state != HAK_THREAD_DEAD)
