@@ -6,8 +6,8 @@
 
 /*
  * A class the test harness itself never allocates from, so that its lists
- * start empty: the largest but one of at most 32 KiB whose span holds at
- * least 8 blocks.  The largest classes of a spec (up to 256 KiB in the
+ * start empty: the largest of at most 32 KiB whose span holds at least 8
+ * blocks, and never the last class (the largest but one where that is it).  The largest classes of a spec (up to 256 KiB in the
  * default) may have spans of one or two blocks, where the tests of spans need
  * several in one; and 100 blocks of a class above 40 KiB reach the 4 MiB
  * that a free hands to the purger thread (HAK_PURGER_MIN_BYTES), where the
