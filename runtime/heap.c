@@ -185,10 +185,17 @@ static uint32_t block_index(const struct hak_span *sp, unsigned cls, const void 
     return hak_block_index(cls + 1, off); /* by region code */
 }
 
+/* Block i of a span starting at base, its blocks stride bytes apart (take_from
+ * passes them from locals). */
+static inline void *block_in(char *base, size_t stride, uint32_t i)
+{
+    return base + (size_t)i * stride;
+}
+
 /* The block at index i of sp: block_index's inverse. */
 static void *block_at(const struct hak_span *sp, const struct hak_class_info *ci, uint32_t i)
 {
-    return hak_span_base(sp) + (size_t)i * ci->stride;
+    return block_in(hak_span_base(sp), ci->stride, i);
 }
 
 /* Give p back: clear its live bit; a bit already clear means p was freed
@@ -254,7 +261,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
                 uint64_t bit = free & -free;
                 free ^= bit;
                 taken |= bit;
-                out[n++] = base + (size_t)(w * 64 + (uint32_t)__builtin_ctzll(bit)) * stride;
+                out[n++] = block_in(base, stride, w * 64 + (uint32_t)__builtin_ctzll(bit));
             }
             live[w] |= taken;
             if (free == 0)
@@ -264,7 +271,7 @@ static uint32_t take_from(struct hak_span *sp, const struct hak_class_info *ci, 
     while (n < want && carved < ci->blocks) {
         uint32_t i = carved++;
         live[i / 64] |= UINT64_C(1) << (i % 64);
-        out[n++] = base + (size_t)i * stride;
+        out[n++] = block_in(base, stride, i);
     }
     sp->carved = carved;
     sp->used += n;
